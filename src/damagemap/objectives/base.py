@@ -1,0 +1,54 @@
+"""Objective terms: ``term(output, batch) -> scalar``, composed with weights from the recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ForwardOutput:
+    """Everything a training step produced that an objective term may look at.
+
+    Attributes:
+        logits: ``[B, K, H, W]`` at input size (K = 1 for binary heads).
+        embedding: the head's last feature map ``[B, E, h, w]`` (before the classifier).
+        features: the frozen encoder's feature maps (possibly augmented consistently with
+            the masks), one per stride.
+    """
+
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    features: list[torch.Tensor]
+
+
+Batch = dict[str, torch.Tensor]
+"""A training batch: ``"mask"`` int64 ``[B,H,W]`` (255 = ignore); optional ``"buildings"``
+``[B,H,W]`` (1 = building footprint)."""
+
+
+class ObjectiveTerm(nn.Module):
+    """One loss term. Subclasses implement ``forward(output, batch) -> scalar tensor``."""
+
+    def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class WeightedSum(nn.Module):
+    """Σ weight_i · term_i; also returns the individual values for logging."""
+
+    def __init__(self, terms: dict[str, tuple[float, ObjectiveTerm]]) -> None:
+        super().__init__()
+        self.weights = {name: float(w) for name, (w, _) in terms.items()}
+        self.terms = nn.ModuleDict({name: term for name, (_, term) in terms.items()})
+
+    def forward(self, output: ForwardOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        total = output.logits.new_zeros(())
+        parts: dict[str, float] = {}
+        for name, term in self.terms.items():
+            value = term(output, batch)
+            parts[name] = float(value.detach())
+            total = total + self.weights[name] * value
+        return total, parts
