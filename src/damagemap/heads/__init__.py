@@ -1,1 +1,52 @@
-"""damagemap.heads"""
+"""Trainable heads: encoder feature maps → logits at input size.
+
+``build_head(**head.config)`` rebuilds any head, so the config saved in a model manifest is all
+that is needed to recreate the architecture before loading its weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from damagemap.errors import ConfigError
+from damagemap.heads.base import Head
+from damagemap.heads.fpn import FPNHead
+from damagemap.heads.progressive import ProgressiveHead
+
+HEAD_KINDS: dict[str, type[Head]] = {"progressive": ProgressiveHead, "fpn": FPNHead}
+"""Head classes by the ``kind`` name used in recipes and manifests."""
+
+
+def build_head(
+    kind: str, in_channels: Sequence[int], out_channels: int, **options: Any
+) -> Head:
+    """Build a head by kind name.
+
+    Args:
+        kind: one of :data:`HEAD_KINDS`.
+        in_channels: channels of each encoder feature map (finest first).
+        out_channels: 1 for binary (sigmoid) heads, else the number of classes.
+        **options: head-specific options (e.g. ``mid_channels``, ``fpn_channels``).
+
+    Raises:
+        ConfigError: unknown kind or option.
+    """
+    if kind not in HEAD_KINDS:
+        raise ConfigError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEAD_KINDS)}")
+    cls = HEAD_KINDS[kind]
+    fixed = ("in_channels", "out_channels")
+    allowed = [p for p in inspect.signature(cls).parameters if p not in fixed]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"head {kind!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    try:
+        return cls(in_channels=tuple(in_channels), out_channels=out_channels, **options)
+    except ValueError as e:
+        raise ConfigError(f"head {kind!r}: {e}") from e
+
+
+__all__ = ["HEAD_KINDS", "FPNHead", "Head", "ProgressiveHead", "build_head"]

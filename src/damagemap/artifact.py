@@ -1,0 +1,152 @@
+"""The model artifact: a directory with ``manifest.json`` and safetensors weights.
+
+Loading never unpickles: weights are safetensors, configuration is JSON. A manifest made with
+a different encoder (other name, weights or band count) than the one being loaded is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from damagemap import __version__
+from damagemap.encoders import build_encoder
+from damagemap.encoders.base import Encoder
+from damagemap.errors import CheckpointError, ConfigError
+from damagemap.heads import build_head
+from damagemap.model import DamageModel
+from damagemap.recipe import Recipe
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+HEAD_FILE = "head.safetensors"
+STATE_FILE = "state.safetensors"
+
+
+def _manifest(model: DamageModel) -> dict:
+    enc = model.encoder
+    r = model.recipe
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "damagemap_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "encoder": {
+            "name": enc.name,
+            "checkpoint": r.encoder.checkpoint,
+            "checkpoint_sha256": enc.checkpoint_sha256,
+            "fingerprint": enc.fingerprint,
+            "options": r.encoder.options,
+            "in_chans": enc.in_chans,
+            "channels": list(enc.channels),
+            "strides": list(enc.strides),
+        },
+        "bands": r.input.bands,
+        "normalisation": {"mean": list(enc.mean), "std": list(enc.std)},
+        "input": {"size": r.input.size, "mode": r.input.mode},
+        "classes": r.classes,
+        "damage_classes": r.damage_classes,
+        "threshold": r.train.threshold,
+        "head": model.head.config,
+        "metrics": model.metrics,
+        "recipe": r.model_dump(mode="json"),
+    }
+
+
+def save_model(model: DamageModel, out_dir: str | Path) -> Path:
+    """Write the artifact atomically: a temporary sibling directory renamed when complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+        if model.state:
+            save_file({k: v.contiguous() for k, v in model.state.items()}, str(tmp / STATE_FILE))
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(model), indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_manifest(model_dir: str | Path) -> dict:
+    """Parse and sanity-check ``manifest.json``; clear errors for a missing or foreign file."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{model_dir}: not a damagemap model directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: corrupt manifest ({exc})") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path}: manifest schema {manifest.get('schema_version')!r} is not supported "
+            f"(this damagemap reads schema {SCHEMA_VERSION})"
+        )
+    return manifest
+
+
+def check_encoder_matches(manifest: dict, encoder: Encoder, where: str | Path) -> None:
+    """Refuse an encoder other than the one the head was trained on."""
+    m = manifest["encoder"]
+    problems = []
+    if m["name"] != encoder.name:
+        problems.append(f"encoder {encoder.name!r} (model was trained on {m['name']!r})")
+    if m["in_chans"] != encoder.in_chans:
+        problems.append(f"{encoder.in_chans} input bands (model expects {m['in_chans']})")
+    if not problems and m["fingerprint"] != encoder.fingerprint:
+        problems.append(
+            f"encoder weights with fingerprint {encoder.fingerprint} (model was trained with "
+            f"{m['fingerprint']}, checkpoint sha256 {m.get('checkpoint_sha256')})"
+        )
+    if problems:
+        raise ConfigError(f"{where}: cannot use this model with " + "; ".join(problems))
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path, f"cannot read weights ({exc})") from None
+
+
+def load_model(
+    model_dir: str | Path,
+    encoder: Encoder | None = None,
+    checkpoint: str | Path | None = None,
+) -> DamageModel:
+    """Load an artifact. The encoder is rebuilt from the manifest unless one is given.
+
+    Args:
+        model_dir: the artifact directory.
+        encoder: an already-built encoder to reuse (checked against the manifest).
+        checkpoint: encoder checkpoint path overriding the one recorded in the manifest.
+    """
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    recipe = Recipe.model_validate(manifest["recipe"])
+    if encoder is None:
+        m = manifest["encoder"]
+        ckpt = checkpoint if checkpoint is not None else m.get("checkpoint")
+        encoder = build_encoder(m["name"], checkpoint=ckpt, pretrained=True, **m.get("options", {}))
+    check_encoder_matches(manifest, encoder, model_dir)
+    head = build_head(**manifest["head"])
+    weights = _load_tensors(model_dir / HEAD_FILE)
+    result = head.load_state_dict(weights, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(model_dir / HEAD_FILE, "head weights do not match the manifest's head",
+                              result.missing_keys, result.unexpected_keys)
+    head.eval()
+    state_path = model_dir / STATE_FILE
+    state = _load_tensors(state_path) if state_path.is_file() else {}
+    return DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}))

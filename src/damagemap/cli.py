@@ -1,0 +1,168 @@
+"""The ``damagemap`` command line: a thin typer app over the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from damagemap.errors import DamagemapError
+
+app = typer.Typer(
+    help="Rapid disaster damage mapping with frozen vision foundation models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _clean_errors(fn: Callable) -> Callable:
+    """Print bad-input errors as one clear line (exit 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DamagemapError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
+
+
+def _cache(cache_dir: Optional[Path], no_cache: bool):
+    from damagemap.training.pipeline import _UNSET
+
+    return None if no_cache else (cache_dir if cache_dir is not None else _UNSET)
+
+
+@app.command()
+@_clean_errors
+def encoders() -> None:
+    """List the registered encoders."""
+    from damagemap.encoders import DEFAULT_ENCODER, list_encoders
+
+    table = Table("name", "family", "offline weights", "description")
+    for spec in list_encoders():
+        name = spec.name + (" (default)" if spec.name == DEFAULT_ENCODER else "")
+        table.add_row(name, spec.family, "yes" if spec.offline_weights else "checkpoint=PATH", spec.description)
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder in the recipe's data format.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains to train on (default: all).")] = None,
+    val_domains: Annotated[Optional[str], typer.Option(help="Domains used only for epoch selection.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count.")] = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Train a model (frozen encoder + head) and write its artifact directory."""
+    from damagemap.artifact import save_model
+    from damagemap.data.loading import load_samples
+    from damagemap.progress import make_progress
+    from damagemap.recipe import load_recipe
+    from damagemap.training.pipeline import evaluate_model, train_model
+
+    r = load_recipe(recipe)
+    if epochs is not None:
+        r.train.epochs = epochs
+    samples = load_samples(data, r.data, len(r.classes), _csv(domains))
+    val = load_samples(data, r.data, len(r.classes), _csv(val_domains)) if val_domains else None
+    with make_progress() as progress:
+        model, result = train_model(r, samples, val, cache_dir=_cache(cache_dir, no_cache), progress=progress)
+        if val:
+            model.metrics["validation"] = evaluate_model(model, val, _cache(cache_dir, no_cache), progress)
+    save_model(model, out_dir)
+    console.print(f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
+                  f"(val score {result.best_score:.3f}) → {out_dir}")
+
+
+@app.command()
+@_clean_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap train`.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled dataset folder.")],
+    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Evaluate a model on labelled data: one row per domain plus the pooled total."""
+    from damagemap.artifact import load_model
+    from damagemap.data.loading import load_samples
+    from damagemap.progress import make_progress
+    from damagemap.training.pipeline import evaluate_model
+
+    model = load_model(model_dir)
+    samples = load_samples(data, model.recipe.data, len(model.recipe.classes), _csv(domains))
+    with make_progress() as progress:
+        scores = evaluate_model(model, samples, _cache(cache_dir, no_cache), progress)
+    if as_json:
+        out.print_json(json.dumps(scores, default=float))
+        return
+    table = Table("domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall",
+                  title=f"{model.recipe.name} on {data}")
+    for domain, s in scores.items():
+        table.add_row(domain, str(s["n_samples"]), *(f"{s[k]:.3f}" for k in
+                      ("miou", "damage_iou", "f1", "precision", "recall")))
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <id>_mask.png and <id>_prob.png.")],
+) -> None:
+    """Predict damage masks and probability images for individual image files."""
+    from damagemap.artifact import load_model
+    from damagemap.data.io import read_image
+    from damagemap.predict import predict_files
+    from damagemap.progress import make_progress
+
+    model = load_model(model_dir)
+    with make_progress() as progress:
+        written = predict_files(model, images, out_dir, read_image, progress)
+    console.print(f"wrote {len(written)} masks to {out_dir}")
+
+
+@app.command()
+@_clean_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-out"),
+) -> None:
+    """End-to-end demo on generated data, offline: adapt, evaluate on a new region, predict."""
+    from damagemap.demo import run_demo
+
+    run_demo(out_dir)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

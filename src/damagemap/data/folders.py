@@ -1,0 +1,151 @@
+"""Reader for datasets laid out as ``<root>/<domain>/{images,masks}/<id>.<ext>``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from damagemap.data.io import IMAGE_SUFFIXES, read_image, read_mask
+from damagemap.errors import InputError
+from damagemap.types import IGNORE_INDEX, Sample
+
+
+def read_image_mask_folders(
+    root: str | Path,
+    domains: Sequence[str] | None = None,
+    mask_values: Mapping[int, int] | None = None,
+    num_classes: int | None = None,
+    *,
+    images_dir: str = "images",
+    masks_dir: str = "masks",
+) -> list[Sample]:
+    """Read paired images and masks, one sub-folder per domain.
+
+    The layout is ``<root>/<domain>/<images_dir>/<id>.<ext>`` with the mask of each image at
+    ``<root>/<domain>/<masks_dir>/<id>.<ext>``. If ``root`` itself holds ``<images_dir>/``,
+    it is read as a single domain named after the folder.
+
+    Args:
+        root: dataset folder.
+        domains: domain folder names to read (default: every sub-folder with ``<images_dir>/``).
+        mask_values: optional map from raw mask values to class indices, e.g.
+            ``{0: 0, 255: 1}``; any raw value not in the map is an error.
+        num_classes: if given, mask values (after mapping) must be below it or 255 (ignore).
+        images_dir: name of the image sub-folder in each domain.
+        masks_dir: name of the mask sub-folder in each domain.
+
+    Returns:
+        Samples sorted by domain, then id; ``domain`` is the folder name, ``id`` the file stem,
+        and ``meta`` holds ``image_path`` and ``mask_path``.
+
+    Raises:
+        InputError: a folder is missing or empty, an image has no mask, a mask's size differs
+            from its image, or a mask holds values outside ``mask_values`` / ``num_classes``.
+    """
+    root = Path(root)
+    samples = []
+    for domain_dir in _domain_dirs(root, domains, images_dir):
+        images = _files_by_stem(domain_dir / images_dir, required=True)
+        masks = _files_by_stem(domain_dir / masks_dir, required=False)
+        for stem, image_path in images.items():
+            mask_path = masks.get(stem)
+            if mask_path is None:
+                expected = domain_dir / masks_dir / f"{stem}.png"
+                raise InputError(image_path, f"no mask for this image: expected {expected}")
+            samples.append(
+                _read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes)
+            )
+    return samples
+
+
+def _domain_dirs(root: Path, domains: Sequence[str] | None, images_dir: str) -> list[Path]:
+    """Resolve the domain folders to read, checking that they exist."""
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found")
+    if domains is not None:
+        missing = [d for d in domains if not (root / d).is_dir()]
+        if missing:
+            raise InputError(root, f"domain folder(s) not found: {', '.join(missing)}")
+        return [root / d for d in domains]
+    if (root / images_dir).is_dir():
+        return [root]
+    found = sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and (d / images_dir).is_dir()
+    )
+    if not found:
+        raise InputError(
+            root, f"no domain folders found (expected <root>/<domain>/{images_dir}/<id>.png)"
+        )
+    return found
+
+
+def _files_by_stem(folder: Path, required: bool) -> dict[str, Path]:
+    """Map file stem to path for the image files in ``folder``, sorted by stem."""
+    if not folder.is_dir():
+        if required:
+            raise InputError(folder, "folder not found")
+        return {}
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() not in IMAGE_SUFFIXES or f.name.startswith("."):
+            continue
+        if f.stem in files:
+            other = files[f.stem].name
+            raise InputError(f, f"two files share the id {f.stem!r}: {other} and {f.name}")
+        files[f.stem] = f
+    if required and not files:
+        endings = ", ".join(IMAGE_SUFFIXES)
+        raise InputError(folder, f"no images found in folder (expected files ending in {endings})")
+    return files
+
+
+def _read_pair(
+    image_path: Path,
+    mask_path: Path,
+    domain: str,
+    stem: str,
+    mask_values: Mapping[int, int] | None,
+    num_classes: int | None,
+) -> Sample:
+    """Read one image and its mask, and check that they fit together."""
+    image = read_image(image_path)
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[1:]:
+        (mh, mw), (ih, iw) = mask.shape, image.shape[1:]
+        raise InputError(
+            mask_path, f"mask is {mh}x{mw} (HxW) but its image {image_path} is {ih}x{iw}"
+        )
+    if mask_values is not None:
+        mask = remap_mask(mask, mask_values, mask_path)
+    if num_classes is not None:
+        check_classes(mask, num_classes, mask_path)
+    meta = {"image_path": str(image_path), "mask_path": str(mask_path)}
+    return Sample(image=image, mask=mask, domain=domain, id=stem, meta=meta)
+
+
+def remap_mask(mask: np.ndarray, mask_values: Mapping[int, int], path: str | Path) -> np.ndarray:
+    """Map raw mask values to class indices; raw values missing from the map are an error."""
+    values, inverse = np.unique(mask, return_inverse=True)
+    unknown = [int(v) for v in values if int(v) not in mask_values]
+    if unknown:
+        raise InputError(
+            path, f"unexpected mask values {unknown}; expected only {sorted(mask_values)}"
+        )
+    lut = np.array([mask_values[int(v)] for v in values], dtype=np.int64)
+    return lut[inverse].reshape(mask.shape)
+
+
+def check_classes(mask: np.ndarray, num_classes: int, path: str | Path) -> None:
+    """Raise InputError if ``mask`` holds values ``>= num_classes`` other than 255 (ignore)."""
+    values = np.unique(mask)
+    bad = [int(v) for v in values if v >= num_classes and v != IGNORE_INDEX]
+    if bad:
+        raise InputError(
+            path,
+            f"mask values {bad} are not valid classes for num_classes={num_classes} "
+            f"(allowed: 0..{num_classes - 1} and {IGNORE_INDEX} = ignore)",
+        )

@@ -1,0 +1,105 @@
+"""Views: the encoder-sized pieces of samples (whole images resized, or native-resolution tiles).
+
+A :class:`View` is what the encoder sees and what the feature cache stores. ``resize`` mode
+gives one view per sample (the whole image resized to ``size``²); ``tile`` mode cuts each image
+into ``size``² tiles at native resolution, edge tiles shifted inward so none leaves the image
+(images smaller than ``size`` are zero-padded and their padding is ignored in the mask).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from damagemap.recipe import InputConfig
+from damagemap.types import IGNORE_INDEX, Sample
+
+
+@dataclass(frozen=True)
+class View:
+    """One encoder input cut from ``samples[sample_index]``: window ``(y0, x0, h, w)``."""
+
+    sample_index: int
+    sample_key: str
+    window: tuple[int, int, int, int]
+
+    @property
+    def key(self) -> str:
+        y0, x0, h, w = self.window
+        return f"{self.sample_key}@{y0},{x0},{h},{w}"
+
+
+def _starts(length: int, size: int) -> list[int]:
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, size))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def make_views(samples: list[Sample], cfg: InputConfig) -> list[View]:
+    """All views of ``samples`` under the input configuration."""
+    views: list[View] = []
+    for i, s in enumerate(samples):
+        h, w = s.image.shape[1:]
+        if cfg.mode == "resize":
+            views.append(View(i, s.key, (0, 0, h, w)))
+            continue
+        for y0 in _starts(h, cfg.size):
+            for x0 in _starts(w, cfg.size):
+                views.append(View(i, s.key, (y0, x0, min(cfg.size, h), min(cfg.size, w))))
+    return views
+
+
+def select_bands(image: np.ndarray, bands: list[int] | None, where: str) -> np.ndarray:
+    """Pick 0-based ``bands`` from ``[C,H,W]``; a clear error when one is out of range."""
+    if bands is None:
+        return image
+    bad = [b for b in bands if not 0 <= b < image.shape[0]]
+    if bad:
+        raise ValueError(f"{where}: band index {bad} out of range for an image with {image.shape[0]} bands")
+    return image[bands]
+
+
+def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
+    """The encoder input of a view: float32 ``[C, size, size]`` in [0, 1]."""
+    image = select_bands(sample.image, cfg.bands, sample.key)
+    y0, x0, h, w = view.window
+    x = torch.from_numpy(np.ascontiguousarray(image[:, y0 : y0 + h, x0 : x0 + w]))
+    if cfg.mode == "resize":
+        return F.interpolate(x[None], size=(cfg.size, cfg.size), mode="bilinear",
+                             align_corners=False, antialias=True)[0]
+    return _pad_to(x, cfg.size, 0.0)
+
+
+def view_mask(mask: np.ndarray, view: View, cfg: InputConfig, native: bool = False) -> torch.Tensor:
+    """A view's label raster: at encoder size (nearest) or, with ``native``, at native size."""
+    y0, x0, h, w = view.window
+    m = torch.from_numpy(np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])).long()
+    if cfg.mode == "tile":
+        return m if native else _pad_to(m, cfg.size, IGNORE_INDEX)
+    if native:
+        return m
+    return F.interpolate(m[None, None].float(), size=(cfg.size, cfg.size), mode="nearest")[0, 0].long()
+
+
+def _pad_to(x: torch.Tensor, size: int, value: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if h == size and w == size:
+        return x
+    return F.pad(x, (0, size - w, 0, size - h), value=value)
+
+
+def content_hash(x: torch.Tensor) -> str:
+    """Short hash of a tensor's bytes (cache invalidation when an image changes)."""
+    return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def preprocess_key(cfg: InputConfig) -> str:
+    """Identifies the image → encoder-input transform (part of every cache key)."""
+    return f"{cfg.mode}{cfg.size}-bands{'all' if cfg.bands is None else '.'.join(map(str, cfg.bands))}"

@@ -1,0 +1,92 @@
+"""A trained damage model: frozen encoder + trained head + the recipe that made them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from damagemap.data.views import View, make_views, select_bands, view_image
+from damagemap.encoders.base import Encoder
+from damagemap.errors import InputError
+from damagemap.heads.base import Head
+from damagemap.recipe import Recipe
+from damagemap.types import Sample
+
+
+@dataclass
+class DamageModel:
+    """Everything needed to predict: ``encoder`` (frozen), ``head``, ``recipe``.
+
+    ``state`` holds extra tensors saved with the model (e.g. the PC random projection);
+    ``metrics`` the evaluation results recorded at training time.
+    """
+
+    recipe: Recipe
+    encoder: Encoder
+    head: Head
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        return self.recipe.train.threshold
+
+    def check_bands(self, image: np.ndarray, where: str) -> np.ndarray:
+        """Select the recipe's bands; refuse images whose band count doesn't fit the encoder."""
+        bands = self.recipe.input.bands
+        try:
+            image = select_bands(image, bands, where)
+        except ValueError as exc:
+            raise InputError(where, str(exc).split(": ", 1)[-1]) from None
+        if image.shape[0] != self.encoder.in_chans:
+            raise InputError(
+                where,
+                f"has {image.shape[0]} band(s) but the model expects {self.encoder.in_chans} "
+                f"(encoder {self.encoder.name}, bands {bands or 'all'})",
+            )
+        return image
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K, S, S]`` for encoder-sized [0, 1] inputs ``[B, C, S, S]``."""
+        self.head.eval()
+        return self.head(self.encoder(batch), tuple(batch.shape[-2:]))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Binary: damage probability ``[B, 1, …]``; multi-class: softmax ``[B, K, …]``."""
+        return torch.sigmoid(logits) if self.recipe.binary else torch.softmax(logits, 1)
+
+    @torch.no_grad()
+    def predict_proba(self, image: np.ndarray, where: str = "image", batch_size: int = 8) -> np.ndarray:
+        """Probabilities ``[K, H, W]`` for a float32 ``[C, H, W]`` image in [0, 1] of any size.
+
+        Resize recipes predict on the resized image and upsample; tile recipes predict tile by
+        tile at native resolution (edge tiles overlap their neighbours; overlaps are averaged).
+        """
+        image = self.check_bands(image, where)
+        cfg = self.recipe.input.model_copy(update={"bands": None})
+        sample = Sample(image=image, mask=None, domain="", id=where)
+        views = make_views([sample], cfg)
+        h, w = image.shape[1:]
+        k = self.recipe.num_outputs
+        acc = torch.zeros(k, h, w)
+        hits = torch.zeros(1, h, w)
+        for start in range(0, len(views), batch_size):
+            chunk: list[View] = views[start : start + batch_size]
+            probs = self.probabilities(self.logits(torch.stack([view_image(sample, v, cfg) for v in chunk])))
+            for v, p in zip(chunk, probs):
+                y0, x0, vh, vw = v.window
+                if cfg.mode == "resize":
+                    p = F.interpolate(p[None], size=(vh, vw), mode="bilinear", align_corners=False)[0]
+                acc[:, y0 : y0 + vh, x0 : x0 + vw] += p[:, :vh, :vw]
+                hits[:, y0 : y0 + vh, x0 : x0 + vw] += 1
+        return (acc / hits).numpy()
+
+    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """Class map ``[H, W]`` (uint8) from :meth:`predict_proba` output."""
+        if self.recipe.binary:
+            return (proba[0] > self.threshold).astype(np.uint8)
+        return proba.argmax(0).astype(np.uint8)

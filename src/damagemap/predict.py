@@ -1,0 +1,48 @@
+"""Predict masks for individual image files (PNG outputs, written atomically)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.progress import Progress
+
+from damagemap.model import DamageModel
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def predict_files(
+    model: DamageModel,
+    paths: Sequence[Path],
+    out_dir: Path,
+    read_image: Callable[[Path], np.ndarray],
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write ``<stem>_mask.png`` (class indices) and ``<stem>_prob.png`` for each image.
+
+    The probability PNG holds the damage probability ×255 for binary models and the maximum
+    class probability ×255 for multi-class models. Every input is read (and validated) before
+    anything is written, so a bad file leaves no partial output.
+    """
+    images = [(Path(p), model.check_bands(read_image(p), str(p))) for p in paths]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task("predict", total=len(images), info="") if progress else None
+    written = []
+    for path, image in images:
+        proba = model.predict_proba(image, str(path))
+        labels = model.labels_from_proba(proba)
+        prob = proba[0] if model.recipe.binary else proba.max(0)
+        _save_png(labels, out_dir / f"{path.stem}_mask.png")
+        _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{path.stem}_prob.png")
+        written.append(out_dir / f"{path.stem}_mask.png")
+        if progress is not None:
+            progress.advance(task)
+    return written

@@ -1,0 +1,146 @@
+"""Recipes: YAML files validated by pydantic. Unknown keys are errors.
+
+A recipe is one method = encoder + input preprocessing + head + objective terms + training
+settings. The same schema serves every method; method-specific parts are optional sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from damagemap.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncoderConfig(_Strict):
+    """Which frozen backbone to use and where its weights are."""
+
+    name: str = "efficientnet-lite0"
+    checkpoint: str | None = None
+    pretrained: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class InputConfig(_Strict):
+    """How images become encoder input.
+
+    ``mode: resize`` resizes each whole image to ``size``×``size`` (Smart Transfer: 128);
+    ``mode: tile`` cuts images into ``size``×``size`` tiles at native resolution (edge tiles are
+    shifted inward so they stay inside the image).
+    """
+
+    size: int = Field(256, ge=16)
+    mode: Literal["resize", "tile"] = "resize"
+    bands: list[int] | None = None
+
+
+class DataConfig(_Strict):
+    """Which reader turns a data folder into samples."""
+
+    format: Literal["folders", "smart_transfer", "xbd"] = "folders"
+    damage: Literal["grades", "binary-major", "binary-minor"] = "binary-major"
+    domains: list[str] | None = None
+
+
+class TermConfig(_Strict):
+    """One objective term: its weight and options."""
+
+    weight: float = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """Optimisation settings (Smart Transfer defaults)."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float | None = 1.0
+    seed: int = 42
+    augment: list[Literal["hflip", "vflip", "rot90"]] = Field(
+        default_factory=lambda: ["hflip", "vflip", "rot90"]
+    )
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    select_by: Literal["miou", "loss", "last"] = "miou"
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class HeadConfig(_Strict):
+    """The trainable decoder: ``progressive`` (Smart Transfer, single-scale ViT maps) or ``fpn``."""
+
+    kind: str = "fpn"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(_Strict):
+    """A complete method description (see ``recipes/*.yaml``)."""
+
+    name: str
+    description: str = ""
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    classes: list[str] = Field(default_factory=lambda: ["background", "damaged"])
+    damage_classes: list[int] = Field(default_factory=lambda: [1])
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    objectives: dict[str, TermConfig] = Field(
+        default_factory=lambda: {"focal": TermConfig(options={"alpha": 0.7, "gamma": 2.0})}
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("classes")
+    @classmethod
+    def _at_least_two(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("need at least two classes (e.g. [background, damaged])")
+        if len(set(v)) != len(v):
+            raise ValueError(f"class names must be unique, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _damage_classes_exist(self) -> "Recipe":
+        bad = [c for c in self.damage_classes if not 0 < c < len(self.classes)]
+        if bad:
+            raise ValueError(
+                f"damage_classes {bad} are not class indexes 1..{len(self.classes) - 1} of {self.classes}"
+            )
+        return self
+
+    @property
+    def binary(self) -> bool:
+        """Two classes → one sigmoid logit; more → softmax over all classes."""
+        return len(self.classes) == 2
+
+    @property
+    def num_outputs(self) -> int:
+        """Number of logits the head produces."""
+        return 1 if self.binary else len(self.classes)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe YAML file; errors name the file and the offending keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid recipe — {problems}") from None

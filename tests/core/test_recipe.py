@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from damagemap.errors import ConfigError
+from damagemap.recipe import Recipe, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ntrain:\n  epochs: 3\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*train.learning_rate"):
+        load_recipe(p)
+
+
+def test_damage_class_must_be_a_class_index() -> None:
+    with pytest.raises(ValueError, match="damage_classes"):
+        Recipe(name="x", classes=["bg", "damaged"], damage_classes=[2])
+
+
+def test_binary_vs_multiclass_outputs() -> None:
+    assert Recipe(name="b").num_outputs == 1
+    grades = Recipe(name="g", classes=["bg", "none", "minor", "major", "destroyed"], damage_classes=[3, 4])
+    assert not grades.binary and grades.num_outputs == 5
+
+
+def test_missing_recipe_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_recipe(p)
