@@ -151,6 +151,53 @@ def predict(
 
 @app.command()
 @_clean_errors
+def experiment(
+    recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (the first recipe's data format).")],
+    protocol: Annotated[str, typer.Option(help="lodo | ssdc | kfold | fewshot")] = "lodo",
+    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")] = Path("experiment"),
+    sources: Annotated[Optional[str], typer.Option(help="SSDC source domains, comma-separated.")] = None,
+    shots: Annotated[str, typer.Option(help="Few-shot sizes, comma-separated.")] = "1,3,5,10",
+    targets: Annotated[Optional[str], typer.Option(help="Target domains (default: every domain).")] = None,
+    variants: Annotated[Optional[str], typer.Option(
+        help="Run each recipe as these transfer variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…].")] = None,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Folds per domain.")] = 5,
+    epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epoch count.")] = None,
+    domains: Annotated[Optional[str], typer.Option(help="Only read these domains.")] = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Train and evaluate recipes under a protocol; write results.{json,csv,md,png}.
+
+    Finished folds are kept in OUT/folds/ and reused when the same command is run again.
+    """
+    from damagemap.data.loading import load_samples
+    from damagemap.progress import make_progress
+    from damagemap.protocols.report import markdown_table, write_reports
+    from damagemap.protocols.runner import make_folds, run_experiment
+    from damagemap.protocols.variants import recipe_variant
+    from damagemap.recipe import load_recipe
+
+    loaded = [load_recipe(p) for p in recipes]
+    if epochs is not None:
+        for r in loaded:
+            r.train.epochs = epochs
+    if variants:
+        loaded = [recipe_variant(r, v) for r in loaded for v in _csv(variants) or []]
+    first = loaded[0]
+    samples = load_samples(data, first.data, len(first.classes), _csv(domains))
+    shot_list = [int(s) for s in _csv(shots) or []]
+    fold_list = make_folds(samples, protocol, tuple(first.damage_classes), folds, _csv(sources),
+                           shot_list, _csv(targets), first.train.seed)
+    with make_progress() as progress:
+        results = run_experiment(loaded, samples, fold_list, out_dir, _cache(cache_dir, no_cache), progress)
+    summary = write_reports(results, out_dir, f"{protocol} on {data}")
+    out.print(markdown_table(summary))
+    console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
+
+
+@app.command()
+@_clean_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-out"),
 ) -> None:

@@ -33,12 +33,15 @@ class InputConfig(_Strict):
 
     ``mode: resize`` resizes each whole image to ``size``×``size`` (Smart Transfer: 128);
     ``mode: tile`` cuts images into ``size``×``size`` tiles at native resolution (edge tiles are
-    shifted inward so they stay inside the image).
+    shifted inward so they stay inside the image). ``standardize: image`` maps each image's
+    per-band mean and std to fixed reference values before encoding — a cheap defence against
+    radiometric shift between sensors and regions (see ``damagemap.data.views``).
     """
 
     size: int = Field(256, ge=16)
     mode: Literal["resize", "tile"] = "resize"
     bands: list[int] | None = None
+    standardize: Literal["none", "image"] = "none"
 
 
 class DataConfig(_Strict):

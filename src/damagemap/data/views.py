@@ -66,9 +66,28 @@ def select_bands(image: np.ndarray, bands: list[int] | None, where: str) -> np.n
     return image[bands]
 
 
+REFERENCE_MEAN = 0.45
+REFERENCE_STD = 0.22
+"""Per-band target statistics of ``standardize: image`` (close to natural-image statistics)."""
+
+
+def standardize_image(image: np.ndarray) -> np.ndarray:
+    """Map each band to mean ``REFERENCE_MEAN`` and std ``REFERENCE_STD``, clipped to [0, 1].
+
+    Removes per-image brightness, contrast and colour casts (sensor, season, haze) while keeping
+    the spatial structure; a constant band becomes the reference mean.
+    """
+    mean = image.mean(axis=(1, 2), keepdims=True)
+    std = image.std(axis=(1, 2), keepdims=True)
+    out = (image - mean) / np.maximum(std, 1e-6) * REFERENCE_STD + REFERENCE_MEAN
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
     """The encoder input of a view: float32 ``[C, size, size]`` in [0, 1]."""
     image = select_bands(sample.image, cfg.bands, sample.key)
+    if cfg.standardize == "image":
+        image = standardize_image(image)
     y0, x0, h, w = view.window
     x = torch.from_numpy(np.ascontiguousarray(image[:, y0 : y0 + h, x0 : x0 + w]))
     if cfg.mode == "resize":
@@ -102,4 +121,5 @@ def content_hash(x: torch.Tensor) -> str:
 
 def preprocess_key(cfg: InputConfig) -> str:
     """Identifies the image → encoder-input transform (part of every cache key)."""
-    return f"{cfg.mode}{cfg.size}-bands{'all' if cfg.bands is None else '.'.join(map(str, cfg.bands))}"
+    bands = "all" if cfg.bands is None else ".".join(map(str, cfg.bands))
+    return f"{cfg.mode}{cfg.size}-bands{bands}-std{cfg.standardize}"

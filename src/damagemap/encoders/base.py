@@ -80,7 +80,8 @@ class Encoder(nn.Module):
             h.update(repr((self.mean, self.std, self.strides, self.channels)).encode())
             for key, tensor in sorted(self.state_dict().items()):
                 h.update(key.encode())
-                h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                flat = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d buffers too
+                h.update(flat.view(torch.uint8).numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 

@@ -1,0 +1,122 @@
+"""Run a protocol: train and evaluate every fold of every recipe, resumably.
+
+Each finished fold is written atomically to ``<out>/folds/<recipe>/<fold>.json`` together with a
+hash of its configuration (recipe + fold keys); rerunning the same experiment reuses finished
+folds and recomputes only the missing or stale ones. Reports are rebuilt from the fold files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import Progress
+
+from damagemap.errors import ConfigError
+from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
+from damagemap.recipe import Recipe
+from damagemap.training.pipeline import _UNSET, evaluate_model, train_model
+from damagemap.types import Sample
+
+PROTOCOLS = ("lodo", "ssdc", "kfold", "fewshot")
+
+
+@dataclass
+class FoldResult:
+    """Scores of one recipe on one fold's test split."""
+
+    recipe: str
+    fold: str
+    target_domain: str
+    scores: dict
+    meta: dict
+
+
+def make_folds(
+    samples: Sequence[Sample],
+    protocol: str,
+    damage_classes: tuple[int, ...],
+    k: int = 5,
+    sources: Sequence[str] | None = None,
+    shots: Sequence[int] = (1, 3, 5, 10),
+    targets: Sequence[str] | None = None,
+    seed: int = 42,
+) -> list[Fold]:
+    """The folds of ``protocol`` over ``samples`` (see :mod:`damagemap.protocols.splits`)."""
+    kw = {"k": k, "seed": seed, "damage_classes": damage_classes}
+    if protocol == "lodo":
+        return lodo_folds(samples, targets=targets, **kw)
+    if protocol == "kfold":
+        return kfold_folds(samples, **kw)
+    if protocol == "ssdc":
+        if not sources:
+            raise ConfigError("protocol ssdc needs --sources (comma-separated source domains)")
+        return ssdc_folds(samples, sources, **kw)
+    if protocol == "fewshot":
+        domains = sorted({s.domain for s in samples})
+        return [f for t in (targets or domains) for f in fewshot_folds(samples, t, shots, **kw)]
+    raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def _config_hash(recipe: Recipe, fold: Fold) -> str:
+    blob = json.dumps([recipe.model_dump(mode="json"), fold.train, fold.val, fold.test], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _fold_path(out_dir: Path, recipe: Recipe, fold: Fold) -> Path:
+    return out_dir / "folds" / recipe.name / (fold.name.replace("/", "__") + ".json")
+
+
+def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, progress) -> dict:
+    """Train on the fold's train split (epoch chosen on val) and score its test split."""
+    pick = lambda keys: [by_key[k] for k in keys]  # noqa: E731
+    model, result = train_model(recipe, pick(fold.train), pick(fold.val), cache_dir=cache_dir, progress=progress)
+    scores = evaluate_model(model, pick(fold.test), cache_dir, progress)
+    target = fold.target_domain or next(iter(scores))
+    return {"scores": scores.get(target, scores["all"]), "best_epoch": result.best_epoch,
+            "history": result.history}
+
+
+def run_experiment(
+    recipes: Sequence[Recipe],
+    samples: Sequence[Sample],
+    folds: Sequence[Fold],
+    out_dir: str | Path,
+    cache_dir: str | Path | None | object = _UNSET,
+    progress: Progress | None = None,
+) -> list[FoldResult]:
+    """Train/evaluate each recipe on each fold; finished folds on disk are reused."""
+    out_dir = Path(out_dir)
+    names = [r.name for r in recipes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"recipe names must be unique within an experiment, got {names}")
+    by_key = {s.key: s for s in samples}
+    results: list[FoldResult] = []
+    task = progress.add_task("folds", total=len(recipes) * len(folds), info="") if progress else None
+    for recipe in recipes:
+        for fold in folds:
+            path = _fold_path(out_dir, recipe, fold)
+            chash = _config_hash(recipe, fold)
+            record = json.loads(path.read_text()) if path.is_file() else None
+            if record is None or record.get("config_hash") != chash:
+                if progress is not None:
+                    progress.update(task, info=f"{recipe.name} {fold.name}")
+                record = run_fold(recipe, fold, by_key, cache_dir, progress)
+                record.update({"config_hash": chash, "recipe": recipe.name, "fold": fold.name,
+                               "target_domain": fold.target_domain, "meta": fold.meta,
+                               "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test)})
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(record, indent=1, default=float))
+                os.replace(tmp, path)
+                for tid in [t for t in progress.task_ids if t != task] if progress is not None else []:
+                    progress.remove_task(tid)  # keep the display to the folds bar
+            results.append(FoldResult(recipe.name, fold.name, record["target_domain"] or "all",
+                                      record["scores"], record["meta"]))
+            if progress is not None:
+                progress.advance(task)
+    return results

@@ -1,0 +1,99 @@
+"""The CLI end to end on a small generated dataset with the real default encoder."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from damagemap.cli import app
+from damagemap.data.synthetic import synthetic_tiles
+
+runner = CliRunner()
+
+RECIPE = """
+name: tiny_lite
+encoder: {name: efficientnet-lite0}
+input: {size: 64, mode: resize}
+head: {kind: fpn, options: {fpn_channels: 16, embed_channels: 16}}
+train: {epochs: 3, batch_size: 8, lr: 0.003}
+"""
+
+
+def _write_domain(root: Path, domain: str, n: int, seed: int) -> None:
+    for sub in ("images", "masks"):
+        (root / domain / sub).mkdir(parents=True, exist_ok=True)
+    for s in synthetic_tiles(domain, n, size=64, seed=seed):
+        Image.fromarray((s.image.transpose(1, 2, 0) * 255).astype(np.uint8)).save(root / domain / "images" / f"{s.id}.png")
+        Image.fromarray(s.mask.astype(np.uint8)).save(root / domain / "masks" / f"{s.id}.png")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    _write_domain(root / "data", "north", 10, 1)
+    _write_domain(root / "data", "south", 6, 2)
+    (root / "tiny.yaml").write_text(RECIPE)
+    result = runner.invoke(app, ["train", str(root / "tiny.yaml"), "--data", str(root / "data"),
+                                 "--domains", "north", "--out", str(root / "model"),
+                                 "--cache-dir", str(root / "cache")])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_train_writes_a_complete_artifact(workspace) -> None:
+    manifest = json.loads((workspace / "model" / "manifest.json").read_text())
+    assert manifest["encoder"]["name"] == "efficientnet-lite0"
+    assert manifest["classes"] == ["background", "damaged"]
+    assert manifest["head"]["kind"] == "fpn"
+    assert len(manifest["metrics"]["history"]) == 3
+    assert (workspace / "model" / "head.safetensors").stat().st_size > 0
+
+
+def test_evaluate_json_has_every_domain(workspace) -> None:
+    result = runner.invoke(app, ["evaluate", str(workspace / "model"), "--data", str(workspace / "data"),
+                                 "--json", "--cache-dir", str(workspace / "cache")])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"north", "south", "all"}
+    assert scores["south"]["n_samples"] == 6 and 0 <= scores["all"]["miou"] <= 1
+
+
+def test_predict_writes_mask_and_probability_pngs(workspace, tmp_path) -> None:
+    img = workspace / "data" / "south" / "images" / "south_000.png"
+    result = runner.invoke(app, ["predict", str(workspace / "model"), str(img), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    mask = np.array(Image.open(tmp_path / "south_000_mask.png"))
+    prob = np.array(Image.open(tmp_path / "south_000_prob.png"))
+    assert mask.shape == prob.shape == (64, 64)
+    assert set(np.unique(mask)) <= {0, 1}
+    assert np.array_equal(mask == 1, prob > 127) or np.abs((mask == 1) ^ (prob > 127)).sum() < 5
+
+
+def test_predict_truncated_png_is_a_clear_error_and_writes_nothing(workspace, tmp_path) -> None:
+    good = workspace / "data" / "south" / "images" / "south_001.png"
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(workspace / "model"), str(good), str(bad), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "broken.png" in result.output and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_recipe_and_missing_data_are_one_line_errors(workspace, tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nhead: {kind: fpn, colour: red}\n")
+    result = runner.invoke(app, ["train", str(bad), "--data", str(workspace / "data"), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "head.colour" in result.output
+    result = runner.invoke(app, ["train", str(workspace / "tiny.yaml"), "--data", str(tmp_path / "nope"),
+                                 "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "nope" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_encoders_lists_the_default() -> None:
+    result = runner.invoke(app, ["encoders"])
+    assert result.exit_code == 0 and "efficientnet-lite0 (default)" in result.stdout
