@@ -21,6 +21,9 @@ class InputError(DamagemapError, ValueError):
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
+    def __reduce__(self):  # picklable, so the error survives crossing to/from dask workers
+        return (type(self), (self.path, self.problem))
+
 
 class CheckpointError(DamagemapError, ValueError):
     """A model checkpoint is missing, corrupt or does not match the architecture."""
@@ -33,6 +36,7 @@ class CheckpointError(DamagemapError, ValueError):
         unexpected: list[str] | None = None,
     ) -> None:
         self.path = None if path is None else Path(path)
+        self.problem = problem
         self.missing = list(missing or [])
         self.unexpected = list(unexpected or [])
         msg = f"{path}: {problem}" if path is not None else problem
@@ -41,6 +45,9 @@ class CheckpointError(DamagemapError, ValueError):
         if self.unexpected:
             msg += f"\n  unexpected keys ({len(self.unexpected)}): {_preview(self.unexpected)}"
         super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem, self.missing, self.unexpected))
 
 
 class ConfigError(DamagemapError, ValueError):

@@ -1,0 +1,111 @@
+"""Resume ledger: finished blocks are checkpointed in a work directory inside ``out_dir``.
+
+Layout of ``out_dir/.damagemap-work/``::
+
+    ledger.json        {"key": sha256, "params": {...}} — which run these blocks belong to
+    blocks/r00000_c00001.npy   the three encoded uint8 layers of one finished block ([3, h, w],
+                               uncompressed: 3 bytes per pixel of temporary disk, fast)
+    tmp/               assembly of the outputs (recreated on every run)
+
+The key hashes the scene's identity (size, mtime, sha256 of its first 64 KiB), the predictor's
+fingerprint and every parameter that can change pixels (tile, overlap, block, band width, spec,
+threshold, and batch — batch composition can change a real model's floats). A run with the
+same key continues from the finished blocks; any other key wipes the directory and starts over.
+A block counts as finished iff its ``.npy`` exists: it is written under a temporary name and
+renamed, so a kill -9 never leaves a half block. Worker count is not part of the key (results
+do not depend on it). The directory is removed when the outputs are published. One run per
+``out_dir`` at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from damagemap.mapping.encoding import LAYERS
+from damagemap.mapping.windows import Block
+
+WORK_DIRNAME = ".damagemap-work"
+FORMAT_VERSION = 2
+
+
+def scene_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """Size, mtime and header hash of a file: cheap, and changes whenever the file does."""
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        head = hashlib.sha256(f.read(65536)).hexdigest()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "head_sha256": head}
+
+
+def ledger_key(params: dict[str, Any]) -> str:
+    blob = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Checkpoint:
+    """The work directory of one mapping run."""
+
+    def __init__(self, out_dir: str | os.PathLike, params: dict[str, Any]) -> None:
+        self.root = Path(out_dir) / WORK_DIRNAME
+        self.blocks_dir = self.root / "blocks"
+        self.tmp_dir = self.root / "tmp"
+        self.params = params
+        self.key = ledger_key(params)
+        self.resumed = False
+
+    def open(self) -> None:
+        """Continue a run with the same key, or start a fresh work directory."""
+        ledger = self.root / "ledger.json"
+        try:
+            self.resumed = json.loads(ledger.read_text())["key"] == self.key
+        except (OSError, ValueError, KeyError, TypeError):
+            self.resumed = False
+        if not self.resumed and self.root.exists():
+            shutil.rmtree(self.root)
+        self.blocks_dir.mkdir(parents=True, exist_ok=True)
+        self.clear_tmp()
+        for stale in self.blocks_dir.glob("*.tmp*"):
+            stale.unlink()
+        if not self.resumed:
+            body = json.dumps({"key": self.key, "params": self.params}, sort_keys=True, indent=1, default=str)
+            _atomic_write_bytes(ledger, body.encode())
+
+    def clear_tmp(self) -> None:
+        if self.tmp_dir.exists():
+            shutil.rmtree(self.tmp_dir)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, block: Block) -> Path:
+        return self.blocks_dir / f"{block.name}.npy"
+
+    def done(self, block: Block) -> bool:
+        return self._path(block).exists()
+
+    def save(self, block: Block, layers: dict[str, np.ndarray]) -> None:
+        path = self._path(block)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.save(f, np.stack([layers[name] for name in LAYERS]))
+        os.replace(tmp, path)
+
+    def load(self, block: Block) -> dict[str, np.ndarray]:
+        stacked = np.load(self._path(block))
+        return dict(zip(LAYERS, stacked))
+
+    def has_blocks(self) -> bool:
+        return self.blocks_dir.exists() and any(self.blocks_dir.glob("*.npy"))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""How blended probabilities become the three uint8 output rasters.
+
+All three rasters are uint8 with **255 = nodata** (input nodata, areas outside the image
+footprint, padding):
+
+``damage_probability.tif``
+    P(damage) quantised as ``round(p · 254)``, i.e. 0–254 ↔ 0.0–1.0 (GDAL band scale 1/254 is
+    set, so ``gdalinfo``/QGIS can unscale). Binary models: the model's probability. K-class
+    models: ``1 − P(class 0)`` (class 0 = no damage).
+``damage_class.tif``
+    Binary models: 1 where ``p ≥ threshold`` else 0. K-class models: argmax over the K
+    classes (threshold unused). A colour table is attached.
+``uncertainty.tif``
+    Predictive entropy of the blended distribution, normalised by its maximum (ln 2 for binary,
+    ln K for K classes) and quantised as ``round(H / H_max · 254)``: 0 = certain, 254 = maximally
+    uncertain (band scale 1/254).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import entr
+
+NODATA = 255
+LEVELS = 254
+PROBABILITY, CLASS, UNCERTAINTY = "damage_probability", "damage_class", "uncertainty"
+LAYERS = (PROBABILITY, CLASS, UNCERTAINTY)
+
+CLASS_COLORS = {
+    0: (26, 150, 65, 255),
+    1: (215, 25, 28, 255),
+    2: (253, 174, 97, 255),
+    3: (171, 217, 233, 255),
+    4: (44, 123, 182, 255),
+    NODATA: (0, 0, 0, 0),
+}
+
+
+def quantise(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats → uint8 0–254."""
+    x = np.clip(x, 0.0, 1.0) * np.float32(LEVELS)
+    return np.rint(x, out=x).astype(np.uint8)
+
+
+def encode(probs: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """``probs`` ``[K, h, w]`` float32, ``valid`` ``[h, w]`` → the three uint8 ``[h, w]`` layers."""
+    probs = np.clip(probs.astype(np.float32, copy=False), 0.0, 1.0)
+    if probs.shape[0] == 1:
+        p = probs[0]
+        damage = p
+        cls = (p >= np.float32(threshold)).astype(np.uint8)
+        entropy = (entr(p) + entr(1.0 - p)) / np.float32(np.log(2.0))
+    else:
+        total = probs.sum(axis=0, keepdims=True)
+        probs = np.divide(probs, total, out=np.full_like(probs, 1.0 / probs.shape[0]), where=total > 0)
+        damage = 1.0 - probs[0]
+        cls = np.argmax(probs, axis=0).astype(np.uint8)
+        entropy = entr(probs).sum(axis=0) / np.float32(np.log(probs.shape[0]))
+    out = {PROBABILITY: quantise(damage), CLASS: cls, UNCERTAINTY: quantise(entropy)}
+    for arr in out.values():
+        arr[~valid] = NODATA
+    return out
+
+
+def damaged_mask(cls: np.ndarray, damaged: list[int]) -> np.ndarray:
+    """Pixels whose class is in ``damaged`` (a fast range test for the usual 1..K-1)."""
+    lo, hi = min(damaged), max(damaged)
+    if len(damaged) == hi - lo + 1 and hi < NODATA:
+        return (cls >= lo) & (cls <= hi)
+    return np.isin(cls, damaged)
+
+
+def damaged_classes(num_outputs: int) -> list[int]:
+    """Class values that count as damaged: 1 for binary models, 1..K-1 for K-class models."""
+    return [1] if num_outputs == 1 else list(range(1, num_outputs))

@@ -1,0 +1,201 @@
+"""``map_scene``: a scene of any size → damage rasters, polygons, building and zone tables.
+
+Guarantees:
+
+* **Bounded memory** — the scene is never read whole: tiles are read in batches, only the live
+  blocks of one band are accumulated, every product is made block/window-wise, and GDAL's
+  block cache is capped at 64 MB (unless ``GDAL_CACHEMAX`` is set).
+* **Nothing partial** — inputs are checked before anything is written; outputs are built in
+  ``out_dir/.damagemap-work/tmp`` and moved to their final names only when all are complete.
+  On bad input (:class:`~damagemap.errors.InputError`) the work directory is deleted too.
+* **Nothing lost** — every finished block is checkpointed; after a crash, an interrupt or a
+  kill -9, rerunning the same call continues and produces byte-identical outputs. The
+  checkpoint directory is the only thing a failed run leaves (hidden; removed on success).
+* **Scale-out** — ``workers=N`` (a new Dask LocalCluster) or ``scheduler=ADDRESS`` (an existing
+  cluster) predict on workers; this process alone writes. Results equal the single-process run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import geopandas as gpd
+
+from damagemap.errors import ConfigError, InputError
+from damagemap.mapping.checkpoint import Checkpoint, scene_identity
+from damagemap.mapping.encoding import damaged_classes
+from damagemap.mapping.execution import make_executor
+from damagemap.mapping.geo import load_vectors
+from damagemap.mapping.products import ALL_OUTPUTS, make_products
+from damagemap.mapping.reader import SceneReadError, close_datasets, gdal_env, open_scene
+from damagemap.mapping.result import MappingResult
+from damagemap.mapping.spec import SceneInputSpec, TilePredictor, check_predictor, predictor_fingerprint
+from damagemap.mapping.stream import predict_blocks
+from damagemap.mapping.windows import BAND_PX, TileGrid
+from damagemap.mapping.writer import publish
+
+log = logging.getLogger(__name__)
+
+
+def _bounded_gdal_cache(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with gdal_env():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_bounded_gdal_cache
+def map_scene(
+    predictor: TilePredictor,
+    scene_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    tile: int = 256,
+    overlap: int = 32,
+    batch: int = 8,
+    spec: SceneInputSpec = SceneInputSpec(),
+    threshold: float = 0.5,
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress: bool = True,
+    block: int = 512,
+    footprints: str | os.PathLike | gpd.GeoDataFrame | None = None,
+    zones: str | os.PathLike | gpd.GeoDataFrame | None = None,
+    grid_m: float | None = 250.0,
+    building_threshold: float = 0.5,
+    id_column: str | None = None,
+    vectorize: bool = True,
+) -> MappingResult:
+    """Map a scene with ``predictor`` and write all outputs to ``out_dir``.
+
+    Args:
+        predictor: see :class:`~damagemap.mapping.spec.TilePredictor` (picklable for Dask).
+        scene_path: GeoTIFF/COG (any size, any band count, uint8/uint16/float, with a CRS).
+        out_dir: output directory (created; existing outputs of the same names are replaced).
+        tile, overlap, batch: model tile size, overlap between tiles (≤ tile/2), tiles per call.
+        spec: band selection and scaling.
+        threshold: binary models: probability at or above which a pixel is classed damaged.
+        workers, scheduler: Dask scale-out (0 and None = this process only).
+        progress: show a rich progress bar over tiles.
+        block: output block size (multiple of 16): the checkpoint and write unit.
+        footprints: building footprints (file in any CRS, or GeoDataFrame) → ``buildings``.
+        zones: zone polygons for zonal statistics; else a ``grid_m`` metre grid (None: none).
+        building_threshold: damaged-pixel share at or above which a building is damaged.
+        id_column: footprint id column (default: building_id/id/osm_id/uid/fid, else row index).
+        vectorize: write the ``damaged_regions`` polygon layer.
+
+    Raises:
+        InputError: bad scene / footprints / zones (nothing is left in ``out_dir``).
+        ConfigError: bad parameters or a predictor returning the wrong shape.
+    """
+    started = time.perf_counter()
+    in_bands, k = check_predictor(predictor)
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    if not (0.0 <= threshold <= 1.0 and 0.0 <= building_threshold <= 1.0):
+        raise ConfigError(f"thresholds must be in [0, 1], got {threshold}, {building_threshold}")
+    scene = open_scene(scene_path, spec, in_bands)
+    grid = TileGrid(scene.width, scene.height, tile=tile, overlap=overlap, block=block)
+    fp = load_vectors(footprints, scene.crs, "footprints")
+    zn = load_vectors(zones, scene.crs, "zones")
+
+    params = {
+        "scene": scene_identity(scene_path),
+        "predictor": predictor_fingerprint(predictor),
+        "in_bands": in_bands,
+        "num_outputs": k,
+        "tile": tile,
+        "overlap": overlap,
+        "batch": batch,
+        "block": block,
+        "band_px": BAND_PX,
+        "spec": spec.to_json(),
+        "threshold": threshold,
+    }
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint(out, params)
+    checkpoint.open()
+    if checkpoint.resumed:
+        log.info("%s: resuming from the checkpoint in %s", scene_path, checkpoint.root)
+    executor = None
+    try:
+        executor = make_executor(predictor, workers=workers, scheduler=scheduler)
+        run = predict_blocks(
+            executor,
+            scene.plan,
+            grid,
+            checkpoint,
+            num_outputs=k,
+            batch=batch,
+            threshold=threshold,
+            progress=progress,
+        )
+        n_workers = executor.workers
+        executor.close()
+        executor = None
+        summary_params = {k_: v for k_, v in params.items() if k_ not in ("scene", "predictor")}
+        summary_params.update(building_threshold=building_threshold, grid_m=grid_m if zn is None else None)
+        products = make_products(
+            checkpoint,
+            grid,
+            scene,
+            num_outputs=k,
+            damaged=damaged_classes(k),
+            footprints=fp,
+            zones=zn,
+            grid_m=grid_m,
+            building_threshold=building_threshold,
+            id_column=id_column,
+            footprints_source=footprints if not isinstance(footprints, gpd.GeoDataFrame) else None,
+            vectorize=vectorize,
+            summary_params=summary_params,
+        )
+        for stale in set(ALL_OUTPUTS) - set(products.files):  # from an earlier run with other options
+            (out / stale).unlink(missing_ok=True)
+        publish((tmp, out / name) for name, tmp in products.files.items())
+    except (InputError, SceneReadError, ConfigError) as exc:  # not resumable: leave nothing
+        _clean_up(checkpoint, out, created, keep_blocks=False)
+        if isinstance(exc, SceneReadError):
+            raise InputError(exc.path, exc.problem) from None
+        raise
+    except BaseException:  # crash / interrupt: keep finished blocks for resuming, not partial products
+        _clean_up(checkpoint, out, created, keep_blocks=True)
+        raise
+    finally:
+        if executor is not None:
+            executor.close()
+        close_datasets()
+    checkpoint.remove()
+
+    stats = {
+        "width": scene.width,
+        "height": scene.height,
+        "tiles": grid.n_tiles,
+        "tiles_predicted": run.tiles_predicted,
+        "tiles_nodata": run.tiles_nodata,
+        "blocks": grid.n_block_rows * grid.n_block_cols,
+        "blocks_resumed": run.blocks_resumed,
+        **products.stats,
+        "workers": n_workers,
+        "seconds": time.perf_counter() - started,
+    }
+    return MappingResult.from_files(out, products.files, stats)
+
+
+def _clean_up(checkpoint: Checkpoint, out: Path, created: bool, *, keep_blocks: bool) -> None:
+    """After a failure: drop partial products; keep finished blocks only if asked and any exist."""
+    if keep_blocks and checkpoint.has_blocks():
+        shutil.rmtree(checkpoint.tmp_dir, ignore_errors=True)
+        return
+    checkpoint.remove()
+    if created and out.exists() and not any(out.iterdir()):
+        shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""Where predictions run: in this process, or on Dask workers.
+
+Both executors run the same :func:`predict_batch` (read windows → scale → predictor) and yield
+results **in submission order**, so the main process — the only one that writes — blends and
+writes exactly as a single-process run would: results are identical for any worker count.
+At most ``prefetch`` batches are in flight, so memory stays bounded however large the scene.
+
+On Dask the predictor is pickled once and broadcast to the workers (it must be picklable and
+importable by name on the workers); workers read their own windows from the scene path, which
+must be readable at the same path on every worker. As with any multiprocessing code, a script
+that calls ``map_scene(..., workers=N)`` needs an ``if __name__ == "__main__":`` guard (worker
+processes are spawned and re-import the main module).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from damagemap.errors import ConfigError
+from damagemap.mapping.reader import ReadPlan, read_tiles
+
+
+@dataclass
+class BatchResult:
+    """Predictions for one batch: ``probs [n_data, K, T, T]`` for the tiles that have any valid
+    pixel (``has_data``), and the validity masks ``valid [B, T, T]`` of all tiles."""
+
+    probs: np.ndarray
+    has_data: np.ndarray
+    valid: np.ndarray
+
+
+def predict_batch(
+    plan: ReadPlan,
+    predictor: Callable[[np.ndarray], np.ndarray],
+    origins: list[tuple[int, int]],
+    size: int,
+    k: int,
+) -> BatchResult:
+    """Read the tiles at ``origins`` and predict those with data; all-nodata tiles are skipped."""
+    x, valid = read_tiles(plan, origins, size)
+    has_data = valid.reshape(len(origins), -1).any(axis=1)
+    if not has_data.any():
+        return BatchResult(np.zeros((0, k, size, size), np.float32), has_data, valid)
+    probs = np.asarray(predictor(np.ascontiguousarray(x[has_data])))
+    expected = (int(has_data.sum()), k, size, size)
+    if probs.shape != expected:
+        raise ConfigError(
+            f"predictor {type(predictor).__name__} returned shape {probs.shape}, expected {expected} "
+            "([B, num_outputs, T, T])"
+        )
+    probs = probs.astype(np.float32, copy=False)
+    if not np.isfinite(probs).all():
+        raise ConfigError(f"predictor {type(predictor).__name__} returned NaN or infinite probabilities")
+    return BatchResult(probs, has_data, valid)
+
+
+class LocalExecutor:
+    """Run batches one after the other in this process."""
+
+    workers = 0
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+
+    def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 1) -> Iterator[BatchResult]:
+        for plan, origins, size, k in jobs:
+            yield predict_batch(plan, self.predictor, origins, size, k)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Run batches on a Dask cluster: a new LocalCluster (``workers=N``) or ``scheduler``."""
+
+    def __init__(self, predictor: Any, workers: int = 0, scheduler: str | None = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - dask is a declared dependency
+            raise ConfigError("workers/scheduler need dask[distributed] installed") from exc
+        self._cluster = None
+        if scheduler:
+            self.client = Client(scheduler)
+        else:
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            self.client = Client(self._cluster)
+        try:
+            self._predictor = self.client.scatter(predictor, broadcast=True, hash=False)
+        except Exception as exc:
+            self.close()
+            raise ConfigError(
+                f"predictor {type(predictor).__name__} must be picklable to run on Dask workers: {exc}"
+            ) from exc
+        self.workers = len(self.client.scheduler_info().get("workers", {})) or max(workers, 1)
+
+    def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int | None = None) -> Iterator[BatchResult]:
+        limit = prefetch or 2 * self.workers + 1
+        pending: deque = deque()
+        it = iter(jobs)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    try:
+                        plan, origins, size, k = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending.append(
+                        self.client.submit(predict_batch, plan, self._predictor, origins, size, k, pure=False)
+                    )
+                if not pending:
+                    return
+                future = pending.popleft()
+                yield future.result()
+                future.release()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(predictor: Any, workers: int = 0, scheduler: str | None = None):
+    """:class:`LocalExecutor` for ``workers=0`` and no scheduler, else :class:`DaskExecutor`."""
+    if workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {workers}")
+    if workers == 0 and not scheduler:
+        return LocalExecutor(predictor)
+    return DaskExecutor(predictor, workers=workers, scheduler=scheduler)

@@ -1,0 +1,167 @@
+"""Vector helpers shared by vectorize / buildings / zonal: reading in the scene CRS, areas in m²,
+pixel windows of geometries, and reproducible GeoPackage writing.
+
+Areas: in a projected CRS, areas are computed in its own units converted to metres (e.g. US
+feet are handled). In a geographic CRS (degrees), geometries are reprojected to the local UTM
+zone (``GeoSeries.estimate_utm_crs``) and measured there; pixel areas use the pixel at the
+geometry's location.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+from pyproj import CRS
+from rasterio.features import geometry_mask
+from rasterio.transform import Affine
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from damagemap.errors import InputError
+
+
+def read_vectors(path: str | os.PathLike, scene_crs: CRS | object, what: str) -> gpd.GeoDataFrame:
+    """Read a GeoJSON / GeoPackage / shapefile and reproject it to ``scene_crs``.
+
+    Raises InputError (naming the file) if it is missing or unreadable, has no CRS, or cannot be
+    transformed to the scene CRS.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, f"{what} file not found")
+    try:
+        gdf = pyogrio.read_dataframe(path)
+    except Exception as exc:  # noqa: BLE001 - pyogrio raises several error types
+        raise InputError(
+            path, f"cannot read {what} as a vector file (GeoJSON/GeoPackage/shapefile): {exc}"
+        ) from exc
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name is None:
+        raise InputError(path, f"{what} file has no geometry column")
+    target = CRS.from_user_input(scene_crs)
+    if gdf.crs is None:
+        raise InputError(
+            path,
+            f"{what} have no CRS; assign one (e.g. ogr2ogr -a_srs EPSG:4326) to place them on the scene",
+        )
+    if CRS.from_user_input(gdf.crs) == target:
+        return gdf.set_crs(target, allow_override=True)
+    problem = f"cannot transform {what} from CRS {gdf.crs.name!r} to the scene CRS {target.name!r}"
+    try:
+        out = gdf.to_crs(target)
+    except Exception as exc:  # noqa: BLE001 - pyproj raises ProjError/CRSError
+        raise InputError(path, f"{problem}: {exc}") from exc
+    bounds = out.geometry[~out.geometry.is_empty & out.geometry.notna()].bounds.to_numpy()
+    if bounds.size and not np.isfinite(bounds).all():
+        raise InputError(path, f"{problem} (non-finite coordinates)")
+    return out
+
+
+def load_vectors(
+    src: str | os.PathLike | gpd.GeoDataFrame | None, scene_crs: CRS | object, what: str
+) -> gpd.GeoDataFrame | None:
+    """:func:`read_vectors` for a path; a GeoDataFrame is reprojected the same way; None stays None."""
+    if src is None or not isinstance(src, gpd.GeoDataFrame):
+        return None if src is None else read_vectors(src, scene_crs, what)
+    if src.crs is None:
+        raise InputError(None, f"{what} GeoDataFrame has no CRS")
+    try:
+        return src.to_crs(CRS.from_user_input(scene_crs))
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(None, f"cannot transform {what} to the scene CRS: {exc}") from exc
+
+
+def metre_factor(crs: CRS) -> float | None:
+    """Metres per CRS unit for a projected CRS; None for a geographic one."""
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        return None
+    return float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+
+
+def areas_m2(geoms: gpd.GeoSeries) -> np.ndarray:
+    """Areas in m² of geometries in their own CRS (local UTM for geographic CRSs)."""
+    if len(geoms) == 0:
+        return np.zeros(0)
+    factor = metre_factor(geoms.crs)
+    if factor is not None:
+        return geoms.area.to_numpy() * factor**2
+    utm = geoms.estimate_utm_crs()
+    return geoms.to_crs(utm).area.to_numpy()
+
+
+def pixel_area_m2(transform: Affine, crs: CRS, at: tuple[float, float] | None = None) -> float:
+    """Area of one pixel in m² (near point ``at`` for geographic CRSs)."""
+    factor = metre_factor(crs)
+    if factor is not None:
+        return abs(transform.a * transform.e - transform.b * transform.d) * factor**2
+    x, y = at if at is not None else (transform.c, transform.f)
+    px = box(x, y, x + abs(transform.a), y + abs(transform.e))
+    return float(areas_m2(gpd.GeoSeries([px], crs=crs))[0])
+
+
+def pixel_window(
+    bounds: tuple[float, float, float, float], transform: Affine, width: int, height: int
+) -> Window | None:
+    """The integer pixel window covering ``bounds`` clipped to the raster; None if outside."""
+    minx, miny, maxx, maxy = bounds
+    if not all(math.isfinite(v) for v in bounds):
+        return None
+    inv = ~transform
+    cols, rows = zip(*(inv @ (x, y) for x, y in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))))
+    c0, c1 = max(0, math.floor(min(cols))), min(width, math.ceil(max(cols)))
+    r0, r1 = max(0, math.floor(min(rows))), min(height, math.ceil(max(rows)))
+    if c0 >= c1 or r0 >= r1:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def inside(geom, window: Window, transform: Affine, all_touched: bool = False) -> np.ndarray:
+    """Boolean ``[h, w]`` mask of the window's pixels inside ``geom`` (pixel centres by default)."""
+    wt = transform @ Affine.translation(window.col_off, window.row_off)
+    return geometry_mask(
+        [geom],
+        out_shape=(int(window.height), int(window.width)),
+        transform=wt,
+        all_touched=all_touched,
+        invert=True,
+    )
+
+
+def gpkg_date(path: str | os.PathLike) -> str:
+    """A reproducible ``last_change`` for GeoPackage metadata: the scene file's mtime (UTC)."""
+    ts = datetime.fromtimestamp(int(os.stat(path).st_mtime), tz=timezone.utc)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def write_layer(
+    gdf: gpd.GeoDataFrame,
+    path: Path,
+    layer: str,
+    *,
+    date: str,
+    append: bool = False,
+    geometry_type: str | None = None,
+) -> None:
+    """Write one GeoPackage layer with a fixed ``last_change`` date, so reruns give identical bytes."""
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": date})
+    try:
+        pyogrio.write_dataframe(
+            gdf,
+            path,
+            layer=layer,
+            driver="GPKG",
+            append=append,
+            geometry_type=geometry_type,
+            promote_to_multi=geometry_type == "MultiPolygon" or None,
+            # GeoPackage 1.2: readable by older GDAL/QGIS too (e.g. Debian's ogrinfo)
+            dataset_options=None if Path(path).exists() else {"VERSION": "1.2"},
+        )
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})

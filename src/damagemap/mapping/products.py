@@ -1,0 +1,144 @@
+"""Everything made from the finished blocks: rasters, polygons, building and zone tables.
+
+All files are produced in the work directory's ``tmp/`` and only moved into ``out_dir`` by
+:func:`damagemap.mapping.writer.publish` once every one of them is complete.
+
+Output files (in ``out_dir``):
+
+=========================  ==============================================================
+``damage_probability.tif``  COG, uint8 0–254 = P(damage)·254, 255 = nodata
+``damage_class.tif``        COG, uint8 class, 255 = nodata
+``uncertainty.tif``         COG, uint8 0–254 = normalised entropy·254, 255 = nodata
+``damage.gpkg``             layers ``damaged_regions``, ``buildings`` (with footprints),
+                            ``zones`` (grid or given zones)
+``buildings.csv``           per-building table (with footprints)
+``zones.csv``               zonal statistics table
+``summary.json``            scene, parameters and totals (deterministic: no timings)
+=========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+
+from damagemap.errors import InputError
+from damagemap.mapping.buildings import building_damage
+from damagemap.mapping.checkpoint import Checkpoint
+from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY
+from damagemap.mapping.geo import gpkg_date, pixel_area_m2, write_layer
+from damagemap.mapping.reader import SceneInfo
+from damagemap.mapping.vectorize import damaged_regions
+from damagemap.mapping.windows import TileGrid
+from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog
+from damagemap.mapping.zonal import regular_grid, zonal_stats
+
+GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY = "damage.gpkg", "buildings.csv", "zones.csv", "summary.json"
+ALL_OUTPUTS = (*FILENAMES.values(), GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY)
+
+
+@dataclass
+class Products:
+    files: dict[str, Path] = field(default_factory=dict)  # final name -> temporary path
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _csv(gdf: gpd.GeoDataFrame, path: Path) -> None:
+    gdf.drop(columns=gdf.geometry.name).to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def make_products(
+    checkpoint: Checkpoint,
+    grid: TileGrid,
+    scene: SceneInfo,
+    *,
+    num_outputs: int,
+    damaged: list[int],
+    footprints: gpd.GeoDataFrame | None,
+    zones: gpd.GeoDataFrame | None,
+    grid_m: float | None,
+    building_threshold: float,
+    id_column: str | None,
+    footprints_source: Any,
+    vectorize: bool,
+    summary_params: dict[str, Any],
+) -> Products:
+    """Build every output in ``checkpoint.tmp_dir`` from the checkpointed blocks."""
+    tmp = checkpoint.tmp_dir
+    out = Products()
+    paths = assemble(checkpoint, grid, scene, num_outputs)
+    stats = raster_stats(paths[CLASS], paths[PROBABILITY], grid, damaged)
+    if stats["valid_pixels"] == 0:
+        raise InputError(
+            scene.plan.path, "no valid pixels: the scene (selected bands) is entirely nodata; nothing to map"
+        )
+    centre = scene.transform @ (scene.width / 2, scene.height / 2)
+    stats["damaged_area_m2"] = stats["damaged_pixels"] * pixel_area_m2(scene.transform, scene.crs, at=centre)
+
+    gpkg = tmp / GPKG_NAME
+    date = gpkg_date(scene.plan.path)
+    layers = 0
+    if vectorize:
+        n_regions = 0
+        for i, frame in enumerate(damaged_regions(paths[CLASS], paths[PROBABILITY], damaged)):
+            write_layer(frame, gpkg, "damaged_regions", date=date, append=i > 0, geometry_type="MultiPolygon")
+            n_regions += len(frame)
+        stats["regions"] = n_regions
+        layers += 1
+    buildings = None
+    if footprints is not None:
+        buildings = building_damage(
+            footprints,
+            paths[CLASS],
+            paths[PROBABILITY],
+            damaged,
+            fraction_threshold=building_threshold,
+            id_column=id_column,
+            source=footprints_source,
+        )
+        write_layer(buildings, gpkg, "buildings", date=date)
+        _csv(buildings, tmp / BUILDINGS_CSV)
+        out.files[BUILDINGS_CSV] = tmp / BUILDINGS_CSV
+        stats["buildings"] = len(buildings)
+        stats["damaged_buildings"] = int((buildings["damage_class"] >= 1).sum())
+        layers += 1
+    if zones is None and grid_m:
+        zones = regular_grid(scene.crs, scene.transform, scene.width, scene.height, grid_m)
+    if zones is not None:
+        table = zonal_stats(zones, paths[CLASS], damaged, buildings)
+        write_layer(table, gpkg, "zones", date=date)
+        _csv(table, tmp / ZONES_CSV)
+        out.files[ZONES_CSV] = tmp / ZONES_CSV
+        stats["zones"] = len(table)
+        layers += 1
+    if layers:
+        out.files[GPKG_NAME] = gpkg
+
+    for name in LAYERS:
+        cog = tmp / FILENAMES[name]
+        to_cog(paths[name], cog, name, scene.width, scene.height)
+        out.files[FILENAMES[name]] = cog
+        paths[name].unlink()
+
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()}
+    summary = {
+        "scene": {
+            "path": str(scene.plan.path),
+            "width": scene.width,
+            "height": scene.height,
+            "crs": scene.crs.to_string(),
+            "transform": list(scene.transform)[:6],
+        },
+        "parameters": summary_params,
+        "stats": clean,
+        "outputs": sorted([*out.files, SUMMARY]),
+    }
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    out.files[SUMMARY] = tmp / SUMMARY
+    out.stats = stats
+    return out
