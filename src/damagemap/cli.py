@@ -196,6 +196,56 @@ def experiment(
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
 
 
+@app.command("map")
+@_clean_errors
+def map_command(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    scene: Annotated[Path, typer.Argument(help="Post-event GeoTIFF / COG of any size.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (COGs, GeoPackage, CSV).")],
+    footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
+    zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
+    grid_m: Annotated[float, typer.Option("--grid-m", help="Statistics grid cell size in metres (0 = none).")] = 250.0,
+    workers: Annotated[int, typer.Option(help="Dask workers on this machine (0 = in process).")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler.")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in scene pixels (default: as trained).")] = None,
+    overlap: Annotated[int, typer.Option(help="Overlap between tiles in pixels.")] = 32,
+    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 8,
+    bands: Annotated[Optional[str], typer.Option(help="1-based scene bands in model order, e.g. 3,2,1.")] = None,
+    scale: Annotated[str, typer.Option(help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.")] = "dtype",
+    replicate_single_band: Annotated[bool, typer.Option(help="Repeat a 1-band scene for an RGB model.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(help="Damage probability threshold (default: model's).")] = None,
+) -> None:
+    """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
+    from damagemap.errors import ConfigError
+    from damagemap.mapping import SceneInputSpec, map_scene
+    from damagemap.mapping.model_predictor import ModelTilePredictor
+    from damagemap.progress import progress_enabled
+
+    from damagemap.artifact import read_manifest
+
+    read_manifest(model_dir)  # clear error before anything else
+    predictor = ModelTilePredictor(model_dir)
+    if bands:
+        band_idx = tuple(int(b) for b in bands.split(","))
+    else:
+        rb = predictor.model.recipe.input.bands
+        band_idx = None if rb is None else tuple(b + 1 for b in rb)
+    try:
+        scale_value = "dtype" if scale == "dtype" else tuple(float(v) for v in scale.split(","))
+    except ValueError:
+        raise ConfigError(f"--scale must be 'dtype' or MIN,MAX, got {scale!r}") from None
+    spec = SceneInputSpec(bands=band_idx, scale=scale_value, replicate_single_band=replicate_single_band)
+    result = map_scene(
+        predictor, scene, out_dir, tile=tile or predictor.native_tile, overlap=overlap, batch=batch,
+        spec=spec, threshold=predictor.model.threshold if threshold is None else threshold,
+        workers=workers, scheduler=scheduler, progress=progress_enabled(), footprints=footprints,
+        zones=zones, grid_m=grid_m or None,
+    )
+    st = result.stats
+    console.print(f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
+                  f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}")
+
+
 @app.command()
 @_clean_errors
 def demo(

@@ -17,6 +17,8 @@ from damagemap.heads.progressive import ProgressiveHead
 
 HEAD_KINDS: dict[str, type[Head]] = {"progressive": ProgressiveHead, "fpn": FPNHead}
 """Head classes by the ``kind`` name used in recipes and manifests."""
+HEAD_KINDS["unet"] = __import__("damagemap.heads.unet", fromlist=["UNetHead"]).UNetHead
+HEAD_KINDS["yolo_fpn"] = __import__("damagemap.heads.yolo_fpn", fromlist=["YoloFPNHead"]).YoloFPNHead
 
 
 def build_head(

@@ -75,6 +75,13 @@ def build_items(
     return items
 
 
+def _median_view_size(samples: Sequence[Sample], recipe: Recipe) -> int:
+    """Native pixel extent of a typical training view (the mapper's default tile size)."""
+    if recipe.input.mode == "tile" or not samples:
+        return recipe.input.size
+    return int(np.median([max(s.image.shape[1:]) for s in samples]))
+
+
 def split_validation(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Seeded random hold-out of ``fraction`` of the samples (at least one if fraction > 0)."""
     if fraction <= 0 or len(samples) < 2:
@@ -114,7 +121,8 @@ def train_model(
     result = fit(head, objective, train_items, val_items, recipe.train, len(recipe.classes),
                  recipe.binary, recipe.damage_classes, progress)
     model = DamageModel(recipe, encoder, head, dict(ctx.state))
-    model.metrics = {"best_epoch": result.best_epoch, "history": result.history}
+    model.metrics = {"best_epoch": result.best_epoch, "history": result.history,
+                     "native_view_size": _median_view_size(train_samples, recipe)}
     return model, result
 
 

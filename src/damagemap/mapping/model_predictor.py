@@ -1,0 +1,74 @@
+"""Adapter: a trained model artifact as the mapper's :class:`TilePredictor`.
+
+It pickles as its model directory only, so Dask workers load the artifact themselves instead
+of receiving a pickled network; its ``fingerprint`` hashes the manifest and head weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
+from damagemap.data.views import standardize_image
+from damagemap.model import DamageModel
+
+
+class ModelTilePredictor:
+    """Predict damage probabilities for mapper tiles with a saved model.
+
+    Tiles arrive at native resolution; ``resize`` models see them resized to the model's input
+    size (and the probabilities are resized back), ``tile`` models see them as they are.
+    """
+
+    def __init__(self, model_dir: str | Path, model: DamageModel | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self._model = model
+        digest = hashlib.sha256()
+        for name in (MANIFEST, HEAD_FILE):
+            digest.update((self.model_dir / name).read_bytes())
+        self.fingerprint = digest.hexdigest()[:16]
+        m = self.model
+        self.in_bands = m.encoder.in_chans
+        self.num_outputs = m.recipe.num_outputs
+
+    @property
+    def model(self) -> DamageModel:
+        if self._model is None:
+            self._model = load_model(self.model_dir)
+        return self._model
+
+    def __getstate__(self) -> dict:
+        return {"model_dir": self.model_dir, "fingerprint": self.fingerprint,
+                "in_bands": self.in_bands, "num_outputs": self.num_outputs, "_model": None}
+
+    @torch.inference_mode()
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        m = self.model
+        cfg = m.recipe.input
+        if cfg.standardize == "image":
+            tiles = np.stack([standardize_image(t) for t in tiles])
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))
+        size = tuple(x.shape[-2:])
+        if size != (cfg.size, cfg.size):
+            if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
+                x = F.pad(x, (0, cfg.size - size[1], 0, cfg.size - size[0]))
+            else:
+                x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False,
+                                  antialias=True)
+        probs = m.probabilities(m.logits(x))
+        if tuple(probs.shape[-2:]) != size:
+            if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
+                probs = probs[..., : size[0], : size[1]]
+            else:
+                probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        return probs.float().numpy()
+
+    @property
+    def native_tile(self) -> int:
+        """The tile size (native pixels) matching what the model saw in training."""
+        return int(self.model.metrics.get("native_view_size") or self.model.recipe.input.size)
