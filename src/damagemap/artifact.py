@@ -2,10 +2,15 @@
 
 Loading never unpickles: weights are safetensors, configuration is JSON. A manifest made with
 a different encoder (other name, weights or band count) than the one being loaded is refused.
+A few-shot LoRA-adapted model also has ``adapter.safetensors``: the manifest names the *base*
+encoder (its fingerprint is what a given or rebuilt encoder is checked against), records the
+LoRA configuration and the adapted encoder's fingerprint, and :func:`load_model` re-applies the
+adapter to the base encoder.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -29,11 +34,13 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.safetensors"
 STATE_FILE = "state.safetensors"
+ADAPTER_FILE = "adapter.safetensors"
 
 
 def _manifest(model: DamageModel) -> dict:
     enc = model.encoder
     r = model.recipe
+    adapter = model.adapter_config if model.adapter else None
     return {
         "schema_version": SCHEMA_VERSION,
         "damagemap_version": __version__,
@@ -42,7 +49,8 @@ def _manifest(model: DamageModel) -> dict:
             "name": enc.name,
             "checkpoint": r.encoder.checkpoint,
             "checkpoint_sha256": enc.checkpoint_sha256,
-            "fingerprint": enc.fingerprint,
+            "fingerprint": adapter["base_fingerprint"] if adapter else enc.fingerprint,
+            "adapted_fingerprint": adapter["adapted_fingerprint"] if adapter else None,
             "options": r.encoder.options,
             "in_chans": enc.in_chans,
             "channels": list(enc.channels),
@@ -55,6 +63,7 @@ def _manifest(model: DamageModel) -> dict:
         "damage_classes": r.damage_classes,
         "threshold": r.train.threshold,
         "head": model.head.config,
+        "adapter": adapter,
         "metrics": model.metrics,
         "recipe": r.model_dump(mode="json"),
     }
@@ -69,6 +78,8 @@ def save_model(model: DamageModel, out_dir: str | Path) -> Path:
         save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
         if model.state:
             save_file({k: v.contiguous() for k, v in model.state.items()}, str(tmp / STATE_FILE))
+        if model.adapter:
+            save_file({k: v.contiguous() for k, v in model.adapter.items()}, str(tmp / ADAPTER_FILE))
         (tmp / MANIFEST).write_text(json.dumps(_manifest(model), indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -129,17 +140,28 @@ def load_model(
 
     Args:
         model_dir: the artifact directory.
-        encoder: an already-built encoder to reuse (checked against the manifest).
+        encoder: an already-built base encoder to reuse (checked against the manifest). If
+            the model has a LoRA adapter, it is applied to a copy; ``encoder`` is not modified.
         checkpoint: encoder checkpoint path overriding the one recorded in the manifest.
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     recipe = Recipe.model_validate(manifest["recipe"])
+    given = encoder is not None
     if encoder is None:
         m = manifest["encoder"]
         ckpt = checkpoint if checkpoint is not None else m.get("checkpoint")
         encoder = build_encoder(m["name"], checkpoint=ckpt, pretrained=True, **m.get("options", {}))
     check_encoder_matches(manifest, encoder, model_dir)
+    adapter, adapter_config = None, manifest.get("adapter")
+    if adapter_config:
+        from damagemap.training.lora import apply_lora_adapter  # imports peft; only when needed
+
+        adapter = _load_tensors(model_dir / ADAPTER_FILE)
+        try:
+            encoder = apply_lora_adapter(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
+        except CheckpointError as exc:
+            raise CheckpointError(model_dir / ADAPTER_FILE, exc.problem, exc.missing, exc.unexpected) from None
     head = build_head(**manifest["head"])
     weights = _load_tensors(model_dir / HEAD_FILE)
     result = head.load_state_dict(weights, strict=False)
@@ -149,4 +171,4 @@ def load_model(
     head.eval()
     state_path = model_dir / STATE_FILE
     state = _load_tensors(state_path) if state_path.is_file() else {}
-    return DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}))
+    return DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}), adapter, adapter_config)

@@ -59,10 +59,12 @@ def encoders() -> None:
     """List the registered encoders."""
     from damagemap.encoders import DEFAULT_ENCODER, list_encoders
 
-    table = Table("name", "family", "offline weights", "description")
+    table = Table("default", "family", "weights offline", "description")
+    table.add_column("name", no_wrap=True, min_width=18)
+    table.columns.insert(0, table.columns.pop())
     for spec in list_encoders():
-        name = spec.name + (" (default)" if spec.name == DEFAULT_ENCODER else "")
-        table.add_row(name, spec.family, "yes" if spec.offline_weights else "checkpoint=PATH", spec.description)
+        table.add_row(spec.name, "*" if spec.name == DEFAULT_ENCODER else "", spec.family,
+                      "yes" if spec.offline_weights else "checkpoint=PATH", spec.description)
     out.print(table)
 
 

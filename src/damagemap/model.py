@@ -21,7 +21,9 @@ class DamageModel:
     """Everything needed to predict: ``encoder`` (frozen), ``head``, ``recipe``.
 
     ``state`` holds extra tensors saved with the model (e.g. the PC random projection);
-    ``metrics`` the evaluation results recorded at training time.
+    ``metrics`` the evaluation results recorded at training time. ``adapter`` holds the LoRA
+    tensors of a few-shot adapted encoder (``None`` for the base encoder) and
+    ``adapter_config`` how to re-apply them (see :mod:`damagemap.training.lora`).
     """
 
     recipe: Recipe
@@ -29,6 +31,8 @@ class DamageModel:
     head: Head
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    adapter: dict[str, torch.Tensor] | None = None
+    adapter_config: dict | None = None
 
     @property
     def threshold(self) -> float:

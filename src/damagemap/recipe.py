@@ -50,6 +50,8 @@ class DataConfig(_Strict):
     format: Literal["folders", "smart_transfer", "xbd"] = "folders"
     damage: Literal["grades", "binary-major", "binary-minor"] = "binary-major"
     domains: list[str] | None = None
+    chip: int | None = Field(None, ge=16)
+    """Cut samples larger than this into non-overlapping chips (e.g. 1024 px xBD tiles → 512)."""
 
 
 class TermConfig(_Strict):
@@ -83,6 +85,21 @@ class HeadConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class FewShotConfig(_Strict):
+    """Few-shot encoder adaptation (Smart Transfer): LoRA on the ViT encoder's ``target_modules``
+    Linear layers inside its transformer blocks, trained on the target shots with the decoder
+    frozen (``damagemap.training.lora``). Used by the few-shot protocol when ``enabled``;
+    skipped (and recorded as such) for non-ViT encoders."""
+
+    enabled: bool = True
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    target_modules: list[str] = Field(default_factory=lambda: ["qkv", "proj", "fc1", "fc2"], min_length=1)
+    lr: float = Field(3e-5, gt=0)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(4, ge=1)
+
+
 class Recipe(_Strict):
     """A complete method description (see ``recipes/*.yaml``)."""
 
@@ -98,6 +115,7 @@ class Recipe(_Strict):
         default_factory=lambda: {"focal": TermConfig(options={"alpha": 0.7, "gamma": 2.0})}
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    fewshot: FewShotConfig | None = None
 
     @field_validator("classes")
     @classmethod

@@ -96,4 +96,8 @@ def test_bad_recipe_and_missing_data_are_one_line_errors(workspace, tmp_path) ->
 
 def test_encoders_lists_the_default() -> None:
     result = runner.invoke(app, ["encoders"])
-    assert result.exit_code == 0 and "efficientnet-lite0 (default)" in result.stdout
+    assert result.exit_code == 0
+    default_rows = [line for line in result.stdout.splitlines() if "*" in line]
+    assert len(default_rows) == 1 and "efficientnet-lite0" in default_rows[0]
+    for name in ("dinov3-vitl16-sat", "dinov2-vits14", "sam-vitb", "resnet152"):
+        assert name in result.stdout

@@ -62,3 +62,17 @@ def test_dihedral_acts_identically_on_features_and_masks(t: Dihedral) -> None:
     # exact check through upsampling: nearest-upsampled features commute with the transform
     up = feat.repeat_interleave(4, -1).repeat_interleave(4, -2)
     assert torch.equal(t(up), t(feat).repeat_interleave(4, -1).repeat_interleave(4, -2))
+
+
+def test_chips_partition_the_image_and_shift_georeferencing() -> None:
+    from damagemap.data.chips import chip_samples
+    from damagemap.types import GeoInfo
+
+    s = _sample(64, 96)
+    s.geo = GeoInfo("EPSG:32616", (0.5, 0.0, 1000.0, 0.0, -0.5, 2000.0))
+    chips = chip_samples([s], 32)
+    assert [c.id for c in chips] == [f"s_r{r}c{c}" for r in range(2) for c in range(3)]
+    c = chips[4]  # row 1, col 1
+    assert np.array_equal(c.image, s.image[:, 32:64, 32:64]) and np.array_equal(c.mask, s.mask[32:64, 32:64])
+    assert c.geo.transform == (0.5, 0.0, 1016.0, 0.0, -0.5, 1984.0)
+    assert chip_samples([s], 128) == [s]

@@ -31,4 +31,8 @@ def load_samples(root: str | Path, cfg: DataConfig, num_classes: int | None = No
         samples = read_xbd(root, damage=cfg.damage, domains=domains)
     if not samples:
         raise InputError(root, f"no samples found for format {cfg.format!r}")
+    if cfg.chip:
+        from damagemap.data.chips import chip_samples
+
+        samples = chip_samples(samples, cfg.chip)
     return samples

@@ -63,7 +63,10 @@ def make_folds(
 
 
 def _config_hash(recipe: Recipe, fold: Fold) -> str:
-    blob = json.dumps([recipe.model_dump(mode="json"), fold.train, fold.val, fold.test], sort_keys=True)
+    dump = recipe.model_dump(mode="json")
+    if dump.get("fewshot") is None:  # recipes without the section keep their earlier hashes
+        dump.pop("fewshot", None)
+    blob = json.dumps([dump, fold.train, fold.val, fold.test], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -72,13 +75,33 @@ def _fold_path(out_dir: Path, recipe: Recipe, fold: Fold) -> Path:
 
 
 def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, progress) -> dict:
-    """Train on the fold's train split (epoch chosen on val) and score its test split."""
+    """Train on the fold's train split (epoch chosen on val) and score its test split.
+
+    Few-shot folds of a recipe with ``fewshot.enabled`` then adapt a ViT encoder with LoRA on
+    the shots (decoder frozen) and score the adapted model; the decoder-only scores are kept
+    as ``scores_decoder_only``. Non-ViT encoders skip this step (recorded under ``"lora"``).
+    """
     pick = lambda keys: [by_key[k] for k in keys]  # noqa: E731
     model, result = train_model(recipe, pick(fold.train), pick(fold.val), cache_dir=cache_dir, progress=progress)
-    scores = evaluate_model(model, pick(fold.test), cache_dir, progress)
+    test = pick(fold.test)
+    scores = evaluate_model(model, test, cache_dir, progress)
     target = fold.target_domain or next(iter(scores))
-    return {"scores": scores.get(target, scores["all"]), "best_epoch": result.best_epoch,
-            "history": result.history}
+    record = {"scores": scores.get(target, scores["all"]), "best_epoch": result.best_epoch,
+              "history": result.history}
+    shots, fewshot = fold.meta.get("shots"), recipe.fewshot
+    if shots and fewshot is not None and fewshot.enabled:
+        from damagemap.training.lora import adapt_encoder_lora, lora_supported
+
+        if not lora_supported(model.encoder, fewshot):
+            record["lora"] = "skipped (non-ViT encoder)"
+        else:
+            adapted = adapt_encoder_lora(model, pick(shots), fewshot, progress)
+            # the adapted encoder is used for this fold only: don't fill the feature cache with it
+            lora_scores = evaluate_model(adapted, test, None, progress)
+            record["scores_decoder_only"] = record["scores"]
+            record["scores"] = lora_scores.get(target, lora_scores["all"])
+            record["lora"] = adapted.metrics["lora"]
+    return record
 
 
 def run_experiment(

@@ -1,0 +1,54 @@
+"""Shared helpers for the benchmark scripts (timing, peak matmul, tables)."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
+    """Best-of-``repeat`` wall seconds of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_peak_gflops(n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved GFLOP/s of a square fp32 matmul: this machine's practical compute ceiling."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / timeit(lambda: a @ b, repeat=5) / 1e9
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs of one call, counted by torch's FlopCounterMode (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    """Print a rich table (also readable when piped)."""
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=140).print(table)
