@@ -45,6 +45,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable).")]
 
 
 def _cache(cache_dir: Optional[Path], no_cache: bool):
@@ -77,6 +78,7 @@ def train(
     domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains to train on (default: all).")] = None,
     val_domains: Annotated[Optional[str], typer.Option(help="Domains used only for epoch selection.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count.")] = None,
+    overrides: SetOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
@@ -84,10 +86,10 @@ def train(
     from damagemap.artifact import save_model
     from damagemap.data.loading import load_samples
     from damagemap.progress import make_progress
-    from damagemap.recipe import load_recipe
+    from damagemap.recipe import apply_overrides, load_recipe
     from damagemap.training.pipeline import evaluate_model, train_model
 
-    r = load_recipe(recipe)
+    r = apply_overrides(load_recipe(recipe), overrides)
     if epochs is not None:
         r.train.epochs = epochs
     samples = load_samples(data, r.data, len(r.classes), _csv(domains))
@@ -162,10 +164,11 @@ def experiment(
     shots: Annotated[str, typer.Option(help="Few-shot sizes, comma-separated.")] = "1,3,5,10",
     targets: Annotated[Optional[str], typer.Option(help="Target domains (default: every domain).")] = None,
     variants: Annotated[Optional[str], typer.Option(
-        help="Run each recipe as these transfer variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…].")] = None,
+        help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…]; baselines run once.")] = None,
     folds: Annotated[int, typer.Option("--folds", "-k", help="Folds per domain.")] = 5,
     epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epoch count.")] = None,
     domains: Annotated[Optional[str], typer.Option(help="Only read these domains.")] = None,
+    overrides: SetOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
@@ -177,15 +180,16 @@ def experiment(
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
-    from damagemap.protocols.variants import recipe_variant
-    from damagemap.recipe import load_recipe
+    from damagemap.protocols.variants import recipe_variant, uses_transfer_terms
+    from damagemap.recipe import apply_overrides, load_recipe
 
-    loaded = [load_recipe(p) for p in recipes]
+    loaded = [apply_overrides(load_recipe(p), overrides) for p in recipes]
     if epochs is not None:
         for r in loaded:
             r.train.epochs = epochs
-    if variants:
-        loaded = [recipe_variant(r, v) for r in loaded for v in _csv(variants) or []]
+    if variants:  # baselines (no PC/DPT terms) run once, as they are
+        loaded = [recipe_variant(r, v) if uses_transfer_terms(r) else r
+                  for r in loaded for v in (_csv(variants) if uses_transfer_terms(r) else ["as-is"])]
     first = loaded[0]
     samples = load_samples(data, first.data, len(first.classes), _csv(domains))
     shot_list = [int(s) for s in _csv(shots) or []]

@@ -165,3 +165,31 @@ def load_recipe(path: str | Path) -> Recipe:
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: invalid recipe — {problems}") from None
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str] | None) -> Recipe:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate.
+
+    Example: ``["data.format=xbd", "data.chip=512", "train.epochs=3"]``.
+    """
+    if not overrides:
+        return recipe
+    raw = recipe.model_dump(mode="json")
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        node = raw
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {} if node.get(part) is None else node[part]
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid override {overrides}: {problems}") from None

@@ -13,6 +13,11 @@ DEFAULT_TERMS = {
 VARIANTS = ("plain", "pc", "dpt", "pc+dpt", "dpt-adjacency", "pc+dpt-adjacency")
 
 
+def uses_transfer_terms(recipe: Recipe) -> bool:
+    """Whether the recipe has a PC or DPT term (baselines don't, and aren't varied)."""
+    return any(k in STRATEGY_TERMS and t.weight != 0 for k, t in recipe.objectives.items())
+
+
 def recipe_variant(recipe: Recipe, variant: str) -> Recipe:
     """A copy of ``recipe`` whose transfer terms are exactly those named by ``variant``.
 
