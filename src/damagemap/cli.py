@@ -255,12 +255,18 @@ def map_command(
 @app.command()
 @_clean_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (event/, model/, map/, report.html).")] = Path("demo-out"),
+    size: Annotated[int, typer.Option(help="Scene width and height in pixels (0.5 m pixels).")] = 1024,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the demo recipe's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated event.")] = 0,
 ) -> None:
-    """End-to-end demo on generated data, offline: adapt, evaluate on a new region, predict."""
-    from damagemap.demo import run_demo
+    """End-to-end demo, offline: generate a georeferenced post-event scene with footprints and a
+    responder's label polygons on its west part, adapt the embedded model on them, map the whole
+    scene (COGs, damage.gpkg, per-building and 100 m grid tables), check the held-out east
+    buildings against the generator's truth and write OUT/report.html."""
+    from damagemap.demo import DEMO_EPOCHS, run_demo
 
-    run_demo(out_dir)
+    run_demo(out_dir, size=size, epochs=epochs or DEMO_EPOCHS, seed=seed)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -130,7 +130,7 @@ def test_fewer_distinct_pixels_than_clusters_uses_fewer_clusters():
 
 def test_no_damaged_pixels_is_a_clear_config_error():
     maps = [(torch.randn(8, 4, 4), torch.zeros(8, 8, dtype=torch.long)) for _ in range(3)]
-    with pytest.raises(ConfigError, match=r"damaged pixels.*lambda_pc = 0"):
+    with pytest.raises(ConfigError, match=r"damaged pixels.*objectives.pc.weight: 0"):
         build_prototypes(maps, RandomProjection(8, 50))
 
 

@@ -101,12 +101,12 @@ def generate_scene(
     return SyntheticScene(img, damage, buildings, footprints)
 
 
-def synthetic_tiles(domain: str, n: int, size: int = 128, seed: int = 0) -> list[Sample]:
+def synthetic_tiles(domain: str, n: int, size: int = 128, seed: int = 0, damaged_share: float = 0.35) -> list[Sample]:
     """``n`` labelled tiles of one synthetic region (style = ``domain`` if known)."""
     style = domain if domain in STYLES else "north"
     samples = []
     for i in range(n):
-        sc = generate_scene(size, size, seed=seed * 1000 + i, style=style)
+        sc = generate_scene(size, size, seed=seed * 1000 + i, style=style, damaged_share=damaged_share)
         samples.append(Sample(sc.image, sc.damage.astype(np.int64), domain, f"{domain}_{i:03d}",
                               buildings=sc.buildings))
     return samples

@@ -49,7 +49,7 @@ class Products:
 
 
 def _csv(gdf: gpd.GeoDataFrame, path: Path) -> None:
-    gdf.drop(columns=gdf.geometry.name).to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+    gdf.drop(columns=gdf.geometry.name).to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
 
 def make_products(

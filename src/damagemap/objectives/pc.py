@@ -146,7 +146,7 @@ def build_prototypes(
             raise ConfigError(
                 f"PC (pixel-wise clustering) needs {name} pixels in the source-domain training "
                 f"images, but none of the {n_images} images has any; disable PC for this source "
-                "set (set lambda_pc = 0 in the recipe)."
+                "set (objectives.pc.weight: 0 in the recipe, or the 'plain'/'dpt' variants)."
             )
         k = min(n_per_class, len(np.unique(x, axis=0)))
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3).fit(x)

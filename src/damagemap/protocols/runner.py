@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, p
     scores = evaluate_model(model, test, cache_dir, progress)
     target = fold.target_domain or next(iter(scores))
     record = {"scores": scores.get(target, scores["all"]), "best_epoch": result.best_epoch,
-              "history": result.history}
+              "history": result.history, "notes": model.metrics.get("notes", [])}
     shots, fewshot = fold.meta.get("shots"), recipe.fewshot
     if shots and fewshot is not None and fewshot.enabled:
         from damagemap.training.lora import adapt_encoder_lora, lora_supported
@@ -128,7 +129,9 @@ def run_experiment(
             if record is None or record.get("config_hash") != chash:
                 if progress is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
+                started = time.perf_counter()
                 record = run_fold(recipe, fold, by_key, cache_dir, progress)
+                record["seconds"] = round(time.perf_counter() - started, 1)
                 record.update({"config_hash": chash, "recipe": recipe.name, "fold": fold.name,
                                "target_domain": fold.target_domain, "meta": fold.meta,
                                "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test)})

@@ -22,9 +22,12 @@ class ObjectiveContext:
     encoder_channels: tuple[int, ...]
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     """Tensors a term needs again at load time (e.g. PC projection); saved in the artifact."""
+    notes: list[str] = field(default_factory=list)
+    """Documented fallbacks taken while building terms (recorded in the model's metrics)."""
 
 
-TermBuilder = Callable[[ObjectiveContext, dict], ObjectiveTerm]
+TermBuilder = Callable[[ObjectiveContext, dict], "ObjectiveTerm | None"]
+"""Returns the term, or ``None`` to skip it (after appending the reason to ``ctx.notes``)."""
 _BUILDERS: dict[str, TermBuilder] = {}
 
 
@@ -81,9 +84,11 @@ def build_objective(ctx: ObjectiveContext) -> WeightedSum:
         if name not in _BUILDERS:
             raise ConfigError(f"unknown objective {name!r}; known: {', '.join(sorted(_BUILDERS))}")
         try:
-            terms[name] = (term.weight, _BUILDERS[name](ctx, dict(term.options)))
+            built = _BUILDERS[name](ctx, dict(term.options))
         except TypeError as exc:
             raise ConfigError(f"objective {name!r}: bad options {term.options} ({exc})") from None
+        if built is not None:
+            terms[name] = (term.weight, built)
     if not terms:
         raise ConfigError("the recipe has no objective with a non-zero weight")
     return WeightedSum(terms)

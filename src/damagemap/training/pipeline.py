@@ -122,7 +122,7 @@ def train_model(
                  recipe.binary, recipe.damage_classes, progress)
     model = DamageModel(recipe, encoder, head, dict(ctx.state))
     model.metrics = {"best_epoch": result.best_epoch, "history": result.history,
-                     "native_view_size": _median_view_size(train_samples, recipe)}
+                     "native_view_size": _median_view_size(train_samples, recipe), "notes": ctx.notes}
     return model, result
 
 

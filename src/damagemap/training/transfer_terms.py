@@ -1,7 +1,8 @@
 """Smart Transfer's transfer strategies as recipe objective terms: ``pc`` and ``dpt``.
 
 ``pc`` builds its prototypes from the *source* training items it is given (the fold's training
-split), so target-domain data never shapes them. Its random projection and prototypes are
+split), so target-domain data never shapes them. When those items hold no damaged pixel at all,
+PC is skipped for that run and the reason is recorded in the model's metrics (``notes``). Its random projection and prototypes are
 stored in the model artifact (``state.safetensors``) so a run is reproducible.
 """
 
@@ -15,7 +16,7 @@ from damagemap.training.objective_factory import ObjectiveContext, register_term
 
 
 @register_term("pc")
-def _pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
+def _pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
     if not ctx.recipe.binary:
         raise ConfigError("objective 'pc' supports binary recipes only (damaged vs not damaged)")
     opts = dict(options)
@@ -23,6 +24,11 @@ def _pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
     dim = int(opts.pop("projection_dim", 50))
     seed = int(opts.pop("seed", ctx.recipe.train.seed))
     projection = RandomProjection(ctx.encoder_channels[feature_index], dim, seed=seed)
+    if not any(bool((it.mask == 1).any()) for it in ctx.train_items):
+        # Documented fallback: without damaged source pixels there are no damaged prototypes;
+        # train without PC rather than abort a whole protocol run.
+        ctx.notes.append("pc skipped: the source training images have no damaged pixels")
+        return None
     prototypes = build_prototypes(
         ((it.features[feature_index].float(), it.mask) for it in ctx.train_items),
         projection, seed=seed, **opts,

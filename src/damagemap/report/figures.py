@@ -1,0 +1,114 @@
+"""Map figures for the HTML report, rendered with matplotlib from downsampled rasters.
+
+Rasters are read with rasterio's ``out_shape`` at most ``max_size`` pixels on a side, so GDAL
+reads a COG's (or any GeoTIFF's) overview level instead of the full-resolution data: memory
+stays bounded whatever the scene size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+
+from damagemap.mapping.encoding import CLASS_COLORS, LEVELS, NODATA  # noqa: E402
+
+PathLike = str | os.PathLike
+
+
+def overview_shape(path: PathLike, max_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the raster scaled down to at most ``max_size`` pixels on a side."""
+    with rasterio.open(path) as src:
+        factor = max(1.0, max(src.width, src.height) / max_size)
+        return max(1, round(src.height / factor)), max(1, round(src.width / factor))
+
+
+def read_overview(
+    path: PathLike, shape: tuple[int, int], bands: list[int] | None = None,
+    resampling: Resampling = Resampling.average,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bands (1-based; default: all) resampled to ``shape`` → ``(data [C,h,w], valid [h,w])``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            idx = bands or list(range(1, src.count + 1))
+            data = src.read(idx, out_shape=(len(idx), *shape), resampling=resampling)
+            valid = src.read_masks(idx, out_shape=(len(idx), *shape), resampling=Resampling.nearest).any(axis=0)
+    return data, valid
+
+
+def scene_rgb(path: PathLike, shape: tuple[int, int]) -> np.ndarray:
+    """An RGBA float quicklook of the scene (first three bands, or band 1 as grey), 2–98 % stretch."""
+    with rasterio.open(path) as src:
+        bands = [1, 2, 3] if src.count >= 3 else [1]
+    data, valid = read_overview(path, shape, bands)
+    img = data.astype(np.float32)
+    if valid.any():
+        lo, hi = np.percentile(img[:, valid], [2, 98])
+        img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
+    return np.concatenate([np.moveaxis(rgb, 0, -1), valid[..., None].astype(np.float32)], axis=-1)
+
+
+def to_png(fig: plt.Figure) -> bytes:
+    """Render and close a figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(shape: tuple[int, int], title: str) -> tuple[plt.Figure, plt.Axes]:
+    h, w = shape
+    fig, ax = plt.subplots(figsize=(7.0, max(2.0, 7.0 * h / w)))
+    ax.set_title(title)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def probability_overlay(scene_path: PathLike, prob_path: PathLike, max_size: int) -> bytes:
+    """The scene with P(damage) drawn over it (transparent where the probability is low)."""
+    shape = overview_shape(prob_path, max_size)  # products have the scene's size
+    rgb = scene_rgb(scene_path, shape)
+    q = read_overview(prob_path, shape, [1])[0][0]
+    p = np.where(q == NODATA, 0.0, q / LEVELS)
+    fig, ax = _figure(shape, "Damage probability over the scene")
+    ax.imshow(rgb, interpolation="nearest")
+    im = ax.imshow(p, cmap="inferno", vmin=0, vmax=1, alpha=np.clip(1.5 * (p - 0.15), 0, 0.85), interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="P(damage)")
+    return to_png(fig)
+
+
+def class_map(class_path: PathLike, max_size: int, names: dict[int, str]) -> bytes:
+    """The class raster in the output colour table (nodata transparent)."""
+    cls = read_overview(class_path, overview_shape(class_path, max_size), [1], Resampling.nearest)[0][0]
+    colors = np.zeros((256, 4))
+    for value, rgba in CLASS_COLORS.items():
+        colors[value] = np.asarray(rgba) / 255.0
+    fig, ax = _figure(cls.shape, "Damage class")
+    ax.imshow(cls, cmap=ListedColormap(colors), vmin=0, vmax=255, interpolation="nearest")
+    present = [int(v) for v in np.unique(cls) if v != NODATA]
+    handles = [Patch(color=colors[v], label=names.get(v, f"class {v}")) for v in present]
+    handles.append(Patch(facecolor="white", edgecolor="grey", label="nodata"))
+    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    return to_png(fig)
+
+
+def uncertainty_map(unc_path: PathLike, max_size: int) -> bytes:
+    """Normalised predictive entropy (0 = certain, 1 = maximally uncertain)."""
+    data, _ = read_overview(unc_path, overview_shape(unc_path, max_size), [1])
+    u = np.ma.masked_equal(data[0], NODATA).astype(np.float32) / LEVELS
+    fig, ax = _figure(u.shape, "Uncertainty (normalised entropy)")
+    im = ax.imshow(u, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="entropy / max")
+    return to_png(fig)

@@ -1,0 +1,85 @@
+"""The experiment runner: every fold trained and scored, resumable after an interruption."""
+
+import json
+
+import pytest
+
+from damagemap.data.synthetic import synthetic_tiles
+from damagemap.errors import ConfigError
+from damagemap.protocols import runner as runner_mod
+from damagemap.protocols.report import write_reports
+from damagemap.protocols.runner import make_folds, run_experiment
+from damagemap.recipe import Recipe
+
+
+def _recipe(name: str, **objectives) -> Recipe:
+    return Recipe.model_validate({
+        "name": name, "input": {"size": 64}, "head": {"kind": "fpn", "options": {"fpn_channels": 8, "embed_channels": 8}},
+        "objectives": {"focal": {}, **objectives}, "train": {"epochs": 2, "batch_size": 4, "lr": 3e-3},
+    })
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return (synthetic_tiles("north", 6, size=64, seed=1, damaged_share=0.9)
+            + synthetic_tiles("south", 6, size=64, seed=2, damaged_share=0.9))
+
+
+def test_lodo_folds_cover_every_domain(samples) -> None:
+    folds = make_folds(samples, "lodo", (1,), k=3)
+    assert sorted({f.target_domain for f in folds}) == ["north", "south"] and len(folds) == 6
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        make_folds(samples, "loocv", (1,))
+    with pytest.raises(ConfigError, match="known domains"):
+        make_folds(samples, "ssdc", (1,), k=3, sources=["east"])
+
+
+def test_interrupted_experiment_resumes_without_recomputing(samples, tmp_path, monkeypatch) -> None:
+    recipes = [_recipe("plain"), _recipe("pc", pc={"weight": 0.01})]
+    folds = make_folds(samples, "lodo", (1,), k=3)
+    full = run_experiment(recipes, samples, folds, tmp_path / "full", cache_dir=tmp_path / "cache")
+
+    real_run_fold = runner_mod.run_fold
+    calls = []
+    crash_after = [5]
+
+    def crashing(*args, **kwargs):
+        if len(calls) == crash_after[0]:
+            raise RuntimeError("simulated kill")
+        calls.append(args[1].name)
+        return real_run_fold(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "run_fold", crashing)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_experiment(recipes, samples, folds, tmp_path / "resumed", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "resumed" / "folds").rglob("*.json"))) == 5
+    calls.clear()
+    crash_after[0] = -1
+    resumed = run_experiment(recipes, samples, folds, tmp_path / "resumed", cache_dir=tmp_path / "cache")
+    assert len(calls) == 2 * len(folds) - 5  # only the unfinished folds ran
+    assert [(r.recipe, r.fold, r.scores) for r in resumed] == [(r.recipe, r.fold, r.scores) for r in full]
+
+
+def test_reports_have_mean_std_per_domain_and_worst(samples, tmp_path) -> None:
+    folds = make_folds(samples, "lodo", (1,), k=3)
+    results = run_experiment([_recipe("plain")], samples, folds, tmp_path, cache_dir=tmp_path / "cache")
+    summary = write_reports(results, tmp_path, "lodo")
+    for name in ("results.json", "results.csv", "results.md", "results.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    north = [r.scores["miou"] for r in results if r.target_domain == "north"]
+    stats = summary["plain"]["domains"]["north"]["miou"]
+    assert stats["mean"] == pytest.approx(sum(north) / 3) and stats["n"] == 3
+    worst = min(summary["plain"]["domains"], key=lambda d: summary["plain"]["domains"][d]["miou"]["mean"])
+    assert summary["plain"]["worst_domain"] == worst
+    md = (tmp_path / "results.md").read_text()
+    assert "| plain | north" in md and "±" in md
+    assert len(json.loads((tmp_path / "results.json").read_text())["folds"]) == 6
+
+
+def test_pc_without_damaged_source_pixels_falls_back_and_says_so(tmp_path) -> None:
+    from damagemap.training.pipeline import train_model
+
+    undamaged = synthetic_tiles("north", 4, size=64, seed=3, damaged_share=0.0)
+    model, _ = train_model(_recipe("pc", pc={"weight": 0.01}), undamaged, cache_dir=None)
+    assert model.metrics["notes"] == ["pc skipped: the source training images have no damaged pixels"]
+    assert not any(k.startswith("pc.") for k in model.state)

@@ -1,0 +1,80 @@
+"""write_html_report: one self-contained page with embedded maps and the mapping tables."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from damagemap.data.synthetic_geo import write_synthetic_event
+from damagemap.mapping import BrightnessPredictor, map_scene
+from damagemap.report.figures import overview_shape, read_overview
+from damagemap.report.html import write_html_report
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    event = write_synthetic_event(root / "event", height=256, width=320, seed=1)
+    result = map_scene(BrightnessPredictor(in_bands=3), event.scene, root / "map", tile=128, overlap=16,
+                       footprints=event.footprints, grid_m=40.0, progress=False)
+    return root, event, result
+
+
+def section(page: str, title: str) -> str:
+    start = page.index(f"<h2>{title}</h2>")
+    end = page.find("<h2>", start + 1)
+    return page[start : end if end > 0 else None]
+
+
+def test_report_is_self_contained_with_maps_and_tables(mapped):
+    root, event, result = mapped
+    metrics = {"training": {"epochs": 3, "note": "<b>bold</b>"}, "buildings vs truth": {"accuracy": 0.9}}
+    path = write_html_report(root / "out", result, event.scene, "Event <1>", metrics)
+    assert path == root / "out" / "report.html"
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # nothing temporary left
+    page = path.read_text()
+    assert "<title>Event &lt;1&gt;</title>" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert "src='http" not in page and "<script" not in page
+
+    zones = pd.read_csv(result.zones_csv)
+    table = section(page, "Zonal statistics")
+    rows = re.findall(r"<tr>(.*?)</tr>", table)
+    assert len(rows) == len(zones) + 1 and len(zones) > 1
+    for (_, z), row in zip(zones.iterrows(), rows[1:]):
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        assert cells[0] == str(int(z["zone_id"])) and len(cells) == len(zones.columns)
+
+    buildings = pd.read_csv(result.buildings_csv)
+    summary = section(page, "Buildings")
+    assert f"<td>total</td><td>{len(buildings)}</td>" in summary
+    damaged = int((buildings["damage_class"] >= 1).sum())
+    assert f"<td>damaged (1)</td><td>{damaged}</td>" in summary
+    stats = section(page, "Mapping statistics")
+    assert "damaged area m2" in stats and "valid pixels" in stats
+    assert "accuracy" in section(page, "Training and evaluation")
+
+
+def test_report_without_optional_tables(mapped, tmp_path):
+    root, event, result = mapped
+    from dataclasses import replace
+
+    bare = replace(result, buildings_csv=None, zones_csv=None)
+    page = write_html_report(tmp_path, bare, event.scene, "bare").read_text()
+    assert "<h2>Zonal statistics</h2>" not in page and "<h2>Buildings</h2>" not in page
+    assert page.count("data:image/png;base64,") == 3
+
+
+def test_quicklook_reads_a_bounded_overview(mapped):
+    _, event, result = mapped
+    shape = overview_shape(result.probability, 100)
+    assert max(shape) == 100 and shape == (80, 100)
+    data, valid = read_overview(event.scene, shape)
+    assert data.shape == (3, 80, 100) and valid.shape == (80, 100)
+    assert not valid[0, -1] and valid.mean() > 0.9  # the scene's nodata corner stays nodata
+    assert np.issubdtype(data.dtype, np.integer)
