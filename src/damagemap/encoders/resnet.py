@@ -8,6 +8,8 @@ two share key names); the classifier ``fc.*`` is ignored.
 
 from __future__ import annotations
 
+from functools import partial
+
 from pathlib import Path
 
 import timm
@@ -84,17 +86,9 @@ def build_resnet(
     return encoder
 
 
-def _builder(name: str):  # noqa: ANN202 - a registry builder closure
-    def build(checkpoint: str | Path | None = None, pretrained: bool = True, **kwargs: object):
-        return build_resnet(name, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
-
-    build.__doc__ = f"Build ``{name}`` (see :func:`build_resnet`)."
-    return build
-
-
 register(EncoderSpec(
     name="resnet18",
-    builder=_builder("resnet18"),
+    builder=partial(build_resnet, "resnet18"),
     family="resnet",
     description="ResNet-18 (timm); 4 maps, channels 64/128/256/512 at strides 4/8/16/32. "
     "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
@@ -102,7 +96,7 @@ register(EncoderSpec(
 ))
 register(EncoderSpec(
     name="resnet152",
-    builder=_builder("resnet152"),
+    builder=partial(build_resnet, "resnet152"),
     family="resnet",
     description="ResNet-152 (timm); 4 maps, channels 256/512/1024/2048 at strides 4/8/16/32. "
     "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "

@@ -18,6 +18,8 @@ can build tiny models.
 
 from __future__ import annotations
 
+from functools import partial
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,18 +259,10 @@ def build_vit(
     return encoder
 
 
-def _builder(name: str):  # noqa: ANN202 - a registry builder closure
-    def build(checkpoint: str | Path | None = None, pretrained: bool = True, **kwargs: object):
-        return build_vit(name, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
-
-    build.__doc__ = f"Build ``{name}`` (see :func:`build_vit`)."
-    return build
-
-
 for _name, _variant in VARIANTS.items():
     register(EncoderSpec(
         name=_name,
-        builder=_builder(_name),
+        builder=partial(build_vit, _name),
         family=_variant.family,
         description=f"{_variant.description}, one map at stride {_variant.patch}. Weights: "
         "checkpoint=PATH (official .pth, HF safetensors or timm) or a hub download.",
