@@ -101,3 +101,34 @@ def test_encoders_lists_the_default() -> None:
     assert len(default_rows) == 1 and "efficientnet-lite0" in default_rows[0]
     for name in ("dinov3-vitl16-sat", "dinov2-vits14", "sam-vitb", "resnet152"):
         assert name in result.stdout
+
+
+def test_map_real_geotiff_keeps_its_grid_and_lists_every_footprint(workspace, shared_data, tmp_path) -> None:
+    import geopandas as gpd
+    import rasterio
+
+    scene = shared_data / "geo" / "sample_geotiff.tif"
+    footprints = shared_data / "geo" / "geotiff_labels.geojson"
+    if not scene.is_file():
+        pytest.skip(f"real GeoTIFF not found at {scene}")
+    out = tmp_path / "map"
+    result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out),
+                                 "--footprints", str(footprints), "--replicate-single-band", "--grid-m", "100"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(scene) as src:
+        grid = (src.crs, src.transform, src.width, src.height)
+    for name in ("damage_probability.tif", "damage_class.tif", "uncertainty.tif"):
+        with rasterio.open(out / name) as dst:
+            assert (dst.crs, dst.transform, dst.width, dst.height) == grid, name
+    buildings = gpd.read_file(out / "damage.gpkg", layer="buildings")
+    assert len(buildings) == len(gpd.read_file(footprints)) == 43
+
+
+def test_map_refuses_a_scene_with_the_wrong_band_count(workspace, shared_data, tmp_path) -> None:
+    scene = shared_data / "geo" / "sample_geotiff.tif"
+    if not scene.is_file():
+        pytest.skip(f"real GeoTIFF not found at {scene}")
+    out = tmp_path / "map"
+    result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out)])
+    assert result.exit_code == 2 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
