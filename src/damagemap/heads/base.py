@@ -35,3 +35,15 @@ class Head(nn.Module):
         if tuple(logits.shape[-2:]) != tuple(out_size):
             logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
         return logits
+
+
+def single_pixel_map(features: list[torch.Tensor], bands: int, head: str) -> torch.Tensor:
+    """The one input map of a trainable end-to-end head (the ``pixels`` encoder's output)."""
+    if len(features) != 1:
+        raise ValueError(
+            f"{head} takes one input map (normalised pixels), got {len(features)} maps; "
+            "use the 'pixels' encoder"
+        )
+    if features[0].shape[1] != bands:
+        raise ValueError(f"{head} was built for {bands} bands, got {features[0].shape[1]}")
+    return features[0]

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from damagemap.heads.base import Head
+from damagemap.heads.base import Head, single_pixel_map
 
 ENCODERS = ("resnet18", "resnet152")
 """ResNet encoders of the paper's U-Net baselines."""
@@ -146,14 +146,7 @@ class UNetHead(Head):
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """smp's decoder output ``[B, decoder_channels[-1], H, W]`` at input size."""
-        if len(features) != 1:
-            raise ValueError(
-                f"UNetHead takes one input map (normalised pixels), got {len(features)} maps; "
-                "use the 'pixels' encoder"
-            )
-        x = features[0]
-        if x.shape[1] != self.in_channels[0]:
-            raise ValueError(f"UNetHead was built for {self.in_channels[0]} bands, got {x.shape[1]}")
+        x = single_pixel_map(features, self.in_channels[0], "UNetHead")
         h, w = x.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:

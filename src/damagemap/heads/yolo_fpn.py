@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from damagemap.heads.base import Head
+from damagemap.heads.base import Head, single_pixel_map
 
 
 class ConvBNSiLU(nn.Module):
@@ -185,14 +185,7 @@ class YoloFPNHead(Head):
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The segmentation embedding ``[B, embed_channels, ⌈H/4⌉, ⌈W/4⌉]``."""
-        if len(features) != 1:
-            raise ValueError(
-                f"YoloFPNHead takes one input map (normalised pixels), got {len(features)} maps; "
-                "use the 'pixels' encoder"
-            )
-        x = features[0]
-        if x.shape[1] != self.in_channels[0]:
-            raise ValueError(f"YoloFPNHead was built for {self.in_channels[0]} bands, got {x.shape[1]}")
+        x = single_pixel_map(features, self.in_channels[0], "YoloFPNHead")
         x = self.stem(x)
         p2 = self.stages[0](x)
         p3 = self.stages[1](p2)
