@@ -169,6 +169,8 @@ def experiment(
     epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epoch count.")] = None,
     domains: Annotated[Optional[str], typer.Option(help="Only read these domains.")] = None,
     overrides: SetOpt = None,
+    report_only: Annotated[bool, typer.Option(
+        "--report-only", help="Train nothing: rebuild the reports from the folds finished so far.")] = False,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
@@ -196,7 +198,8 @@ def experiment(
     fold_list = make_folds(samples, protocol, tuple(first.damage_classes), folds, _csv(sources),
                            shot_list, _csv(targets), first.train.seed)
     with make_progress() as progress:
-        results = run_experiment(loaded, samples, fold_list, out_dir, _cache(cache_dir, no_cache), progress)
+        results = run_experiment(loaded, samples, fold_list, out_dir, _cache(cache_dir, no_cache), progress,
+                                 compute=not report_only)
     summary = write_reports(results, out_dir, f"{protocol} on {data}")
     out.print(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")

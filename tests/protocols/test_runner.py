@@ -83,3 +83,11 @@ def test_pc_without_damaged_source_pixels_falls_back_and_says_so(tmp_path) -> No
     model, _ = train_model(_recipe("pc", pc={"weight": 0.01}), undamaged, cache_dir=None)
     assert model.metrics["notes"] == ["pc skipped: the source training images have no damaged pixels"]
     assert not any(k.startswith("pc.") for k in model.state)
+
+
+def test_report_only_returns_finished_folds_without_training(samples, tmp_path, monkeypatch) -> None:
+    folds = make_folds(samples, "lodo", (1,), k=3)
+    run_experiment([_recipe("plain")], samples, folds[:2], tmp_path, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(runner_mod, "run_fold", lambda *a, **k: pytest.fail("report-only must not train"))
+    done = run_experiment([_recipe("plain")], samples, folds, tmp_path, compute=False)
+    assert [r.fold for r in done] == [f.name for f in folds[:2]]

@@ -112,8 +112,13 @@ def run_experiment(
     out_dir: str | Path,
     cache_dir: str | Path | None | object = _UNSET,
     progress: Progress | None = None,
+    compute: bool = True,
 ) -> list[FoldResult]:
-    """Train/evaluate each recipe on each fold; finished folds on disk are reused."""
+    """Train/evaluate each recipe on each fold; finished folds on disk are reused.
+
+    With ``compute=False`` nothing is trained: only finished folds are returned (to rebuild
+    reports while a long run is still going, or from a partial run).
+    """
     out_dir = Path(out_dir)
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
@@ -126,6 +131,8 @@ def run_experiment(
             path = _fold_path(out_dir, recipe, fold)
             chash = _config_hash(recipe, fold)
             record = json.loads(path.read_text()) if path.is_file() else None
+            if (record is None or record.get("config_hash") != chash) and not compute:
+                continue
             if record is None or record.get("config_hash") != chash:
                 if progress is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
