@@ -49,6 +49,6 @@ def test_model_trained_on_two_joplin_tiles_beats_chance_on_the_third(xbd, tmp_pa
     iou_bg = (1 - p) * (1 - prevalence) / (1 - p * prevalence)
     chance_miou = (iou_damage + iou_bg) / 2
     all_background_miou = (1 - p) / 2
-    print(f"xBD joplin 2->1: mIoU {scores['miou']:.3f} damage IoU {scores['damage_iou']:.3f} "
+    print(f"xBD joplin tiles 0,1 -> tile 2: mIoU {scores['miou']:.3f} damage IoU {scores['damage_iou']:.3f} "
           f"F1 {scores['f1']:.3f}; chance {chance_miou:.3f}; all-background {all_background_miou:.3f}")
     assert scores["miou"] > max(chance_miou, all_background_miou) + 0.05
