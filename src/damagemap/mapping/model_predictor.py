@@ -25,10 +25,14 @@ class ModelTilePredictor:
     size (and the probabilities are resized back), ``tile`` models see them as they are.
     """
 
-    def __init__(self, model_dir: str | Path, model: DamageModel | None = None) -> None:
+    def __init__(self, model_dir: str | Path, model: DamageModel | None = None,
+                 precision: str = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model_dir = Path(model_dir)
         self._model = model
-        digest = hashlib.sha256()
+        self.precision = precision
+        digest = hashlib.sha256(precision.encode())
         for name in (MANIFEST, HEAD_FILE):
             digest.update((self.model_dir / name).read_bytes())
         self.fingerprint = digest.hexdigest()[:16]
@@ -43,7 +47,7 @@ class ModelTilePredictor:
         return self._model
 
     def __getstate__(self) -> dict:
-        return {"model_dir": self.model_dir, "fingerprint": self.fingerprint,
+        return {"model_dir": self.model_dir, "fingerprint": self.fingerprint, "precision": self.precision,
                 "in_bands": self.in_bands, "num_outputs": self.num_outputs, "_model": None}
 
     @torch.inference_mode()
@@ -60,7 +64,8 @@ class ModelTilePredictor:
             else:
                 x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False,
                                   antialias=True)
-        probs = m.probabilities(m.logits(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            probs = m.probabilities(m.logits(x).float())
         if tuple(probs.shape[-2:]) != size:
             if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
                 probs = probs[..., : size[0], : size[1]]
