@@ -201,7 +201,7 @@ def experiment(
         results = run_experiment(loaded, samples, fold_list, out_dir, _cache(cache_dir, no_cache), progress,
                                  compute=not report_only)
     summary = write_reports(results, out_dir, f"{protocol} on {data}")
-    out.print(markdown_table(summary))
+    typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
 
 
