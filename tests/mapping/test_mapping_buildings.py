@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+
+from tests.mapping.rasters import write_uint8
 from affine import Affine
 from shapely.geometry import box
 
@@ -23,20 +25,7 @@ def px_box(r0, c0, r1, c1):
 
 
 def write(path, arr):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=arr.shape[1],
-        height=arr.shape[0],
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32616",
-        transform=T,
-        nodata=255,
-    ) as dst:
-        dst.write(arr, 1)
-    return path
+    return write_uint8(path, arr, T)
 
 
 @pytest.fixture

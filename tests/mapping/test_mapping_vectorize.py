@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+
+from tests.mapping.rasters import write_uint8
 from affine import Affine
 from scipy import ndimage
 
@@ -12,20 +14,7 @@ T = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
 
 
 def write(path, arr):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=arr.shape[1],
-        height=arr.shape[0],
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32616",
-        transform=T,
-        nodata=255,
-    ) as dst:
-        dst.write(arr, 1)
-    return path
+    return write_uint8(path, arr, T)
 
 
 def regions(tmp_path, cls, prob, damaged, chunk):

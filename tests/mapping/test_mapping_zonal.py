@@ -4,6 +4,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+
+from tests.mapping.rasters import write_uint8
 from affine import Affine
 from shapely.geometry import box
 
@@ -22,20 +24,7 @@ def class_map(tmp_path):
     cls[50:100, 0:50] = 255  # cell (1,0): nodata
     cls[50:100, 50:100] = 1  # cell (1,1): all damaged
     path = tmp_path / "cls.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=100,
-        height=100,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32616",
-        transform=T,
-        nodata=255,
-    ) as dst:
-        dst.write(cls, 1)
-    return path
+    return write_uint8(path, cls, T)
 
 
 def m(x0, y0, x1, y1):
