@@ -3,7 +3,6 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
-import rasterio
 
 from tests.mapping.rasters import write_uint8
 from affine import Affine
