@@ -1,0 +1,1 @@
+"""Drone-frame damage instance segmentation (MSNet): hierarchical RPN, score refinement, video input."""

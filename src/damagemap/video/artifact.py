@@ -1,0 +1,85 @@
+"""MSNet model artifact: a directory with ``manifest.json`` and ``model.safetensors``.
+
+Same contract as the core artifact (``damagemap.artifact``): nothing is unpickled, the
+directory is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from damagemap import __version__
+from damagemap.errors import CheckpointError, ConfigError
+from damagemap.video.config import VideoRecipe
+from damagemap.video.model import MSNet, build_msnet
+
+SCHEMA_VERSION = 1
+KIND = "msnet"
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+
+
+def save_video_model(model: MSNet, recipe: VideoRecipe, out_dir: str | Path,
+                     metrics: dict[str, Any] | None = None) -> Path:
+    """Write the artifact atomically (temporary sibling directory, then rename)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "kind": KIND, "damagemap_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": recipe.classes, "rpn": recipe.model.rpn, "metrics": metrics or {},
+        "recipe": recipe.model_dump(mode="json"),
+    }
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[str, Any]]:
+    """Rebuild the network from the manifest's recipe and load its weights (eval mode).
+
+    The backbone checkpoint is not needed: all weights, backbone included, are in the artifact.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{model_dir}: not a damagemap video model directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: corrupt manifest ({exc})") from None
+    if manifest.get("kind") != KIND or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{path}: not an MSNet manifest of schema {SCHEMA_VERSION} "
+                          f"(kind {manifest.get('kind')!r}, schema {manifest.get('schema_version')!r})")
+    recipe = VideoRecipe.model_validate(manifest["recipe"])
+    recipe.model.backbone_checkpoint = None
+    # the saved weights decide the norm layers: a model trained from a checkpoint has frozen BN
+    frozen = manifest["recipe"]["model"].get("backbone_checkpoint") is not None
+    model = build_msnet(recipe, frozen_bn=frozen)
+    try:
+        weights = load_file(str(model_dir / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(model_dir / WEIGHTS, f"cannot read weights ({exc})") from None
+    result = model.load_state_dict(weights, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(model_dir / WEIGHTS, "weights do not match the manifest's network",
+                              result.missing_keys, result.unexpected_keys)
+    return model.eval(), recipe, manifest

@@ -1,0 +1,154 @@
+"""``damagemap video``: train, evaluate and run MSNet / Mask R-CNN on drone frames and video."""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+out = Console()
+
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe value, e.g. --set train.iterations=50 --set model.gate=iou (repeatable).")]
+
+
+def _clean(fn):
+    """The main CLI's one-line error printing, imported when a command runs (no import cycle)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from damagemap.cli import _clean_errors
+
+        return _clean_errors(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+@app.command()
+@_clean
+def convert_xbd(
+    root: Annotated[Path, typer.Argument(help="xBD folder with images/ and labels/.")],
+    out_json: Annotated[Path, typer.Option("--out", help="COCO JSON to write.")],
+    tiles: Annotated[Optional[str], typer.Option(help="Comma-separated tile names (default: all).")] = None,
+) -> None:
+    """Convert xBD post-disaster labels to an ISBDA-like COCO file (minor→Slight, major→Severe, destroyed→Debris)."""
+    from damagemap.video.xbd_convert import xbd_to_coco
+
+    doc = xbd_to_coco(root, out_json, [t.strip() for t in tiles.split(",")] if tiles else None)
+    console.print(f"{len(doc['images'])} images, {len(doc['buildings'])} buildings, "
+                  f"{len(doc['annotations'])} damage instances → {out_json}")
+
+
+@app.command()
+@_clean
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Video recipe YAML (recipes/msnet.yaml, recipes/maskrcnn_baseline.yaml).")],
+    data: Annotated[Path, typer.Option("--data", help="COCO instances JSON (ISBDA layout).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
+    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Video or frame folder to train the SRN on (repeatable).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Backbone checkpoint (torchvision resnet50 or maskrcnn state dict).")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it."""
+    import torch
+
+    from damagemap.progress import make_progress
+    from damagemap.video.artifact import save_video_model
+    from damagemap.video.coco import CocoDamageDataset
+    from damagemap.video.config import apply_video_overrides, load_video_recipe
+    from damagemap.video.frames import read_frames
+    from damagemap.video.model import build_msnet
+    from damagemap.video.train import train_detector, train_srn
+
+    r = apply_video_overrides(load_video_recipe(recipe), overrides)
+    if checkpoint is not None:
+        r.model.backbone_checkpoint = str(checkpoint)
+    dataset = CocoDamageDataset(data, r.classes, images)
+    torch.manual_seed(r.train.seed)
+    model = build_msnet(r)
+    metrics: dict = {"train_images": len(dataset)}
+    with make_progress() as progress:
+        history = train_detector(model, dataset, r.train, progress)
+        metrics["final_loss"] = history[-1]
+        srn_losses = []
+        for video in videos or []:
+            frames = list(read_frames(video, r.video.every, r.video.folder_fps))
+            srn_losses += train_srn(model, [torch.from_numpy(f.image) for f in frames], [f.time for f in frames],
+                                    r.srn, r.train.seed, progress)
+        metrics["srn_loss"] = srn_losses[-1] if srn_losses else None
+    save_video_model(model, r, out_dir, metrics)
+    console.print(f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
+                  f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {len(srn_losses)} → {out_dir}")
+
+
+@app.command()
+@_clean
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap video train`.")],
+    data: Annotated[Path, typer.Option("--data", help="COCO instances JSON with ground truth.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """COCO mask and box AP, AP@0.25 and AP@0.5, overall and per class (pycocotools)."""
+    from damagemap.progress import make_progress
+    from damagemap.video.artifact import load_video_model
+    from damagemap.video.coco import CocoDamageDataset
+    from damagemap.video.train import evaluate_detector
+
+    model, recipe, _ = load_video_model(model_dir)
+    dataset = CocoDamageDataset(data, recipe.classes, images)
+    with make_progress() as progress:
+        scores = evaluate_detector(model, dataset, progress)
+    if as_json:
+        out.print_json(json.dumps(scores))
+        return
+    for kind in ("segm", "bbox"):
+        s = scores[kind]
+        table = Table("class", "AP", "AP@0.25", "AP@0.5", title=f"{recipe.name} {kind} on {data.name}")
+        for name, row in [("all", s), *s["per_class"].items()]:
+            table.add_row(name, *(f"{row[k]:.4f}" for k in ("AP", "AP25", "AP50")))
+        out.print(table)
+
+
+@app.command()
+@_clean
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    video: Annotated[Path, typer.Argument(help="Video file (any format FFmpeg decodes) or folder of frames.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for detections.json, damage_points.gpkg, heatmap.png.")],
+    track: Annotated[Optional[Path], typer.Option("--gps", help="GPS track: .gpx or .csv (time,lat,lon).")] = None,
+    every: Annotated[Optional[int], typer.Option(help="Use every k-th frame (default: the recipe's video.every).")] = None,
+    video_start: Annotated[Optional[str], typer.Option(
+        help="ISO date-time of the first frame, for tracks with absolute times (default: the video's "
+             "creation_time tag, else the first track point).")] = None,
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="Keep the raw confidences.")] = False,
+) -> None:
+    """Detect damage on a flight, refine scores across adjacent frames, map them along the GPS track."""
+    from damagemap.errors import ConfigError
+    from damagemap.progress import make_progress
+    from damagemap.video.artifact import load_video_model
+    from damagemap.video.frames import video_start_time
+    from damagemap.video.predict import predict_video
+
+    model, recipe, _ = load_video_model(model_dir)
+    recipe.refine.enabled = recipe.refine.enabled and not no_refine
+    try:
+        start = datetime.fromisoformat(video_start.replace("Z", "+00:00")) if video_start else None
+    except ValueError:
+        raise ConfigError(f"--video-start must be an ISO 8601 date-time, got {video_start!r}") from None
+    if start is None and track is not None:
+        start = video_start_time(video)
+    with make_progress() as progress:
+        summary = predict_video(model, recipe, video, out_dir, track, every, start, progress)
+    console.print(f"{summary['frames']} frames, {summary['detections']} detections "
+                  f"({summary['refined']} scores refined) → {out_dir}")

@@ -1,0 +1,172 @@
+"""MSNet recipes: their own YAML schema (pydantic, unknown keys are errors).
+
+The core :class:`damagemap.recipe.Recipe` describes frozen-encoder segmentation; an instance
+segmentation detector shares none of its sections, so ``recipes/msnet.yaml`` and
+``recipes/maskrcnn_baseline.yaml`` use this schema and :func:`load_video_recipe`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from damagemap.errors import ConfigError
+
+CLASSES = ["Slight", "Severe", "Debris"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """Mask R-CNN ResNet-50-FPN and the hierarchical RPN.
+
+    ``rpn: hierarchical`` is MSNet (a building RPN gates the damage RPN's anchors); ``single``
+    is plain Mask R-CNN. A damage anchor is kept when its ``gate`` score against the top
+    ``gate_proposals`` building proposals is strictly greater than ``gate_threshold``:
+    ``ii`` = max_p |a∩p|/|a| (inner intersection), ``iou`` = max_p IoU(a, p). With
+    ``gate_add_gt`` the ground-truth building boxes are added to the building proposals while
+    training (as torchvision adds ground-truth boxes to the RoI-head proposals), so damage
+    anchors are not all gated out while the building RPN is still untrained.
+    """
+
+    rpn: Literal["hierarchical", "single"] = "hierarchical"
+    gate: Literal["ii", "iou"] = "ii"
+    gate_threshold: float = Field(0.3, ge=0, lt=1)
+    gate_proposals: int = Field(300, ge=1)
+    gate_add_gt: bool = True
+    backbone_checkpoint: str | None = None
+    trainable_backbone_layers: int = Field(3, ge=0, le=5)
+    min_size: int = Field(800, ge=32)
+    max_size: int = Field(1333, ge=32)
+    anchor_sizes: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 512], min_length=5, max_length=5)
+    rpn_pre_nms_top_n_train: int = Field(2000, ge=1)
+    rpn_pre_nms_top_n_test: int = Field(1000, ge=1)
+    rpn_post_nms_top_n_train: int = Field(2000, ge=1)
+    rpn_post_nms_top_n_test: int = Field(1000, ge=1)
+    rpn_batch_size_per_image: int = Field(256, ge=1)
+    box_batch_size_per_image: int = Field(512, ge=1)
+    box_score_thresh: float = Field(0.05, ge=0, lt=1)
+    box_detections_per_img: int = Field(100, ge=1)
+
+
+class TrainConfig(_Strict):
+    """Detector optimisation (SGD with momentum, linear warm-up, random horizontal flips)."""
+
+    iterations: int = Field(200, ge=1)
+    batch_size: int = Field(2, ge=1)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup: int = Field(20, ge=0)
+    grad_clip: float | None = 10.0
+    hflip: bool = True
+    seed: int = 42
+
+
+class SRNConfig(_Strict):
+    """Score Refinement Network: per-location 3-layer MLP on P2–P5 and its triplet training.
+
+    Triplets come from video frames: positive within ``positive_s`` seconds of the anchor
+    frame, negative at least ``negative_s`` seconds away; loss margin ``margin``.
+    """
+
+    hidden: int = Field(256, ge=1)
+    channels: int = Field(128, ge=1)
+    margin: float = Field(1.0, ge=0)
+    positive_s: float = Field(0.5, gt=0)
+    negative_s: float = Field(10.0, gt=0)
+    iterations: int = Field(100, ge=0)
+    lr: float = Field(1e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _gap(self) -> "SRNConfig":
+        if self.negative_s <= self.positive_s:
+            raise ValueError("negative_s must be larger than positive_s")
+        return self
+
+
+class RefineConfig(_Strict):
+    """Inference-time refinement of confidences in [c0, c1] across adjacent frames.
+
+    Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (METHODS.md leaves C0, C1
+    open); confident detections and clear rejections are left alone.
+    """
+
+    enabled: bool = True
+    c0: float = Field(0.3, ge=0, le=1)
+    c1: float = Field(0.7, ge=0, le=1)
+    roi_size: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> "RefineConfig":
+        if self.c0 > self.c1:
+            raise ValueError(f"c0 ({self.c0}) must not exceed c1 ({self.c1})")
+        return self
+
+
+class VideoInputConfig(_Strict):
+    """Frame sampling for video input: every ``every``-th decoded frame."""
+
+    every: int = Field(10, ge=1)
+    folder_fps: float = Field(1.0, gt=0)
+    """Frame rate assumed for a folder of frames (timestamps = index / folder_fps)."""
+
+
+class VideoRecipe(_Strict):
+    """A complete MSNet / Mask R-CNN recipe (see ``recipes/msnet.yaml``)."""
+
+    name: str
+    description: str = ""
+    classes: list[str] = Field(default_factory=lambda: list(CLASSES), min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    srn: SRNConfig = Field(default_factory=SRNConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    video: VideoInputConfig = Field(default_factory=VideoInputConfig)
+
+
+def _validate(raw: dict, where: str) -> VideoRecipe:
+    try:
+        return VideoRecipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid video recipe — {problems}") from None
+
+
+def load_video_recipe(path: str | Path) -> VideoRecipe:
+    """Read and validate an MSNet recipe YAML file; errors name the file and the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    return _validate(raw, str(path))
+
+
+def apply_video_overrides(recipe: VideoRecipe, overrides: list[str] | None) -> VideoRecipe:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate."""
+    if not overrides:
+        return recipe
+    raw = recipe.model_dump(mode="json")
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        *parents, leaf = path.split(".")
+        node = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not leaf or not isinstance(node, dict):
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        node[leaf] = yaml.safe_load(value)
+    return _validate(raw, f"override {overrides}")
