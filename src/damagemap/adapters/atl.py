@@ -1,0 +1,169 @@
+"""Adaptive Transfer Learning (ATL) modules for timm ViT encoders (TransLandSeg, METHODS.md §2).
+
+Two forms, attached to the ViT inside a :class:`~damagemap.encoders.vit.ViTEncoder` with
+forward hooks (timm's model code is not copied):
+
+* ``placement="prompt"`` — the explicit-visual-prompt generator of the reference code. An
+  embedding path ``Linear(C→C/r)`` on the patch tokens before the position embedding (a hook
+  on ``patch_embed``) plus a handcrafted path: FFT high-pass of the input image (the central
+  low-frequency square of side ``rate·min(H, W)`` removed, ``|iFFT|``) → ``Conv2d(bands→C/r,
+  k=p, s=p)``. Before block i: ``prompt_i = Linear_shared(C/r→C)(GELU(Linear_i(C/r→C/r)(emb +
+  hand)))`` and ``x ← x + prompt_i`` (residual on) or ``x ← prompt_i`` (residual off).
+* ``placement="block"`` — an adapter on each block's attention output (a hook on
+  ``blocks[i].attn``): ``a ← a + up(GELU(down(a)))`` (residual on) or ``a ← up(GELU(down(a)))``
+  (residual off), ``down: C→C/r``, ``up: C/r→C``.
+
+"Residual" is the ATL module's own skip connection in both forms: on, the module adds its
+output to the tokens it is attached to; off, its output replaces them (the paper's ablation).
+Prefix tokens (class / register) of DINO models are left untouched. Linear weights start as in
+the reference code (truncated normal σ = 0.02, zero bias).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PLACEMENTS = ("prompt", "block")
+
+
+def fft_highpass(x: torch.Tensor, rate: float = 0.25) -> torch.Tensor:
+    """``|iFFT|`` of ``x`` ``[B, C, H, W]`` with the centred low-frequency square removed.
+
+    The square has side ``int(rate · min(H, W))`` around the (shifted) zero frequency, as in the
+    explicit-visual-prompting reference code; a constant image therefore maps to zero.
+    """
+    h, w = x.shape[-2:]
+    spectrum = torch.fft.fftshift(torch.fft.fft2(x.float(), norm="forward"), dim=(-2, -1))
+    half = int(rate * min(h, w)) // 2
+    mask = torch.ones(h, w, device=x.device)
+    mask[h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half] = 0
+    spectrum = torch.fft.ifftshift(spectrum * mask, dim=(-2, -1))
+    return torch.fft.ifft2(spectrum, norm="forward").abs().to(x.dtype)
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W, C]`` or ``[B, N, C]`` → ``[B, N, C]``."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def _init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+
+class PromptGenerator(nn.Module):
+    """Embedding + handcrafted (FFT) paths → one prompt per block (see module docstring)."""
+
+    def __init__(self, dim: int, depth: int, in_chans: int, patch: int, reduction: int, rate: float) -> None:
+        super().__init__()
+        hidden = max(1, dim // reduction)
+        self.rate = rate
+        self.embedding = nn.Linear(dim, hidden)
+        self.handcrafted = nn.Conv2d(in_chans, hidden, kernel_size=patch, stride=patch)
+        self.tuning = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
+        self.shared_up = nn.Linear(hidden, dim)
+        _init(self)
+
+    def forward(self, image: torch.Tensor, patch_tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Prompts ``[B, N, C]`` for every block from the input image and the patch tokens."""
+        hand = self.handcrafted(fft_highpass(image, self.rate)).flatten(2).transpose(1, 2)
+        base = self.embedding(_tokens(patch_tokens)) + hand
+        return [self.shared_up(F.gelu(tune(base))) for tune in self.tuning]
+
+
+class BlockAdapter(nn.Module):
+    """Bottleneck ``Linear(C→C/r) → GELU → Linear(C/r→C)`` with an optional skip connection."""
+
+    def __init__(self, dim: int, reduction: int, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        self.down = nn.Linear(dim, max(1, dim // reduction))
+        self.up = nn.Linear(max(1, dim // reduction), dim)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.up(F.gelu(self.down(x)))
+        return x + out if self.residual else out
+
+
+class ATL(nn.Module):
+    """ATL modules for one timm ViT; :meth:`attach` installs the hooks on ``vit``.
+
+    Args:
+        dim: token width C; depth: number of blocks; in_chans: image bands; patch: patch size.
+        placement: ``"prompt"`` (before every block) or ``"block"`` (after attention).
+        residual: the ATL skip connection (see module docstring).
+        prompt_reduction: C / hidden width of the prompt generator (32 in the paper).
+        adapter_reduction: C / bottleneck width of the in-block adapter (4 in the paper).
+        fft_rate: side of the removed low-frequency square, as a fraction of the image side.
+    """
+
+    def __init__(self, dim: int, depth: int, in_chans: int, patch: int, placement: str = "prompt",
+                 residual: bool = True, prompt_reduction: int = 32, adapter_reduction: int = 4,
+                 fft_rate: float = 0.25) -> None:
+        super().__init__()
+        if placement not in PLACEMENTS:
+            raise ValueError(f"ATL placement must be one of {PLACEMENTS}, got {placement!r}")
+        self.placement, self.residual = placement, residual
+        self.options: dict[str, Any] = {"placement": placement, "residual": residual,
+                                        "prompt_reduction": prompt_reduction,
+                                        "adapter_reduction": adapter_reduction, "fft_rate": fft_rate}
+        # the configuration is part of the weights hash (encoder fingerprint → feature cache key)
+        self.register_buffer("spec", torch.tensor([PLACEMENTS.index(placement), float(residual),
+                                                   prompt_reduction, adapter_reduction, fft_rate],
+                                                  dtype=torch.float64))
+        if placement == "prompt":
+            self.prompt = PromptGenerator(dim, depth, in_chans, patch, prompt_reduction, fft_rate)
+        else:
+            self.adapters = nn.ModuleList(BlockAdapter(dim, adapter_reduction, residual) for _ in range(depth))
+        self._prompts: list[torch.Tensor] | None = None
+        self._handles: list[Any] = []
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _on_patch_embed(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self._prompts = self.prompt(args[0], output)
+
+    # hooks are bound methods (wrapped in partial), so ``copy.deepcopy(encoder)`` re-targets them
+    # at the copied ATL instead of leaving closures that point at the original
+    def _before_block(self, index: int, module: nn.Module, args: tuple, kwargs: dict):
+        if self._prompts is None:
+            raise RuntimeError("ATL prompts missing: the patch embedding did not run before the blocks")
+        x = args[0]
+        prompt = self._prompts[index]
+        n = prompt.shape[1]
+        flat = _tokens(x)
+        patches = flat[:, -n:]  # DINO: prefix (class/register) tokens come first
+        patches = patches + prompt if self.residual else prompt.to(patches.dtype)
+        if flat.shape[1] > n:
+            patches = torch.cat([flat[:, :-n], patches], dim=1)
+        if index == len(self._prompts) - 1:
+            self._prompts = None  # drop the reference once the last block has its prompt
+        return (patches.reshape(x.shape), *args[1:]), kwargs
+
+    def _after_attention(self, index: int, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return self.adapters[index](output)
+
+    def attach(self, vit: nn.Module) -> "ATL":
+        """Install the hooks on ``vit`` (a timm ViT with ``patch_embed`` and ``blocks``)."""
+        self.detach()
+        if self.placement == "prompt":
+            self._handles.append(vit.patch_embed.register_forward_hook(self._on_patch_embed))
+            for i, block in enumerate(vit.blocks):
+                self._handles.append(block.register_forward_pre_hook(partial(self._before_block, i), with_kwargs=True))
+        else:
+            for i, block in enumerate(vit.blocks):
+                self._handles.append(block.attn.register_forward_hook(partial(self._after_attention, i)))
+        return self
+
+    def detach(self) -> None:
+        """Remove the hooks (the modules and their weights stay)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
