@@ -5,7 +5,8 @@ a different encoder (other name, weights or band count) than the one being loade
 A few-shot LoRA-adapted model also has ``adapter.safetensors``: the manifest names the *base*
 encoder (its fingerprint is what a given or rebuilt encoder is checked against), records the
 LoRA configuration and the adapted encoder's fingerprint, and :func:`load_model` re-applies the
-adapter to the base encoder.
+adapter to the base encoder. Trainable encoder modules (ATL, extra-band weights; adapter
+``method: modules``, :mod:`damagemap.adapters`) are saved and re-applied the same way.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _manifest(model: DamageModel) -> dict:
             "adapted_fingerprint": adapter["adapted_fingerprint"] if adapter else None,
             "options": r.encoder.options,
             "in_chans": enc.in_chans,
+            # bands of the base encoder rebuilt at load time (a band adapter then widens it)
+            "base_in_chans": getattr(enc, "base_in_chans", enc.in_chans) if adapter else enc.in_chans,
             "channels": list(enc.channels),
             "strides": list(enc.strides),
         },
@@ -64,6 +67,7 @@ def _manifest(model: DamageModel) -> dict:
         "threshold": r.train.threshold,
         "head": model.head.config,
         "adapter": adapter,
+        "parameters": model.metrics.get("parameters"),
         "metrics": model.metrics,
         "recipe": r.model_dump(mode="json"),
     }
@@ -114,8 +118,8 @@ def check_encoder_matches(manifest: dict, encoder: Encoder, where: str | Path) -
     problems = []
     if m["name"] != encoder.name:
         problems.append(f"encoder {encoder.name!r} (model was trained on {m['name']!r})")
-    if m["in_chans"] != encoder.in_chans:
-        problems.append(f"{encoder.in_chans} input bands (model expects {m['in_chans']})")
+    if m.get("base_in_chans", m["in_chans"]) != encoder.in_chans:
+        problems.append(f"{encoder.in_chans} input bands (model expects {m.get('base_in_chans', m['in_chans'])})")
     if not problems and m["fingerprint"] != encoder.fingerprint:
         problems.append(
             f"encoder weights with fingerprint {encoder.fingerprint} (model was trained with "
@@ -152,15 +156,21 @@ def load_model(
     if encoder is None:
         m = manifest["encoder"]
         ckpt = checkpoint if checkpoint is not None else m.get("checkpoint")
-        encoder = build_encoder(m["name"], checkpoint=ckpt, pretrained=True, **m.get("options", {}))
+        if ckpt is None and not recipe.encoder.pretrained:
+            torch.manual_seed(recipe.train.seed)  # random-init encoder: same seed as training used
+        encoder = build_encoder(m["name"], checkpoint=ckpt, pretrained=ckpt is not None or recipe.encoder.pretrained,
+                                **m.get("options", {}))
     check_encoder_matches(manifest, encoder, model_dir)
     adapter, adapter_config = None, manifest.get("adapter")
     if adapter_config:
-        from damagemap.training.lora import apply_lora_adapter  # imports peft; only when needed
+        if adapter_config.get("method", "lora") == "lora":
+            from damagemap.training.lora import apply_lora_adapter as apply  # imports peft; only when needed
+        else:  # trainable encoder modules (ATL, …): damagemap.adapters
+            from damagemap.adapters import apply_saved_adapter as apply
 
         adapter = _load_tensors(model_dir / ADAPTER_FILE)
         try:
-            encoder = apply_lora_adapter(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
+            encoder = apply(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
         except CheckpointError as exc:
             raise CheckpointError(model_dir / ADAPTER_FILE, exc.problem, exc.missing, exc.unexpected) from None
     head = build_head(**manifest["head"])

@@ -101,6 +101,9 @@ def train(
     save_model(model, out_dir)
     console.print(f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
                   f"(val score {result.best_score:.3f}) → {out_dir}")
+    if counts := model.metrics.get("parameters"):
+        console.print(f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} "
+                      f"({100 * counts['share']:.2f} %; encoder-side {counts['encoder_trainable']:,})")
 
 
 @app.command()
@@ -138,12 +141,12 @@ def evaluate(
 @_clean_errors
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF; Landslide4Sense .h5).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <id>_mask.png and <id>_prob.png.")],
 ) -> None:
     """Predict damage masks and probability images for individual image files."""
     from damagemap.artifact import load_model
-    from damagemap.data.io import read_image
+    from damagemap.data.landslide4sense import read_image_or_h5 as read_image
     from damagemap.predict import predict_files
     from damagemap.progress import make_progress
 
@@ -164,7 +167,8 @@ def experiment(
     shots: Annotated[str, typer.Option(help="Few-shot sizes, comma-separated.")] = "1,3,5,10",
     targets: Annotated[Optional[str], typer.Option(help="Target domains (default: every domain).")] = None,
     variants: Annotated[Optional[str], typer.Option(
-        help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…]; baselines run once.")] = None,
+        help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] and each ATL "
+        "recipe as atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off]; others run once.")] = None,
     folds: Annotated[int, typer.Option("--folds", "-k", help="Folds per domain.")] = 5,
     epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epoch count.")] = None,
     domains: Annotated[Optional[str], typer.Option(help="Only read these domains.")] = None,
@@ -182,7 +186,7 @@ def experiment(
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
-    from damagemap.protocols.variants import recipe_variant, uses_transfer_terms
+    from damagemap.protocols.variants import expand_variants
     from damagemap.recipe import apply_overrides, load_recipe
 
     loaded = [apply_overrides(load_recipe(p), overrides) for p in recipes]
@@ -190,8 +194,7 @@ def experiment(
         for r in loaded:
             r.train.epochs = epochs
     if variants:  # baselines (no PC/DPT terms) run once, as they are
-        loaded = [recipe_variant(r, v) if uses_transfer_terms(r) else r
-                  for r in loaded for v in (_csv(variants) if uses_transfer_terms(r) else ["as-is"])]
+        loaded = expand_variants(loaded, _csv(variants) or [])
     first = loaded[0]
     samples = load_samples(data, first.data, len(first.classes), _csv(domains))
     shot_list = [int(s) for s in _csv(shots) or []]
@@ -273,6 +276,15 @@ def demo(
     from damagemap.demo import DEMO_EPOCHS, run_demo
 
     run_demo(out_dir, size=size, epochs=epochs or DEMO_EPOCHS, seed=seed)
+
+
+from damagemap.video.cli import app as _video_app  # noqa: E402 - sub-app, registered after the core commands
+
+app.add_typer(_video_app, name="video")
+
+from damagemap.severity.cli import severity as _severity  # noqa: E402 - street-photo severity command
+
+app.command("severity")(_clean_errors(_severity))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -32,7 +32,9 @@ def predict_files(
     class probability ×255 for multi-class models. Every input is read (and validated) before
     anything is written, so a bad file leaves no partial output.
     """
-    images = [(Path(p), model.check_bands(read_image(p), str(p))) for p in paths]
+    images = [(Path(p), read_image(p)) for p in paths]
+    for path, image in images:  # validate every input first; predict_proba selects the bands itself
+        model.check_bands(image, str(path))
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("predict", total=len(images), info="") if progress else None
     written = []

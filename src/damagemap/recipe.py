@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from damagemap.errors import ConfigError
+from damagemap.severity.config import SeverityConfig
 
 
 class _Strict(BaseModel):
@@ -28,6 +29,21 @@ class EncoderConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class BandStats(_Strict):
+    """Per-band mean and std of the selected bands (``input.standardize: dataset``)."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+    n_pixels: int = 0
+    """Valid (finite, non-nodata) pixels per band the statistics were computed from (minimum)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BandStats":
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"band_stats: {len(self.mean)} means but {len(self.std)} stds")
+        return self
+
+
 class InputConfig(_Strict):
     """How images become encoder input.
 
@@ -41,17 +57,29 @@ class InputConfig(_Strict):
     size: int = Field(256, ge=16)
     mode: Literal["resize", "tile"] = "resize"
     bands: list[int] | None = None
-    standardize: Literal["none", "image"] = "none"
+    """0-based band indices to keep, in order (Landslide4Sense RGB = B4,B3,B2 = [3, 2, 1])."""
+    standardize: Literal["none", "image", "dataset"] = "none"
+    """``dataset``: like ``image`` but with per-band mean/std of the training split
+    (``band_stats``, computed at training time; see ``damagemap.data.band_stats``)."""
+    band_stats: "BandStats | None" = None
+    """Filled in by training for ``standardize: dataset`` and saved with the model (manifest
+    recipe); set it by hand to use fixed statistics instead (training then keeps them)."""
+    rgb: list[int] | None = Field(None, min_length=3, max_length=3)
+    """0-based image band indices of red, green, blue (among ``bands``; default: the first three
+    selected). With more than 3 bands on an RGB encoder, the encoder's first conv keeps its RGB
+    weights on these and gets a trainable conv for the others (``damagemap.encoders.band_adapt``)."""
 
 
 class DataConfig(_Strict):
     """Which reader turns a data folder into samples."""
 
-    format: Literal["folders", "smart_transfer", "xbd"] = "folders"
+    format: Literal["folders", "smart_transfer", "xbd", "cvat", "coco", "landslide4sense", "bijie"] = "folders"
     damage: Literal["grades", "binary-major", "binary-minor"] = "binary-major"
     domains: list[str] | None = None
     chip: int | None = Field(None, ge=16)
     """Cut samples larger than this into non-overlapping chips (e.g. 1024 px xBD tiles → 512)."""
+    labels: dict[str, int | str] | None = None
+    """Polygon formats (cvat, coco): annotation label → class name (or index; 255/"ignore" = ignore)."""
 
 
 class TermConfig(_Strict):
@@ -76,6 +104,12 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     select_by: Literal["miou", "loss", "last"] = "miou"
     threshold: float = Field(0.5, gt=0, lt=1)
+    scheduler: Literal["none", "cosine"] = "none"
+    """``cosine``: cosine annealing of the learning rate from ``lr`` to ``min_lr`` over the epochs."""
+    min_lr: float = Field(0.0, ge=0)
+    color_jitter: list[float] | None = Field(None, min_length=4, max_length=4)
+    """torchvision ColorJitter(brightness, contrast, saturation, hue) on the (first three bands of
+    the) training images only; it changes encoder input, so training runs end to end (no cache)."""
 
 
 class HeadConfig(_Strict):
@@ -100,6 +134,26 @@ class FewShotConfig(_Strict):
     batch_size: int = Field(4, ge=1)
 
 
+class ATLConfig(_Strict):
+    """Adaptive Transfer Learning modules on a ViT encoder (TransLandSeg, ``damagemap.adapters``).
+
+    ``placement: prompt`` injects per-block prompts (embedding + FFT high-pass paths) before every
+    block; ``block`` adds a bottleneck adapter on every attention output. ``residual`` switches
+    the ATL skip connection. Only ATL + head are trained, end to end through the frozen encoder.
+    """
+
+    enabled: bool = True
+    placement: Literal["prompt", "block"] = "prompt"
+    residual: bool = True
+    prompt_reduction: int = Field(32, ge=1)
+    adapter_reduction: int = Field(4, ge=1)
+    fft_rate: float = Field(0.25, gt=0, lt=1)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`damagemap.adapters.atl.ATL`."""
+        return self.model_dump(exclude={"enabled"})
+
+
 class Recipe(_Strict):
     """A complete method description (see ``recipes/*.yaml``)."""
 
@@ -116,6 +170,8 @@ class Recipe(_Strict):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     fewshot: FewShotConfig | None = None
+    atl: "ATLConfig | None" = None
+    severity: SeverityConfig | None = None
 
     @field_validator("classes")
     @classmethod
@@ -133,6 +189,20 @@ class Recipe(_Strict):
             raise ValueError(
                 f"damage_classes {bad} are not class indexes 1..{len(self.classes) - 1} of {self.classes}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _class_names_resolve(self) -> "Recipe":
+        # data.labels and severity.degrees name classes; resolve / check them against `classes`
+        if self.data.labels:
+            index = {c: i for i, c in enumerate(self.classes)} | {"ignore": 255}
+            valid = lambda v: v in index if isinstance(v, str) else (0 <= v < len(self.classes) or v == 255)  # noqa: E731
+            bad = {k: v for k, v in self.data.labels.items() if not valid(v)}
+            if bad:
+                raise ValueError(f"data.labels {bad} name no class of {self.classes} (or 'ignore')")
+            self.data.labels = {k: index[v] if isinstance(v, str) else v for k, v in self.data.labels.items()}
+        if self.severity and (bad := sorted(set(self.severity.degrees) - set(self.classes))):
+            raise ValueError(f"severity.degrees names {bad}, which are not classes {self.classes}")
         return self
 
     @property

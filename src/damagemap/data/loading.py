@@ -27,6 +27,22 @@ def load_samples(root: str | Path, cfg: DataConfig, num_classes: int | None = No
         samples = read_image_mask_folders(root, domains, num_classes=num_classes)
     elif cfg.format == "smart_transfer":
         samples = read_smart_transfer(root, domains)
+    elif cfg.format == "cvat":
+        from damagemap.data.cvat import read_cvat
+
+        samples = read_cvat(root, cfg.labels, domains)
+    elif cfg.format == "coco":
+        from damagemap.data.coco_polygons import read_coco_polygons
+
+        samples = read_coco_polygons(root, cfg.labels, domains)
+    elif cfg.format == "landslide4sense":
+        from damagemap.data.landslide4sense import read_landslide4sense
+
+        samples = read_landslide4sense(root, domains)
+    elif cfg.format == "bijie":
+        from damagemap.data.bijie import read_bijie
+
+        samples = read_bijie(root)  # one domain (the folder name); `domains` does not apply
     else:
         samples = read_xbd(root, damage=cfg.damage, domains=domains)
     if not samples:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from damagemap.errors import ConfigError, InputError
 from damagemap.recipe import InputConfig
 from damagemap.types import IGNORE_INDEX, Sample
 
@@ -61,8 +62,9 @@ def select_bands(image: np.ndarray, bands: list[int] | None, where: str) -> np.n
     if bands is None:
         return image
     bad = [b for b in bands if not 0 <= b < image.shape[0]]
-    if bad:
-        raise ValueError(f"{where}: band index {bad} out of range for an image with {image.shape[0]} bands")
+    if bad:  # InputError is a ValueError; its message is "<where>: <problem>"
+        raise InputError(where, f"band index {bad} out of range for an image with {image.shape[0]} bands "
+                                f"(valid 0-based indices: 0..{image.shape[0] - 1})")
     return image[bands]
 
 
@@ -83,11 +85,32 @@ def standardize_image(image: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def standardize_with_stats(image: np.ndarray, mean: list[float], std: list[float], where: str = "image") -> np.ndarray:
+    """``standardize: dataset``: map the given per-band ``mean``/``std`` (of the training split)
+    to ``REFERENCE_MEAN``/``REFERENCE_STD``, clipped to [0, 1] — the same target as
+    :func:`standardize_image`, so the encoder's own normalisation still applies afterwards."""
+    if len(mean) != image.shape[0]:
+        raise InputError(where, f"has {image.shape[0]} band(s) but the stored band statistics are for {len(mean)}")
+    m = np.asarray(mean, np.float32)[:, None, None]
+    s = np.maximum(np.asarray(std, np.float32), 1e-6)[:, None, None]
+    return np.clip((image - m) / s * REFERENCE_STD + REFERENCE_MEAN, 0.0, 1.0).astype(np.float32)
+
+
+def standardize(image: np.ndarray, cfg: InputConfig, where: str = "image") -> np.ndarray:
+    """Apply ``cfg.standardize`` to a band-selected ``[C, H, W]`` image (train, predict and map)."""
+    if cfg.standardize == "image":
+        return standardize_image(image)
+    if cfg.standardize == "dataset":
+        if cfg.band_stats is None:
+            raise ConfigError("input.standardize is 'dataset' but no band statistics are stored; "
+                              "they are computed from the training split when the model is trained")
+        return standardize_with_stats(image, cfg.band_stats.mean, cfg.band_stats.std, where)
+    return image
+
+
 def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
     """The encoder input of a view: float32 ``[C, size, size]`` in [0, 1]."""
-    image = select_bands(sample.image, cfg.bands, sample.key)
-    if cfg.standardize == "image":
-        image = standardize_image(image)
+    image = standardize(select_bands(sample.image, cfg.bands, sample.key), cfg, sample.key)
     y0, x0, h, w = view.window
     x = torch.from_numpy(np.ascontiguousarray(image[:, y0 : y0 + h, x0 : x0 + w]))
     if cfg.mode == "resize":
@@ -122,4 +145,8 @@ def content_hash(x: torch.Tensor) -> str:
 def preprocess_key(cfg: InputConfig) -> str:
     """Identifies the image → encoder-input transform (part of every cache key)."""
     bands = "all" if cfg.bands is None else ".".join(map(str, cfg.bands))
-    return f"{cfg.mode}{cfg.size}-bands{bands}-std{cfg.standardize}"
+    key = f"{cfg.mode}{cfg.size}-bands{bands}-std{cfg.standardize}"
+    if cfg.standardize == "dataset" and cfg.band_stats is not None:  # features depend on the stats
+        stats = repr((cfg.band_stats.mean, cfg.band_stats.std)).encode()
+        key += "-" + hashlib.sha256(stats).hexdigest()[:12]
+    return key

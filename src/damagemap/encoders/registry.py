@@ -42,6 +42,7 @@ def register(spec: EncoderSpec) -> EncoderSpec:
 def _ensure_loaded() -> None:
     # Importing the family modules registers their encoders.
     from damagemap.encoders import efficientnet_lite, pixels, resnet, vit  # noqa: F401
+    from damagemap.encoders import segformer  # noqa: F401
 
 
 def list_encoders() -> list[EncoderSpec]:

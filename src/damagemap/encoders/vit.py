@@ -1,4 +1,4 @@
-"""Vision-transformer encoders (timm): DINOv3, DINOv2 and the SAM ViT-B image encoder.
+"""Vision-transformer encoders (timm): DINOv3, DINOv2 and the SAM ViT-B/L/H image encoders.
 
 Each returns ONE map ``[B, C, H/p, W/p]``: for DINO the patch tokens of the last block after
 the final norm (class and register tokens dropped); for SAM the neck output (256 channels,
@@ -8,7 +8,8 @@ facebookresearch/dinov2 (not timm's antialiased resampling); SAM resizes its abs
 relative position embeddings with timm (identical to the official encoder only at 1024²).
 
 ``checkpoint=PATH`` reads the official layouts — DINOv3 and DINOv2 torch.hub ``.pth``, the SAM
-``sam_vit_*.pth`` (``image_encoder.`` prefix), Hugging Face ``model.safetensors`` — and timm
+``sam_vit_*.pth`` (``image_encoder.`` prefix; a SAM of another size is refused by name), Hugging
+Face ``model.safetensors`` (incl. ``SamModel``: :mod:`damagemap.encoders.sam_layouts`) — and timm
 state dicts. Official layouts are converted by timm's own ``checkpoint_filter_fn``; Hugging Face
 names are first renamed to the official ones (:mod:`damagemap.encoders.hf_layouts`). Without a
 checkpoint, ``pretrained=True`` downloads timm's weights (needs the network). Keyword arguments
@@ -48,6 +49,7 @@ from damagemap.encoders.hf_layouts import (
     is_hf_dinov3,
 )
 from damagemap.encoders.registry import EncoderSpec, register
+from damagemap.encoders.sam_layouts import check_sam_size, hf_sam_encoder_to_official, is_hf_sam
 from damagemap.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,6 +88,10 @@ VARIANTS: dict[str, ViTVariant] = {
     "sam-vitb": ViTVariant("sam", "samvit_base_patch16", "sa1b", 16,
                            description="SAM ViT-B/16 image encoder, neck output "
                            "(conv-LN-conv-LN) 256 ch"),
+    "sam-vitl": ViTVariant("sam", "samvit_large_patch16", "sa1b", 16,
+                           description="SAM ViT-L/16 image encoder, neck output 256 ch"),
+    "sam-vith": ViTVariant("sam", "samvit_huge_patch16", "sa1b", 16,
+                           description="SAM ViT-H/16 image encoder, neck output 256 ch"),
 }
 
 
@@ -167,6 +173,8 @@ def _canonical(family: str, state: StateDict, path: Path) -> StateDict:
         state, unknown = hf_dinov3_to_official(state)
     elif family == "dinov2" and is_hf_dinov2(state):
         state, unknown = hf_dinov2_to_official(state)
+    elif family == "sam" and is_hf_sam(state):
+        state = hf_sam_encoder_to_official(state, path)
     elif family == "sam" and "image_encoder.patch_embed.proj.weight" not in state:
         state = strip_prefix(state, ("model.", "backbone.", "encoder."))
     else:
@@ -252,6 +260,8 @@ def build_vit(
                 path, f"cannot convert checkpoint to the {arch} layout "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        if variant.family == "sam":
+            check_sam_size(converted, int(model.embed_dim), len(model.blocks), name, path)
         load_into(model, adapt_in_chans(converted, "patch_embed.proj.weight", in_chans), path)
         sha = sha256_file(path)
     encoder = ViTEncoder(name, variant, model, in_chans)

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from damagemap.errors import ConfigError
+from damagemap.errors import CheckpointError, ConfigError
 from damagemap.heads.base import Head
 from damagemap.heads.fpn import FPNHead
 from damagemap.heads.progressive import ProgressiveHead
@@ -19,6 +19,8 @@ HEAD_KINDS: dict[str, type[Head]] = {"progressive": ProgressiveHead, "fpn": FPNH
 """Head classes by the ``kind`` name used in recipes and manifests."""
 HEAD_KINDS["unet"] = __import__("damagemap.heads.unet", fromlist=["UNetHead"]).UNetHead
 HEAD_KINDS["yolo_fpn"] = __import__("damagemap.heads.yolo_fpn", fromlist=["YoloFPNHead"]).YoloFPNHead
+HEAD_KINDS["segformer_mlp"] = __import__("damagemap.heads.segformer_mlp", fromlist=["SegFormerMLPHead"]).SegFormerMLPHead
+HEAD_KINDS["sam_decoder"] = __import__("damagemap.heads.sam_decoder", fromlist=["SamDecoderHead"]).SamDecoderHead
 
 
 def build_head(
@@ -47,6 +49,8 @@ def build_head(
         )
     try:
         return cls(in_channels=tuple(in_channels), out_channels=out_channels, **options)
+    except CheckpointError:  # a head initialised from a checkpoint file (sam_decoder)
+        raise
     except ValueError as e:
         raise ConfigError(f"head {kind!r}: {e}") from e
 

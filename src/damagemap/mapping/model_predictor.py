@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
-from damagemap.data.views import standardize_image
+from damagemap.data.views import standardize
 from damagemap.model import DamageModel
 
 
@@ -54,8 +54,8 @@ class ModelTilePredictor:
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         m = self.model
         cfg = m.recipe.input
-        if cfg.standardize == "image":
-            tiles = np.stack([standardize_image(t) for t in tiles])
+        if cfg.standardize != "none":  # the same per-image / stored training-split statistics as training
+            tiles = np.stack([standardize(t, cfg, "mapping tile") for t in tiles])
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))
         size = tuple(x.shape[-2:])
         if size != (cfg.size, cfg.size):

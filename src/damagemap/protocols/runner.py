@@ -67,6 +67,11 @@ def _config_hash(recipe: Recipe, fold: Fold) -> str:
     dump = recipe.model_dump(mode="json")
     if dump.get("fewshot") is None:  # recipes without the section keep their earlier hashes
         dump.pop("fewshot", None)
+    if dump.get("atl") is None:
+        dump.pop("atl", None)
+    for key, default in (("scheduler", "none"), ("min_lr", 0.0), ("color_jitter", None)):
+        if dump["train"].get(key) == default:
+            dump["train"].pop(key, None)
     blob = json.dumps([dump, fold.train, fold.val, fold.test], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

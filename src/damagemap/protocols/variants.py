@@ -36,3 +36,41 @@ def recipe_variant(recipe: Recipe, variant: str) -> Recipe:
     if variant.endswith("-adjacency"):
         objectives["dpt"].options["form"] = "adjacency"
     return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "objectives": objectives}, deep=True)
+
+
+ATL_VARIANTS = {
+    "atl-prompt": (True, "prompt", True),
+    "atl-prompt-nores": (True, "prompt", False),
+    "atl-block": (True, "block", True),
+    "atl-block-nores": (True, "block", False),
+    "atl-off": (False, "prompt", True),
+}
+"""ATL ablation (TransLandSeg): placement × residual, and ``atl-off`` (frozen encoder, decoder only)."""
+
+
+def variant_applies(recipe: Recipe, variant: str) -> bool:
+    """ATL variants vary recipes with an ``atl:`` section; PC/DPT variants vary recipes with
+    PC/DPT terms. Other recipes run once, as they are."""
+    if variant in ATL_VARIANTS:
+        return recipe.atl is not None
+    if variant in VARIANTS:
+        return uses_transfer_terms(recipe)
+    known = ", ".join([*VARIANTS, *ATL_VARIANTS])
+    raise ConfigError(f"unknown variant {variant!r}; choose from {known}")
+
+
+def atl_variant(recipe: Recipe, variant: str) -> Recipe:
+    """A copy of ``recipe`` with the ATL placement / residual of ``variant``, named
+    ``<recipe>-<variant>`` (other ATL options are kept)."""
+    enabled, placement, residual = ATL_VARIANTS[variant]
+    atl = recipe.atl.model_copy(update={"enabled": enabled, "placement": placement, "residual": residual})
+    return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "atl": atl}, deep=True)
+
+
+def expand_variants(recipes: list[Recipe], variants: list[str]) -> list[Recipe]:
+    """Every recipe as each variant that applies to it; recipes no variant applies to, once."""
+    out: list[Recipe] = []
+    for r in recipes:
+        chosen = [v for v in variants if variant_applies(r, v)]
+        out += [atl_variant(r, v) if v in ATL_VARIANTS else recipe_variant(r, v) for v in chosen] or [r]
+    return out

@@ -16,6 +16,7 @@ from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
 from damagemap.recipe import TrainConfig
 from damagemap.training.metrics import ConfusionMatrix
+from damagemap.training.schedule import make_scheduler
 
 
 @dataclass
@@ -123,6 +124,7 @@ def fit(
     gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in head.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(opt, cfg)
     size = tuple(train[0].mask.shape[-2:])
     n_batches = math.ceil(len(train) / cfg.batch_size)
     task = progress.add_task(description, total=cfg.epochs * n_batches, info="") if progress else None
@@ -148,6 +150,8 @@ def fit(
             count += len(chunk)
             if progress is not None:
                 progress.advance(task)
+        if scheduler is not None:
+            scheduler.step()
         record = {"epoch": epoch, "loss": total / max(count, 1)}
         if val and cfg.select_by != "last":
             scores = evaluate_items(head, val, num_classes, binary, cfg.threshold).scores(tuple(damage_classes))

@@ -11,6 +11,10 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from damagemap.data.band_stats import fit_input_stats
+from damagemap.encoders.band_adapt import attach_band_adapter
+from damagemap.adapters import has_trainable_parameters, parameter_counts
+from damagemap.adapters.recipe import attach_recipe_adapters
 from damagemap.data.views import make_views, preprocess_key, view_image, view_mask
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
@@ -108,9 +112,22 @@ def train_model(
     """
     torch.manual_seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
-    encoder = encoder or encoder_for(recipe)
+    given = encoder is not None
+    # more bands than an RGB encoder takes: trainable extra-band conv in its first layer (saved as adapter)
+    encoder = attach_band_adapter(encoder or encoder_for(recipe), recipe.input, train_samples, copy_first=given)
+    encoder = attach_recipe_adapters(encoder, recipe, copy_first=given and not has_trainable_parameters(encoder))
     if val_samples is None:
         train_samples, val_samples = split_validation(train_samples, recipe.train.val_fraction, recipe.train.seed)
+    # standardize: dataset — per-band statistics from the training split only, kept in the recipe
+    recipe = recipe.model_copy(update={"input": fit_input_stats(recipe.input, train_samples)})
+    if has_trainable_parameters(encoder) or recipe.train.color_jitter:
+        # trainable encoder modules (ATL, …) or image-level augmentation: no feature cache
+        from damagemap.training.end_to_end import train_end_to_end
+
+        model, result = train_end_to_end(recipe, encoder, train_samples, val_samples or [], progress)
+        model.metrics.update({"best_epoch": result.best_epoch, "history": result.history,
+                              "native_view_size": _median_view_size(train_samples, recipe)})
+        return model, result
     train_items = build_items(train_samples, recipe, encoder, cache_dir, progress, "encode train")
     val_items = build_items(val_samples, recipe, encoder, cache_dir, progress, "encode val") if val_samples else []
     ctx = ObjectiveContext(recipe, train_items, encoder.channels)
@@ -120,9 +137,11 @@ def train_model(
                       out_channels=recipe.num_outputs, **recipe.head.options)
     result = fit(head, objective, train_items, val_items, recipe.train, len(recipe.classes),
                  recipe.binary, recipe.damage_classes, progress)
+    counts = parameter_counts(encoder, head)
     model = DamageModel(recipe, encoder, head, dict(ctx.state))
     model.metrics = {"best_epoch": result.best_epoch, "history": result.history,
-                     "native_view_size": _median_view_size(train_samples, recipe), "notes": ctx.notes}
+                     "native_view_size": _median_view_size(train_samples, recipe), "notes": ctx.notes,
+                     "parameters": counts}
     return model, result
 
 
