@@ -216,8 +216,8 @@ class Recipe(_Strict):
         return 1 if self.binary else len(self.classes)
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe YAML file; errors name the file and the offending keys."""
+def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a recipe YAML file (``name`` defaults to the file stem)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
@@ -228,6 +228,13 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
+    return raw
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe YAML file; errors name the file and the offending keys."""
+    path = Path(path)
+    raw = read_recipe_yaml(path)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:

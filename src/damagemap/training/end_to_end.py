@@ -11,14 +11,12 @@ validation mIoU and the cosine schedule are those of the cached path (:mod:`.fit
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 
 import torch
 from rich.progress import Progress
 
 from damagemap.adapters import adapter_record, parameter_counts, trainable_state
-from damagemap.data.augment import random_dihedral
 from damagemap.data.views import make_views, view_image, view_mask
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
@@ -27,9 +25,8 @@ from damagemap.heads.base import Head
 from damagemap.model import DamageModel
 from damagemap.objectives.base import WeightedSum
 from damagemap.recipe import Recipe, TrainConfig
-from damagemap.training.fit import FitResult, Item, evaluate_items, forward_head
+from damagemap.training.fit import FeatureSource, FitResult, Item, fit
 from damagemap.training.objective_factory import ObjectiveContext, build_objective
-from damagemap.training.schedule import make_scheduler
 from damagemap.types import Sample
 
 View = dict[str, torch.Tensor]
@@ -75,79 +72,50 @@ def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int = 8) -
     return out
 
 
+class LiveEncoder(FeatureSource):
+    """Encoder maps computed every step by an encoder with trainable parts; items hold images."""
+
+    def __init__(self, encoder: Encoder, jitter: Sequence[float] | None = None) -> None:
+        self.encoder, self.jitter = encoder, jitter
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.encoder.parameters() if p.requires_grad]
+
+    def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
+        images, batch = super().step_inputs(chunk, transforms)
+        images = images[0] if not self.jitter else color_jitter(images[0], self.jitter)
+        return self.encoder(images), batch
+
+    def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
+        self.encoder.invalidate_fingerprint()  # its trainable weights changed since the last epoch
+        return encode_items(self.encoder, items)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return trainable_state(self.encoder)
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        own = dict(self.encoder.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                own[k].copy_(v)
+        self.encoder.invalidate_fingerprint()
+
+
 def fit_end_to_end(
     encoder: Encoder, head: Head, objective: WeightedSum, train: Sequence[Item], val: Sequence[Item],
     cfg: TrainConfig, num_classes: int, binary: bool, damage_classes: Sequence[int] = (1,),
     progress: Progress | None = None,
 ) -> tuple[FitResult, dict[str, torch.Tensor]]:
-    """Train the trainable parameters of ``encoder`` and ``head`` on image items.
+    """Train the trainable parameters of ``encoder`` and ``head`` on image items with the
+    cached path's loop (:func:`damagemap.training.fit.fit`).
 
     Returns the :class:`FitResult` (best head weights) and the encoder's trainable tensors of
     the best epoch; both modules are left holding the best epoch's weights.
     """
-    if not train:
-        raise ValueError("no training views: the training split is empty")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    params = [p for m in (encoder, head) for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(opt, cfg)
-    size = tuple(train[0].mask.shape[-2:])
-    n_batches = math.ceil(len(train) / cfg.batch_size)
-    task = progress.add_task("train end-to-end", total=cfg.epochs * n_batches, info="") if progress else None
-    best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf)
-    best_encoder = trainable_state(encoder)
-    for epoch in range(1, cfg.epochs + 1):
-        head.train()
-        order = torch.randperm(len(train), generator=gen).tolist()
-        total, count = 0.0, 0
-        for b in range(n_batches):
-            chunk = [train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            if len(chunk) == 1 and n_batches > 1:
-                continue  # BatchNorm cannot train on a single-image tail batch
-            tfs = [random_dihedral(gen, cfg.augment) if cfg.augment else (lambda x: x) for _ in chunk]
-            images = torch.stack([t(it.features[0]) for t, it in zip(tfs, chunk)])
-            if cfg.color_jitter:
-                images = color_jitter(images, cfg.color_jitter)
-            batch = {"mask": torch.stack([t(it.mask) for t, it in zip(tfs, chunk)])}
-            if all(it.buildings is not None for it in chunk):
-                batch["buildings"] = torch.stack([t(it.buildings) for t, it in zip(tfs, chunk)])
-            loss, _ = objective(forward_head(head, encoder(images), size), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            total += float(loss.detach()) * len(chunk)
-            count += len(chunk)
-            if progress is not None:
-                progress.advance(task)
-        if scheduler is not None:
-            scheduler.step()
-        record = {"epoch": epoch, "loss": total / max(count, 1)}
-        if val and cfg.select_by != "last":
-            encoder.invalidate_fingerprint()
-            cm = evaluate_items(head, encode_items(encoder, val), num_classes, binary, cfg.threshold)
-            scores = cm.scores(tuple(damage_classes))
-            record.update({"val_miou": scores["miou"], "val_damage_iou": scores["damage_iou"]})
-            score = scores["miou"] if cfg.select_by == "miou" else -record["loss"]
-            score = -1.0 if math.isnan(score) else score
-        else:
-            score = float(epoch)
-        best.history.append(record)
-        if progress is not None:
-            progress.update(task, info=" ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "epoch"))
-        if score > best.best_score:
-            best.state_dict = copy.deepcopy(head.state_dict())
-            best.best_epoch, best.best_score = epoch, score
-            best_encoder = trainable_state(encoder)
-    head.load_state_dict(best.state_dict)
-    head.eval()
-    own = dict(encoder.named_parameters())
-    with torch.no_grad():
-        for k, v in best_encoder.items():
-            own[k].copy_(v)
-    encoder.invalidate_fingerprint()
-    return best, best_encoder
+    source = LiveEncoder(encoder, cfg.color_jitter)
+    best = fit(head, objective, train, val, cfg, num_classes, binary, damage_classes, progress,
+               "train end-to-end", source=source)
+    return best, best.source_state
 
 
 def train_end_to_end(

@@ -43,6 +43,8 @@ class FitResult:
     best_epoch: int
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
+    source_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Trainable encoder tensors of the best epoch (end-to-end training only)."""
 
 
 def _collate(items: Sequence[Item], transforms: Sequence | None = None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
@@ -66,6 +68,30 @@ def forward_head(head: Head, features: list[torch.Tensor], size: tuple[int, int]
     """Run the head, keeping its embedding for embedding-level objectives."""
     embedding = head.decode(features)
     return ForwardOutput(logits=head.classify(embedding, size), embedding=embedding, features=features)
+
+
+class FeatureSource:
+    """Where a training step's encoder maps come from: the feature cache (this class, the
+    default) or a live encoder with trainable parts (``damagemap.training.end_to_end``)."""
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Encoder-side parameters to optimise alongside the head."""
+        return []
+
+    def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
+        """Encoder maps and targets of one training batch."""
+        return _collate(chunk, transforms)
+
+    def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
+        """Items carrying encoder maps for validation."""
+        return items
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Trainable encoder tensors to keep with the best epoch."""
+        return {}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        """Put a :meth:`snapshot` back."""
 
 
 def logits_to_labels(logits: torch.Tensor, binary: bool, threshold: float) -> torch.Tensor:
@@ -113,6 +139,7 @@ def fit(
     damage_classes: Sequence[int] = (1,),
     progress: Progress | None = None,
     description: str = "train",
+    source: FeatureSource | None = None,
 ) -> FitResult:
     """Train ``head`` with AdamW + grad clipping on cached features; return the best epoch.
 
@@ -121,14 +148,15 @@ def fit(
     """
     if not train:
         raise ValueError("no training views: the training split is empty")
+    source = source or FeatureSource()
     gen = torch.Generator().manual_seed(cfg.seed)
-    params = [p for p in head.parameters() if p.requires_grad]
+    params = [p for p in head.parameters() if p.requires_grad] + source.parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(opt, cfg)
     size = tuple(train[0].mask.shape[-2:])
     n_batches = math.ceil(len(train) / cfg.batch_size)
     task = progress.add_task(description, total=cfg.epochs * n_batches, info="") if progress else None
-    best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf)
+    best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf, source_state=source.snapshot())
     for epoch in range(1, cfg.epochs + 1):
         head.train()
         order = torch.randperm(len(train), generator=gen).tolist()
@@ -138,7 +166,7 @@ def fit(
             if len(chunk) == 1 and n_batches > 1:
                 continue  # BatchNorm cannot train on a single-image tail batch
             tfs = [random_dihedral(gen, cfg.augment) for _ in chunk] if cfg.augment else None
-            feats, batch = _collate(chunk, tfs)
+            feats, batch = source.step_inputs(chunk, tfs)
             out = forward_head(head, feats, size)
             loss, _ = objective(out, batch)
             opt.zero_grad(set_to_none=True)
@@ -154,7 +182,8 @@ def fit(
             scheduler.step()
         record = {"epoch": epoch, "loss": total / max(count, 1)}
         if val and cfg.select_by != "last":
-            scores = evaluate_items(head, val, num_classes, binary, cfg.threshold).scores(tuple(damage_classes))
+            cm = evaluate_items(head, source.eval_items(val), num_classes, binary, cfg.threshold)
+            scores = cm.scores(tuple(damage_classes))
             record.update({"val_miou": scores["miou"], "val_damage_iou": scores["damage_iou"]})
             score = scores["miou"] if cfg.select_by == "miou" else -record["loss"]
             score = -1.0 if math.isnan(score) else score
@@ -166,6 +195,8 @@ def fit(
         if score > best.best_score:
             best.state_dict = copy.deepcopy(head.state_dict())
             best.best_epoch, best.best_score = epoch, score
+            best.source_state = source.snapshot()
     head.load_state_dict(best.state_dict)
     head.eval()
+    source.restore(best.source_state)
     return best

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from damagemap.errors import ConfigError
+from damagemap.recipe import read_recipe_yaml
 
 CLASSES = ["Slight", "Severe", "Debris"]
 
@@ -142,17 +143,7 @@ def _validate(raw: dict, where: str) -> VideoRecipe:
 
 def load_video_recipe(path: str | Path) -> VideoRecipe:
     """Read and validate an MSNet recipe YAML file; errors name the file and the keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
-    return _validate(raw, str(path))
+    return _validate(read_recipe_yaml(path), str(path))
 
 
 def apply_video_overrides(recipe: VideoRecipe, overrides: list[str] | None) -> VideoRecipe:
