@@ -1,6 +1,6 @@
 """Scene mapping at scale: wall time, megapixels/s and peak RSS as the scene grows.
 
-    python -m benchmarks.mapping_scale --model MODEL_DIR [--sizes 25,100,400] [--workers 1,2]
+    python -m benchmarks.mapping_scale --model MODEL_DIR [--sizes 25,100,400] [--workers 0,2]
 
 Without ``--model`` a small lite model is trained on synthetic tiles first (about a minute).
 Each mapping runs in its own process so its peak RSS is its own. Scenes are written block by
