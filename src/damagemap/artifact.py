@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,19 +74,15 @@ def _manifest(model: DamageModel) -> dict:
     }
 
 
-def save_model(model: DamageModel, out_dir: str | Path) -> Path:
-    """Write the artifact atomically: a temporary sibling directory renamed when complete."""
+def write_model_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Atomically create the model directory ``out_dir``: ``write(tmp)`` fills a temporary
+    sibling directory, which then replaces ``out_dir``; on any failure nothing is left behind."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model directory is meant to be shared
     try:
-        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
-        if model.state:
-            save_file({k: v.contiguous() for k, v in model.state.items()}, str(tmp / STATE_FILE))
-        if model.adapter:
-            save_file({k: v.contiguous() for k, v in model.adapter.items()}, str(tmp / ADAPTER_FILE))
-        (tmp / MANIFEST).write_text(json.dumps(_manifest(model), indent=2) + "\n")
+        write(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -93,6 +90,20 @@ def save_model(model: DamageModel, out_dir: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def save_model(model: DamageModel, out_dir: str | Path) -> Path:
+    """Write the artifact atomically: a temporary sibling directory renamed when complete."""
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+        if model.state:
+            save_file({k: v.contiguous() for k, v in model.state.items()}, str(tmp / STATE_FILE))
+        if model.adapter:
+            save_file({k: v.contiguous() for k, v in model.adapter.items()}, str(tmp / ADAPTER_FILE))
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(model), indent=2) + "\n")
+
+    return write_model_dir(out_dir, write)
 
 
 def read_manifest(model_dir: str | Path) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,8 @@ def read_image_mask_folders(
     """
     root = Path(root)
     samples = []
-    for domain_dir in _domain_dirs(root, domains, images_dir):
+    for domain_dir in domain_dirs(root, domains, lambda d: (d / images_dir).is_dir(),
+                                  f"no domain folders found (expected <root>/<domain>/{images_dir}/<id>.png)"):
         images = _files_by_stem(domain_dir / images_dir, required=True)
         masks = _files_by_stem(domain_dir / masks_dir, required=False)
         for stem, image_path in images.items():
@@ -60,8 +61,11 @@ def read_image_mask_folders(
     return samples
 
 
-def _domain_dirs(root: Path, domains: Sequence[str] | None, images_dir: str) -> list[Path]:
-    """Resolve the domain folders to read, checking that they exist."""
+def domain_dirs(root: Path, domains: Sequence[str] | None, is_domain: Callable[[Path], bool],
+                expected: str) -> list[Path]:
+    """Resolve the domain folders to read: the named ones (checked to exist), ``root`` itself if
+    it is a domain, else its non-hidden subfolders that are; ``expected`` describes the layout
+    in the error when none is found."""
     if not root.is_dir():
         raise InputError(root, "dataset folder not found")
     if domains is not None:
@@ -69,17 +73,11 @@ def _domain_dirs(root: Path, domains: Sequence[str] | None, images_dir: str) -> 
         if missing:
             raise InputError(root, f"domain folder(s) not found: {', '.join(missing)}")
         return [root / d for d in domains]
-    if (root / images_dir).is_dir():
+    if is_domain(root):
         return [root]
-    found = sorted(
-        d
-        for d in root.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and (d / images_dir).is_dir()
-    )
+    found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and is_domain(d))
     if not found:
-        raise InputError(
-            root, f"no domain folders found (expected <root>/<domain>/{images_dir}/<id>.png)"
-        )
+        raise InputError(root, expected)
     return found
 
 

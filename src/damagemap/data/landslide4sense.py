@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from damagemap.data.folders import check_classes
+from damagemap.data.folders import check_classes, domain_dirs
 from damagemap.errors import InputError
 from damagemap.types import Sample
 
@@ -69,7 +69,9 @@ def read_landslide4sense(
     """
     root = Path(root)
     samples = []
-    for domain_dir in _split_dirs(root, domains):
+    for domain_dir in domain_dirs(root, domains, _is_split,
+                                  "no Landslide4Sense patches found (expected img/image_N.h5 + mask/mask_N.h5, "
+                                  "or .h5 files holding both 'img' and 'mask')"):
         for image_path, mask_path in _pairs(domain_dir):
             samples.append(read_patch(image_path, mask_path, domain_dir.name, n_bands))
     return samples
@@ -108,23 +110,6 @@ def _dataset(path: Path, key: str) -> np.ndarray:
 
 def _is_split(folder: Path) -> bool:
     return (folder / "img").is_dir() or any(folder.glob("*.h5"))
-
-
-def _split_dirs(root: Path, domains: Sequence[str] | None) -> list[Path]:
-    if not root.is_dir():
-        raise InputError(root, "dataset folder not found")
-    if domains is not None:
-        missing = [d for d in domains if not (root / d).is_dir()]
-        if missing:
-            raise InputError(root, f"domain folder(s) not found: {', '.join(missing)}")
-        return [root / d for d in domains]
-    if _is_split(root):
-        return [root]
-    found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _is_split(d))
-    if not found:
-        raise InputError(root, "no Landslide4Sense patches found (expected img/image_N.h5 + mask/mask_N.h5, "
-                               "or .h5 files holding both 'img' and 'mask')")
-    return found
 
 
 def _pairs(folder: Path) -> list[tuple[Path, Path | None]]:

@@ -7,9 +7,6 @@ directory is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from damagemap import __version__
+from damagemap.artifact import write_model_dir
 from damagemap.errors import CheckpointError, ConfigError
 from damagemap.video.config import VideoRecipe
 from damagemap.video.model import MSNet, build_msnet
@@ -31,26 +29,18 @@ WEIGHTS = "model.safetensors"
 def save_video_model(model: MSNet, recipe: VideoRecipe, out_dir: str | Path,
                      metrics: dict[str, Any] | None = None) -> Path:
     """Write the artifact atomically (temporary sibling directory, then rename)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
     manifest = {
         "schema_version": SCHEMA_VERSION, "kind": KIND, "damagemap_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "classes": recipe.classes, "rpn": recipe.model.rpn, "metrics": metrics or {},
         "recipe": recipe.model_dump(mode="json"),
     }
-    try:
+
+    def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    return write_model_dir(out_dir, write)
 
 
 def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[str, Any]]:
