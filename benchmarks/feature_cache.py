@@ -15,20 +15,19 @@ import time
 
 from benchmarks.common import SHARED_DATA, print_table
 from damagemap.data.loading import load_samples
-from damagemap.objectives.base import WeightedSum
-from damagemap.recipe import load_recipe
-from damagemap.training.fit import fit
-from damagemap.training.objective_factory import ObjectiveContext, build_objective
-from damagemap.training.pipeline import build_items, encoder_for
 from damagemap.heads import build_head
+from damagemap.objectives import ObjectiveContext, WeightedSum, build_objective
+from damagemap.recipe import load_recipe
+from damagemap.training.fit import FitSpec, fit
+from damagemap.training.pipeline import build_items, encoder_for
 
 
 def _epoch(recipe, items, encoder) -> float:
     head = build_head(recipe.head.kind, tuple(encoder.channels), recipe.num_outputs, **recipe.head.options)
     objective: WeightedSum = build_objective(ObjectiveContext(recipe, items, encoder.channels))
-    cfg = recipe.train.model_copy(update={"epochs": 1})
+    spec = FitSpec.for_recipe(recipe, train=recipe.train.model_copy(update={"epochs": 1}))
     t = time.perf_counter()
-    fit(head, objective, items, [], cfg, len(recipe.classes), recipe.binary)
+    fit(head, objective, items, [], spec)
     return time.perf_counter() - t
 
 

@@ -2,11 +2,11 @@
 
 Loading never unpickles: weights are safetensors, configuration is JSON. A manifest made with
 a different encoder (other name, weights or band count) than the one being loaded is refused.
-A few-shot LoRA-adapted model also has ``adapter.safetensors``: the manifest names the *base*
+A model whose encoder carries trained adapters (ATL, extra-band stem weights, few-shot LoRA;
+:mod:`damagemap.adapters`) also has ``adapter.safetensors``: the manifest names the *base*
 encoder (its fingerprint is what a given or rebuilt encoder is checked against), records the
-LoRA configuration and the adapted encoder's fingerprint, and :func:`load_model` re-applies the
-adapter to the base encoder. Trainable encoder modules (ATL, extra-band weights; adapter
-``method: modules``, :mod:`damagemap.adapters`) are saved and re-applied the same way.
+adapter kinds with their options and the adapted encoder's fingerprint, and :func:`load_model`
+re-applies them to the base encoder through the adapter registry.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from damagemap import __version__
+from damagemap.adapters import apply_saved_adapter
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError
@@ -157,7 +158,7 @@ def load_model(
     Args:
         model_dir: the artifact directory.
         encoder: an already-built base encoder to reuse (checked against the manifest). If
-            the model has a LoRA adapter, it is applied to a copy; ``encoder`` is not modified.
+            the model has adapters, they are applied to a copy; ``encoder`` is not modified.
         checkpoint: encoder checkpoint path overriding the one recorded in the manifest.
     """
     model_dir = Path(model_dir)
@@ -173,15 +174,10 @@ def load_model(
                                 **m.get("options", {}))
     check_encoder_matches(manifest, encoder, model_dir)
     adapter, adapter_config = None, manifest.get("adapter")
-    if adapter_config:
-        if adapter_config.get("method", "lora") == "lora":
-            from damagemap.training.lora import apply_lora_adapter as apply  # imports peft; only when needed
-        else:  # trainable encoder modules (ATL, …): damagemap.adapters
-            from damagemap.adapters import apply_saved_adapter as apply
-
+    if adapter_config:  # trainable encoder parts (ATL, extra-band stem, LoRA): damagemap.adapters
         adapter = _load_tensors(model_dir / ADAPTER_FILE)
         try:
-            encoder = apply(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
+            encoder = apply_saved_adapter(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
         except CheckpointError as exc:
             raise CheckpointError(model_dir / ADAPTER_FILE, exc.problem, exc.missing, exc.unexpected) from None
     head = build_head(**manifest["head"])

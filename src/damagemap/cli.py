@@ -49,9 +49,9 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a r
 
 
 def _cache(cache_dir: Optional[Path], no_cache: bool):
-    from damagemap.training.pipeline import _UNSET
+    from damagemap.training.items import DEFAULT_CACHE
 
-    return None if no_cache else (cache_dir if cache_dir is not None else _UNSET)
+    return None if no_cache else (cache_dir if cache_dir is not None else DEFAULT_CACHE)
 
 
 @app.command()

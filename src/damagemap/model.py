@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from damagemap.data.views import View, make_views, select_bands, view_image
+from damagemap.data.views import make_views, select_bands, view_image
 from damagemap.encoders.base import Encoder
 from damagemap.errors import InputError
 from damagemap.heads.base import Head
@@ -21,9 +21,9 @@ class DamageModel:
     """Everything needed to predict: ``encoder`` (frozen), ``head``, ``recipe``.
 
     ``state`` holds extra tensors saved with the model (e.g. the PC random projection);
-    ``metrics`` the evaluation results recorded at training time. ``adapter`` holds the LoRA
-    tensors of a few-shot adapted encoder (``None`` for the base encoder) and
-    ``adapter_config`` how to re-apply them (see :mod:`damagemap.training.lora`).
+    ``metrics`` the evaluation results recorded at training time. ``adapter`` holds the tensors
+    of the encoder's trained adapters (ATL, extra-band stem, LoRA; ``None`` for a plain
+    encoder) and ``adapter_config`` how to re-apply them (see :mod:`damagemap.adapters`).
     """
 
     recipe: Recipe
@@ -79,7 +79,7 @@ class DamageModel:
         acc = torch.zeros(k, h, w)
         hits = torch.zeros(1, h, w)
         for start in range(0, len(views), batch_size):
-            chunk: list[View] = views[start : start + batch_size]
+            chunk = views[start : start + batch_size]
             probs = self.probabilities(self.logits(torch.stack([view_image(sample, v, cfg) for v in chunk])))
             for v, p in zip(chunk, probs):
                 y0, x0, vh, vw = v.window

@@ -9,18 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from damagemap.config import StrictModel, read_yaml_mapping, validate
+from damagemap.config import apply_overrides as _apply_overrides
 from damagemap.errors import ConfigError
 from damagemap.severity.config import SeverityConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EncoderConfig(_Strict):
+class EncoderConfig(StrictModel):
     """Which frozen backbone to use and where its weights are."""
 
     name: str = "efficientnet-lite0"
@@ -29,7 +26,7 @@ class EncoderConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class BandStats(_Strict):
+class BandStats(StrictModel):
     """Per-band mean and std of the selected bands (``input.standardize: dataset``)."""
 
     mean: list[float] = Field(min_length=1)
@@ -44,7 +41,7 @@ class BandStats(_Strict):
         return self
 
 
-class InputConfig(_Strict):
+class InputConfig(StrictModel):
     """How images become encoder input.
 
     ``mode: resize`` resizes each whole image to ``size``×``size`` (Smart Transfer: 128);
@@ -70,10 +67,12 @@ class InputConfig(_Strict):
     weights on these and gets a trainable conv for the others (``damagemap.encoders.band_adapt``)."""
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Which reader turns a data folder into samples."""
 
-    format: Literal["folders", "smart_transfer", "xbd", "cvat", "coco", "landslide4sense", "bijie"] = "folders"
+    format: str = "folders"
+    """A key of :data:`damagemap.data.loading.READERS` (folders, smart_transfer, xbd, cvat, coco,
+    landslide4sense, bijie)."""
     damage: Literal["grades", "binary-major", "binary-minor"] = "binary-major"
     domains: list[str] | None = None
     chip: int | None = Field(None, ge=16)
@@ -81,15 +80,24 @@ class DataConfig(_Strict):
     labels: dict[str, int | str] | None = None
     """Polygon formats (cvat, coco): annotation label → class name (or index; 255/"ignore" = ignore)."""
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        from damagemap.data.loading import READERS  # the registry imports every reader: not at module load
 
-class TermConfig(_Strict):
+        if v not in READERS:
+            raise ValueError(f"unknown data format {v!r}; known: {', '.join(READERS)}")
+        return v
+
+
+class TermConfig(StrictModel):
     """One objective term: its weight and options."""
 
     weight: float = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """Optimisation settings (Smart Transfer defaults)."""
 
     epochs: int = Field(10, ge=1)
@@ -112,17 +120,17 @@ class TrainConfig(_Strict):
     the) training images only; it changes encoder input, so training runs end to end (no cache)."""
 
 
-class HeadConfig(_Strict):
+class HeadConfig(StrictModel):
     """The trainable decoder: ``progressive`` (Smart Transfer, single-scale ViT maps) or ``fpn``."""
 
     kind: str = "fpn"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class FewShotConfig(_Strict):
+class FewShotConfig(StrictModel):
     """Few-shot encoder adaptation (Smart Transfer): LoRA on the ViT encoder's ``target_modules``
     Linear layers inside its transformer blocks, trained on the target shots with the decoder
-    frozen (``damagemap.training.lora``). Used by the few-shot protocol when ``enabled``;
+    frozen (``damagemap.training.fewshot``). Used by the few-shot protocol when ``enabled``;
     skipped (and recorded as such) for non-ViT encoders."""
 
     enabled: bool = True
@@ -134,7 +142,7 @@ class FewShotConfig(_Strict):
     batch_size: int = Field(4, ge=1)
 
 
-class ATLConfig(_Strict):
+class ATLConfig(StrictModel):
     """Adaptive Transfer Learning modules on a ViT encoder (TransLandSeg, ``damagemap.adapters``).
 
     ``placement: prompt`` injects per-block prompts (embedding + FFT high-pass paths) before every
@@ -154,7 +162,7 @@ class ATLConfig(_Strict):
         return self.model_dump(exclude={"enabled"})
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     """A complete method description (see ``recipes/*.yaml``)."""
 
     name: str
@@ -216,32 +224,12 @@ class Recipe(_Strict):
         return 1 if self.binary else len(self.classes)
 
 
-def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a recipe YAML file (``name`` defaults to the file stem)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of keys, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
-    return raw
-
-
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe YAML file; errors name the file and the offending keys."""
-    path = Path(path)
-    raw = read_recipe_yaml(path)
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid recipe — {problems}") from None
+    raw = read_yaml_mapping(path)
+    if raw.get("schema") == "video":
+        raise ConfigError(f"{path}: this is a video recipe; use `damagemap video train` with it")
+    return validate(Recipe, raw, str(path))
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str] | None) -> Recipe:
@@ -249,24 +237,4 @@ def apply_overrides(recipe: Recipe, overrides: list[str] | None) -> Recipe:
 
     Example: ``["data.format=xbd", "data.chip=512", "train.epochs=3"]``.
     """
-    if not overrides:
-        return recipe
-    raw = recipe.model_dump(mode="json")
-    for item in overrides:
-        path, sep, value = item.partition("=")
-        if not sep or not path:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        node = raw
-        *parents, leaf = path.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {} if node.get(part) is None else node[part]
-            node = node[part]
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid override {overrides}: {problems}") from None
+    return _apply_overrides(recipe, overrides)

@@ -10,7 +10,7 @@ import torch
 import damagemap.encoders.pixels as pixels
 from damagemap.encoders import build_encoder
 from damagemap.encoders.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelsEncoder
-from damagemap.encoders.registry import _REGISTRY
+from damagemap.encoders import ENCODERS
 from damagemap.errors import ConfigError
 
 
@@ -63,12 +63,12 @@ def test_input_checks() -> None:
 
 
 def test_registered_and_importing_twice_is_harmless() -> None:
-    spec = _REGISTRY["pixels"]
+    spec = ENCODERS["pixels"]
     assert spec.family == "baseline" and spec.offline_weights
     assert spec.description == "identity: normalised pixels for trainable baseline heads"
-    source = Path(pixels.__file__).read_text()  # re-execute the module-level register()
+    source = Path(pixels.__file__).read_text()  # re-executing the module registers nothing twice
     exec(compile(source, pixels.__file__, "exec"), {"__name__": "pixels_again"})
-    assert _REGISTRY["pixels"] is spec
+    assert ENCODERS["pixels"] is spec
     enc = build_encoder("pixels", in_chans=4)
     assert isinstance(enc, pixels.PixelsEncoder) and enc.in_chans == 4 and not enc.training
 

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.errors import ConfigError
-from damagemap.heads import HEAD_KINDS, build_head
+from damagemap.heads import HEADS, build_head
 from damagemap.objectives import BinaryFocalLoss, ForwardOutput
 
 
@@ -34,7 +34,7 @@ def test_config_round_trip(kind: str, in_channels: tuple[int, ...], options: dic
 
 
 def test_unknown_kind_lists_known() -> None:
-    assert {"progressive", "fpn", "unet", "yolo_fpn"} <= set(HEAD_KINDS)
+    assert {"progressive", "fpn", "unet", "yolo_fpn"} <= set(HEADS)
     with pytest.raises(ConfigError, match="unknown head kind 'segformer'; known kinds: .*progressive"):
         build_head("segformer", (64,), 1)
 

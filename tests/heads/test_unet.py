@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.errors import CheckpointError, ConfigError
-from damagemap.heads import HEAD_KINDS, build_head
+from damagemap.heads import HEADS, build_head
 from damagemap.heads.unet import UNetHead
 from damagemap.objectives import BinaryFocalLoss, ForwardOutput
 
@@ -24,7 +24,7 @@ def r18_binary() -> UNetHead:
 
 
 def test_registered_kind() -> None:
-    assert HEAD_KINDS["unet"] is UNetHead
+    assert HEADS["unet"] is UNetHead
 
 
 @pytest.mark.parametrize("out_channels", [1, 4])

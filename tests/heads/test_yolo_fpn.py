@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.errors import ConfigError
-from damagemap.heads import HEAD_KINDS, build_head
+from damagemap.heads import HEADS, build_head
 from damagemap.heads.yolo_fpn import YoloFPNHead
 from damagemap.objectives import BinaryFocalLoss, ForwardOutput
 
@@ -17,7 +17,7 @@ SIZE = 64
 
 
 def test_registered_kind() -> None:
-    assert HEAD_KINDS["yolo_fpn"] is YoloFPNHead
+    assert HEADS["yolo_fpn"] is YoloFPNHead
 
 
 def test_parameter_count_is_small() -> None:

@@ -12,7 +12,7 @@ from damagemap.data.synthetic import synthetic_tiles
 from damagemap.errors import CheckpointError
 from damagemap.mapping.model_predictor import ModelTilePredictor
 from damagemap.recipe import Recipe, TrainConfig
-from damagemap.training.end_to_end import color_jitter
+from damagemap.training.sources import color_jitter
 from damagemap.training.pipeline import encoder_for, train_model
 from damagemap.training.schedule import make_scheduler
 from tests.sam_tiny import SAM_ENC, SAM_HEAD
@@ -111,3 +111,15 @@ def test_color_jitter_changes_rgb_only():
     assert torch.equal(out[:, 3:], images[:, 3:])
     assert not torch.allclose(out[:, :3], images[:, :3])
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_pc_builds_its_prototypes_from_the_training_samples_end_to_end() -> None:
+    # an encoder with trainable parts trains end to end; PC must still see the source samples
+    recipe = _recipe(epochs=1, color_jitter=None).model_copy(update={"objectives": {
+        "focal": {"options": {"alpha": 0.7, "gamma": 2.0}},
+        "pc": {"weight": 0.01, "options": {"n_per_class": 4, "pixels_per_image": 64}},
+    }, "head": {"kind": "progressive", "options": {"mid_channels": 8, "n_stages": 2}}})
+    recipe = Recipe.model_validate(recipe.model_dump())
+    model, _ = train_model(recipe, synthetic_tiles("a", 6, size=64, seed=1), cache_dir=None)
+    assert not any("pc skipped" in note for note in model.metrics["notes"])
+    assert model.state["pc.prototypes.labels"].tolist().count(1) > 0  # damaged prototypes exist

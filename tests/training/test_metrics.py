@@ -18,7 +18,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from damagemap.training.metrics import ConfusionMatrix, predict_labels
+from damagemap.training.fit import logits_to_labels
+from damagemap.training.metrics import ConfusionMatrix
 
 
 @st.composite
@@ -126,8 +127,8 @@ def test_invalid_input() -> None:
         cm.scores(damage_classes=(2,))
 
 
-def test_predict_labels() -> None:
+def test_logits_to_labels() -> None:
     binary = torch.tensor([[[[-1.0, 0.5]]]])
-    assert predict_labels(binary).tolist() == [[[0, 1]]]
+    assert logits_to_labels(binary, binary=True, threshold=0.5).tolist() == [[[0, 1]]]
     multi = torch.tensor([[[[0.0, 2.0]], [[1.0, 0.0]]]])
-    assert predict_labels(multi).tolist() == [[[1, 0]]]
+    assert logits_to_labels(multi, binary=False, threshold=0.5).tolist() == [[[1, 0]]]

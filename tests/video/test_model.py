@@ -91,8 +91,8 @@ def test_backbone_checkpoints(tmp_path):
 def test_recipes_validate(tmp_path):
     from tests.conftest import REPO_ROOT
 
-    msnet = load_video_recipe(REPO_ROOT / "recipes" / "msnet.yaml")
-    base = load_video_recipe(REPO_ROOT / "recipes" / "maskrcnn_baseline.yaml")
+    msnet = load_video_recipe(REPO_ROOT / "recipes" / "video" / "msnet.yaml")
+    base = load_video_recipe(REPO_ROOT / "recipes" / "video" / "maskrcnn_baseline.yaml")
     assert (msnet.model.rpn, msnet.model.gate, msnet.model.gate_threshold) == ("hierarchical", "ii", 0.3)
     assert base.model.rpn == "single" and not base.refine.enabled
     assert apply_video_overrides(msnet, ["model.gate=iou", "refine.c1=0.8"]).model.gate == "iou"

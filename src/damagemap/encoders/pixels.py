@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-from damagemap.encoders import registry
-from damagemap.encoders.base import Encoder
+from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import extend_stats
 from damagemap.errors import ConfigError
 
@@ -88,11 +87,12 @@ def build_pixels(
         raise ConfigError(str(exc)) from exc
 
 
-if "pixels" not in registry._REGISTRY:  # importing twice (e.g. importlib.reload) is harmless
-    registry.register(registry.EncoderSpec(
+SPECS = [
+    EncoderSpec(
         name="pixels",
         builder=build_pixels,
         family="baseline",
         description="identity: normalised pixels for trainable baseline heads",
         offline_weights=True,
-    ))
+    )
+]

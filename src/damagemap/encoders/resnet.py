@@ -16,7 +16,7 @@ import timm
 import torch
 from torch import nn
 
-from damagemap.encoders.base import Encoder
+from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import (
     adapt_in_chans,
     extend_stats,
@@ -27,7 +27,6 @@ from damagemap.encoders.checkpoints import (
     sha256_file,
     strip_prefix,
 )
-from damagemap.encoders.registry import EncoderSpec, register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,19 +85,21 @@ def build_resnet(
     return encoder
 
 
-register(EncoderSpec(
+SPECS = [
+    EncoderSpec(
     name="resnet18",
     builder=partial(build_resnet, "resnet18"),
     family="resnet",
     description="ResNet-18 (timm); 4 maps, channels 64/128/256/512 at strides 4/8/16/32. "
     "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
     "pretrained=False gives random weights.",
-))
-register(EncoderSpec(
+    ),
+    EncoderSpec(
     name="resnet152",
     builder=partial(build_resnet, "resnet152"),
     family="resnet",
     description="ResNet-152 (timm); 4 maps, channels 256/512/1024/2048 at strides 4/8/16/32. "
     "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
     "pretrained=False gives random weights.",
-))
+),
+]

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-from damagemap.encoders.base import Encoder
+from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import _hub_reachable, resolve_checkpoint, sha256_file
-from damagemap.encoders.registry import EncoderSpec, register
 from damagemap.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -148,11 +147,13 @@ def build_segformer(
     return encoder
 
 
-for _v in VARIANTS:
-    register(EncoderSpec(
-        name=f"segformer-mit-{_v}",
-        builder=partial(build_segformer, f"segformer-mit-{_v}"),
+SPECS = [
+    EncoderSpec(
+        name=f"segformer-mit-{v}",
+        builder=partial(build_segformer, f"segformer-mit-{v}"),
         family="segformer",
-        description=f"SegFormer MiT-{_v.upper()} (transformers), channels "
-        f"{'/'.join(map(str, VARIANTS[_v]['hidden_sizes']))} at strides 4/8/16/32; checkpoint=HF folder.",
-    ))
+        description=f"SegFormer MiT-{v.upper()} (transformers), channels "
+        f"{'/'.join(map(str, VARIANTS[v]['hidden_sizes']))} at strides 4/8/16/32; checkpoint=HF folder.",
+    )
+    for v in VARIANTS
+]

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.models import eva, vision_transformer, vision_transformer_sam
 from torch import nn
 
-from damagemap.encoders.base import Encoder
+from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import (
     StateDict,
     adapt_in_chans,
@@ -48,7 +48,6 @@ from damagemap.encoders.hf_layouts import (
     is_hf_dinov2,
     is_hf_dinov3,
 )
-from damagemap.encoders.registry import EncoderSpec, register
 from damagemap.encoders.sam_layouts import check_sam_size, hf_sam_encoder_to_official, is_hf_sam
 from damagemap.errors import CheckpointError
 
@@ -269,11 +268,13 @@ def build_vit(
     return encoder
 
 
-for _name, _variant in VARIANTS.items():
-    register(EncoderSpec(
-        name=_name,
-        builder=partial(build_vit, _name),
-        family=_variant.family,
-        description=f"{_variant.description}, one map at stride {_variant.patch}. Weights: "
+SPECS = [
+    EncoderSpec(
+        name=name,
+        builder=partial(build_vit, name),
+        family=variant.family,
+        description=f"{variant.description}, one map at stride {variant.patch}. Weights: "
         "checkpoint=PATH (official .pth, HF safetensors or timm) or a hub download.",
-    ))
+    )
+    for name, variant in VARIANTS.items()
+]

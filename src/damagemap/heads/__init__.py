@@ -14,13 +14,16 @@ from damagemap.errors import CheckpointError, ConfigError
 from damagemap.heads.base import Head
 from damagemap.heads.fpn import FPNHead
 from damagemap.heads.progressive import ProgressiveHead
+from damagemap.heads.sam_decoder import SamDecoderHead
+from damagemap.heads.segformer_mlp import SegFormerMLPHead
+from damagemap.heads.unet import UNetHead
+from damagemap.heads.yolo_fpn import YoloFPNHead
 
-HEAD_KINDS: dict[str, type[Head]] = {"progressive": ProgressiveHead, "fpn": FPNHead}
+HEADS: dict[str, type[Head]] = {
+    cls.kind: cls
+    for cls in (ProgressiveHead, FPNHead, UNetHead, YoloFPNHead, SegFormerMLPHead, SamDecoderHead)
+}
 """Head classes by the ``kind`` name used in recipes and manifests."""
-HEAD_KINDS["unet"] = __import__("damagemap.heads.unet", fromlist=["UNetHead"]).UNetHead
-HEAD_KINDS["yolo_fpn"] = __import__("damagemap.heads.yolo_fpn", fromlist=["YoloFPNHead"]).YoloFPNHead
-HEAD_KINDS["segformer_mlp"] = __import__("damagemap.heads.segformer_mlp", fromlist=["SegFormerMLPHead"]).SegFormerMLPHead
-HEAD_KINDS["sam_decoder"] = __import__("damagemap.heads.sam_decoder", fromlist=["SamDecoderHead"]).SamDecoderHead
 
 
 def build_head(
@@ -29,7 +32,7 @@ def build_head(
     """Build a head by kind name.
 
     Args:
-        kind: one of :data:`HEAD_KINDS`.
+        kind: one of :data:`HEADS`.
         in_channels: channels of each encoder feature map (finest first).
         out_channels: 1 for binary (sigmoid) heads, else the number of classes.
         **options: head-specific options (e.g. ``mid_channels``, ``fpn_channels``).
@@ -37,9 +40,9 @@ def build_head(
     Raises:
         ConfigError: unknown kind or option.
     """
-    if kind not in HEAD_KINDS:
-        raise ConfigError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEAD_KINDS)}")
-    cls = HEAD_KINDS[kind]
+    if kind not in HEADS:
+        raise ConfigError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEADS)}")
+    cls = HEADS[kind]
     fixed = ("in_channels", "out_channels")
     allowed = [p for p in inspect.signature(cls).parameters if p not in fixed]
     unknown = sorted(set(options) - set(allowed))
@@ -55,4 +58,14 @@ def build_head(
         raise ConfigError(f"head {kind!r}: {e}") from e
 
 
-__all__ = ["HEAD_KINDS", "FPNHead", "Head", "ProgressiveHead", "build_head"]
+__all__ = [
+    "HEADS",
+    "FPNHead",
+    "Head",
+    "ProgressiveHead",
+    "SamDecoderHead",
+    "SegFormerMLPHead",
+    "UNetHead",
+    "YoloFPNHead",
+    "build_head",
+]

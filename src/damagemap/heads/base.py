@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples (and nested tuples) → lists, so a config survives a JSON round trip unchanged."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 class Head(nn.Module):
@@ -16,8 +29,42 @@ class Head(nn.Module):
     of classes for multi-class (softmax) heads.
     """
 
+    kind: ClassVar[str]
+    """Registry name (``heads.HEADS``) recorded in :attr:`config`."""
+    init_only: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that only initialise weights (checkpoint paths): left out of
+    :attr:`config`, because the trained weights are saved with the model."""
+    in_channels: tuple[int, ...]
     out_channels: int
     embed_channels: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Record every subclass's constructor arguments once, here (the idea of smp's hub_mixin):
+        # `build_head(**head.config)` then rebuilds the architecture without per-head code.
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        init = cls.__init__
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: Head, *args: Any, **kw: Any) -> None:
+            if "_init_args" not in self.__dict__:  # the outermost class records
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                args_ = {k: v for k, v in bound.arguments.items() if k != "self"}
+                object.__setattr__(self, "_init_args", args_)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable arguments of :func:`damagemap.heads.build_head` for this head."""
+        args = {k: v for k, v in self.__dict__.get("_init_args", {}).items() if k not in self.init_only}
+        args["in_channels"] = list(self.in_channels)
+        args["out_channels"] = int(self.out_channels)
+        return {"kind": self.kind, **_jsonable(args)}
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The decoder's last feature map ``[B, embed_channels, h, w]``."""

@@ -64,17 +64,6 @@ class FPNHead(Head):
         self.fuse = _conv_bn_relu(self.fpn_channels, self.embed_channels)
         self.classifier = nn.Conv2d(self.embed_channels, self.out_channels, kernel_size=1)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments of :func:`damagemap.heads.build_head`."""
-        return {
-            "kind": self.kind,
-            "in_channels": list(self.in_channels),
-            "out_channels": self.out_channels,
-            "fpn_channels": self.fpn_channels,
-            "embed_channels": self.embed_channels,
-        }
-
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The fused embedding ``[B, embed_channels, h0, w0]`` at the finest map's size."""
         if len(features) != len(self.in_channels):

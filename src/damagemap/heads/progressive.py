@@ -63,17 +63,6 @@ class ProgressiveHead(Head):
         self.stages = nn.Sequential(*(_stage(a, b) for a, b in zip(widths[:-1], widths[1:])))
         self.classifier = nn.Conv2d(self.embed_channels, self.out_channels, kernel_size=1)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments of :func:`damagemap.heads.build_head`."""
-        return {
-            "kind": self.kind,
-            "in_channels": list(self.in_channels),
-            "out_channels": self.out_channels,
-            "mid_channels": self.embed_channels,
-            "n_stages": self.n_stages,
-        }
-
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The last stage's map ``[B, mid_channels, h·2^n, w·2^n]`` of ``features[-1]``."""
         return self.stages(features[-1])

@@ -34,6 +34,9 @@ class SamDecoderHead(Head):
         checkpoint: official SAM ``.pth`` or HF ``SamModel`` safetensors to initialise from.
     """
 
+    kind = "sam_decoder"
+    init_only = ("checkpoint",)
+
     def __init__(
         self,
         in_channels: tuple[int, ...],
@@ -55,9 +58,7 @@ class SamDecoderHead(Head):
             raise ValueError("the SAM decoder head is binary (one mask output); use 2 classes")
         width = int(in_channels[0])
         self.out_channels = self.embed_channels = 1
-        self.config = {"kind": "sam_decoder", "in_channels": [width], "out_channels": 1, "mlp_dim": mlp_dim,
-                       "num_layers": num_layers, "num_heads": num_heads,
-                       "iou_head_hidden_dim": iou_head_hidden_dim}
+        self.in_channels = (width,)
         # the checkpoint only initialises: a saved model's head weights are in head.safetensors,
         # so the manifest config rebuilds the architecture without needing the SAM file
         cfg = SamMaskDecoderConfig(hidden_size=width, mlp_dim=mlp_dim, num_hidden_layers=num_layers,

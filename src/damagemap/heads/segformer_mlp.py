@@ -51,6 +51,7 @@ class SegFormerMLPHead(Head):
     """
 
     kind = "segformer_mlp"
+    init_only = ("init_checkpoint",)
 
     def __init__(
         self,
@@ -79,12 +80,6 @@ class SegFormerMLPHead(Head):
         self.init_notes: list[str] = []
         if init_checkpoint:
             self.init_notes = load_segformer_decode_head(self, init_checkpoint)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments of :func:`damagemap.heads.build_head`."""
-        return {"kind": self.kind, "in_channels": list(self.in_channels), "out_channels": self.out_channels,
-                "decoder_dim": self.decoder_dim, "dropout": self.dropout_p}
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The fused embedding ``[B, decoder_dim, h0, w0]`` at the finest map's size."""

@@ -63,6 +63,7 @@ class UNetHead(Head):
     """
 
     kind = "unet"
+    init_only = ("encoder_checkpoint",)
     multiple = 32
 
     def __init__(
@@ -132,17 +133,6 @@ class UNetHead(Head):
         load_into(self.encoder, adapt_in_chans(state, "conv1.weight", self.in_channels[0]), path)
         self.encoder_checkpoint = str(path)
         self.encoder_checkpoint_sha256 = sha256_file(path)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments of :func:`damagemap.heads.build_head` (no checkpoint)."""
-        return {
-            "kind": self.kind,
-            "in_channels": list(self.in_channels),
-            "out_channels": self.out_channels,
-            "encoder_name": self.encoder_name,
-            "decoder_channels": list(self.decoder_channels),
-        }
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """smp's decoder output ``[B, decoder_channels[-1], H, W]`` at input size."""

@@ -171,18 +171,6 @@ class YoloFPNHead(Head):
         self.seg4 = ConvBNSiLU(e + w[1], e, 3)
         self.classifier = nn.Conv2d(e, self.out_channels, kernel_size=1)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments of :func:`damagemap.heads.build_head`."""
-        return {
-            "kind": self.kind,
-            "in_channels": list(self.in_channels),
-            "out_channels": self.out_channels,
-            "width": self.width,
-            "depths": list(self.depths),
-            "embed_channels": self.embed_channels,
-        }
-
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The segmentation embedding ``[B, embed_channels, ⌈H/4⌉, ⌈W/4⌉]``."""
         x = single_pixel_map(features, self.in_channels[0], "YoloFPNHead")

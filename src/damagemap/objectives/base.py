@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from damagemap.recipe import Recipe
 
 
 @dataclass
@@ -52,3 +57,31 @@ class WeightedSum(nn.Module):
             parts[name] = float(value.detach())
             total = total + self.weights[name] * value
         return total, parts
+
+
+class LabelledFeatures(Protocol):
+    """A training item as term builders see it: encoder maps and the mask at input size."""
+
+    features: list[torch.Tensor]
+    mask: torch.Tensor
+
+
+@dataclass
+class ObjectiveContext:
+    """What a term builder may need: the recipe, the source training items, encoder channels.
+
+    ``state`` holds tensors a term needs again at load time (e.g. the PC projection and
+    prototypes), saved in the model artifact; a builder given a ``state`` that already holds its
+    tensors (a trained model's) rebuilds the term from them instead of from ``train_items``.
+    ``notes`` collects documented fallbacks taken while building (recorded in the model's metrics).
+    """
+
+    recipe: Recipe
+    train_items: Sequence[LabelledFeatures]
+    encoder_channels: tuple[int, ...]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+TermBuilder = Callable[[ObjectiveContext, dict], "ObjectiveTerm | None"]
+"""Builds a recipe term from its options; returns ``None`` to skip it (after adding a note)."""

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveTerm
+from damagemap.errors import ConfigError
+from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveContext, ObjectiveTerm
 from damagemap.types import IGNORE_INDEX
 
 
@@ -44,3 +45,10 @@ class CrossEntropyLoss(ObjectiveTerm):
         else:
             denom = weight[mask[valid]].sum()
         return loss / denom.clamp_min(torch.finfo(logits.dtype).tiny)
+
+
+def build_cross_entropy(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
+    """Recipe term ``ce`` (multi-class recipes only)."""
+    if ctx.recipe.binary:
+        raise ConfigError("objective 'ce' needs a multi-class recipe; binary recipes use 'focal'")
+    return CrossEntropyLoss(**options)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveTerm
+from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveContext, ObjectiveTerm
 from damagemap.objectives.focal import binary_target
 from damagemap.types import IGNORE_INDEX
 
@@ -49,3 +49,8 @@ class DiceLoss(ObjectiveTerm):
         intersection = (probs * target).sum(dims)
         dice = (2 * intersection + self.smooth) / (probs.sum(dims) + target.sum(dims) + self.smooth)
         return 1 - dice.mean()
+
+
+def build_dice(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
+    """Recipe term ``dice``."""
+    return DiceLoss(**options)

@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveTerm
+from damagemap.errors import ConfigError
+from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveContext, ObjectiveTerm
 from damagemap.types import IGNORE_INDEX
 
 Form = Literal["reference", "adjacency"]
@@ -197,3 +198,10 @@ class DistancePenalizedTripletLoss(ObjectiveTerm):
             a, p, n, (ca - cp).norm(dim=-1), (ca - cn).norm(dim=-1), (cp - cn).norm(dim=-1),
             self.form, self.margin, self.beta, self.tau,
         )
+
+
+def build_dpt(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
+    """Recipe term ``dpt`` (binary recipes only); triplets are seeded by ``train.seed`` by default."""
+    if not ctx.recipe.binary:
+        raise ConfigError("objective 'dpt' supports binary recipes only (damaged vs not damaged)")
+    return DistancePenalizedTripletLoss(**{"seed": ctx.recipe.train.seed, **options})

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveTerm
+from damagemap.errors import ConfigError
+from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveContext, ObjectiveTerm
 from damagemap.types import IGNORE_INDEX
 
 
@@ -66,3 +67,10 @@ class BinaryFocalLoss(ObjectiveTerm):
         target, valid = binary_target(output.logits, batch["mask"], self.positive_classes)
         loss = sigmoid_focal_loss(output.logits, target, self.alpha, self.gamma, reduction="none")
         return masked_mean(loss, valid)
+
+
+def build_focal(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
+    """Recipe term ``focal`` (binary recipes only)."""
+    if not ctx.recipe.binary:
+        raise ConfigError("objective 'focal' is binary; use 'ce' and/or 'dice' for multi-class recipes")
+    return BinaryFocalLoss(**options)

@@ -21,7 +21,7 @@ from sklearn.cluster import MiniBatchKMeans
 from torch import nn
 
 from damagemap.errors import ConfigError
-from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveTerm
+from damagemap.objectives.base import Batch, ForwardOutput, ObjectiveContext, ObjectiveTerm
 from damagemap.types import IGNORE_INDEX
 
 DAMAGED = 1
@@ -196,3 +196,45 @@ class PixelClusteringLoss(ObjectiveTerm):
         if not bool(agree.any()):
             return logits.sum() * 0.0
         return F.binary_cross_entropy_with_logits(logits[agree], y_proto[agree])
+
+
+PROJECTION_PREFIX, PROTOTYPES_PREFIX = "pc.projection.", "pc.prototypes."
+"""Keys of the PC tensors in a model's ``state`` (``state.safetensors``)."""
+
+
+def _stored(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def build_pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
+    """Recipe term ``pc`` (binary recipes only).
+
+    Prototypes come from the *source* training items in ``ctx`` (the fold's training split), so
+    target-domain data never shapes them; the projection and prototypes go to ``ctx.state``
+    (saved with the model). If ``ctx.state`` already holds them (a trained model being adapted,
+    e.g. few-shot LoRA), the term is rebuilt from them — never re-clustered on target shots.
+    When the source items hold no damaged pixel, PC is skipped and the reason noted.
+    """
+    if not ctx.recipe.binary:
+        raise ConfigError("objective 'pc' supports binary recipes only (damaged vs not damaged)")
+    opts = dict(options)
+    feature_index = int(opts.pop("feature_index", -1))
+    dim = int(opts.pop("projection_dim", 50))
+    seed = int(opts.pop("seed", ctx.recipe.train.seed))
+    stored_projection, stored_prototypes = _stored(ctx.state, PROJECTION_PREFIX), _stored(ctx.state, PROTOTYPES_PREFIX)
+    if stored_projection and stored_prototypes:
+        return PixelClusteringLoss(RandomProjection.from_dict(stored_projection),
+                                   Prototypes.from_dict(stored_prototypes), feature_index)
+    projection = RandomProjection(ctx.encoder_channels[feature_index], dim, seed=seed)
+    if not any(bool((it.mask == DAMAGED).any()) for it in ctx.train_items):
+        # Documented fallback: without damaged source pixels there are no damaged prototypes;
+        # train without PC rather than abort a whole protocol run.
+        ctx.notes.append("pc skipped: the source training images have no damaged pixels")
+        return None
+    prototypes = build_prototypes(
+        ((it.features[feature_index].float(), it.mask) for it in ctx.train_items),
+        projection, seed=seed, **opts,
+    )
+    ctx.state.update({PROJECTION_PREFIX + k: v for k, v in projection.to_dict().items()})
+    ctx.state.update({PROTOTYPES_PREFIX + k: v for k, v in prototypes.to_dict().items()})
+    return PixelClusteringLoss(projection, prototypes, feature_index=feature_index)

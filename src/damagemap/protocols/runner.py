@@ -20,7 +20,8 @@ from rich.progress import Progress
 from damagemap.errors import ConfigError
 from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
 from damagemap.recipe import Recipe
-from damagemap.training.pipeline import _UNSET, evaluate_model, train_model
+from damagemap.training.items import DEFAULT_CACHE, CacheDir
+from damagemap.training.pipeline import evaluate_model, train_model
 from damagemap.types import Sample
 
 PROTOCOLS = ("lodo", "ssdc", "kfold", "fewshot")
@@ -96,9 +97,9 @@ def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, p
               "history": result.history, "notes": model.metrics.get("notes", [])}
     shots, fewshot = fold.meta.get("shots"), recipe.fewshot
     if shots and fewshot is not None and fewshot.enabled:
-        from damagemap.training.lora import adapt_encoder_lora, lora_supported
+        from damagemap.training.fewshot import adapt_encoder_lora, lora_supported
 
-        if not lora_supported(model.encoder, fewshot):
+        if not lora_supported(model.encoder, fewshot.target_modules):
             record["lora"] = "skipped (non-ViT encoder)"
         else:
             adapted = adapt_encoder_lora(model, pick(shots), fewshot, progress)
@@ -115,7 +116,7 @@ def run_experiment(
     samples: Sequence[Sample],
     folds: Sequence[Fold],
     out_dir: str | Path,
-    cache_dir: str | Path | None | object = _UNSET,
+    cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
     compute: bool = True,
 ) -> list[FoldResult]:

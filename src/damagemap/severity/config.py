@@ -5,14 +5,12 @@ Kept free of heavy imports: :mod:`damagemap.recipe` imports it.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from damagemap.config import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GroundPlaneConfig(_Strict):
+class GroundPlaneConfig(StrictModel):
     """Geometric depth fallback (see :mod:`damagemap.severity.depth`).
 
     ``horizon`` is the horizon row as a fraction of the image height from the top (0.5 = a
@@ -27,7 +25,7 @@ class GroundPlaneConfig(_Strict):
     max_depth_m: float = Field(100.0, gt=0)
 
 
-class SeverityConfig(_Strict):
+class SeverityConfig(StrictModel):
     """How segmentation classes become a severity score.
 
     ``degrees`` maps each *structure* class name to its degree of damage in [0, 1]; classes not

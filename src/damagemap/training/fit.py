@@ -1,4 +1,9 @@
-"""The fit loop: train a head on cached features, keep the best epoch by validation mIoU."""
+"""The one fit loop: train a head (and any trainable encoder parts) and keep the best epoch.
+
+Every kind of training runs here — a head on cached features, end to end through an encoder
+with trainable adapters, and few-shot LoRA with the head frozen — differing only in the
+:class:`~damagemap.training.sources.FeatureSource` and the :class:`FitSpec`.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,37 @@ import torch
 from rich.progress import Progress
 from torch.nn import functional as F
 
+from damagemap.adapters import has_trainable_parameters
 from damagemap.data.augment import random_dihedral
 from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
-from damagemap.recipe import TrainConfig
+from damagemap.recipe import Recipe, TrainConfig
+from damagemap.training.items import Item
 from damagemap.training.metrics import ConfusionMatrix
 from damagemap.training.schedule import make_scheduler
+from damagemap.training.sources import FeatureSource, collate
 
 
-@dataclass
-class Item:
-    """One cached view ready for training / evaluation.
+@dataclass(frozen=True)
+class FitSpec:
+    """What the fit loop needs to know besides the data: optimisation settings and the task.
 
-    ``mask`` is at encoder-input size (training target); ``eval_mask`` at the view's native
-    size (metrics are always computed at native resolution).
+    ``train`` gives epochs, batch size, learning rate, weight decay, clipping, schedule,
+    augmentation, seed and epoch selection; ``num_classes``, ``binary`` and ``damage_classes``
+    define predictions and validation scores; ``description`` labels the progress task.
     """
 
-    features: list[torch.Tensor]
-    mask: torch.Tensor
-    eval_mask: torch.Tensor
-    buildings: torch.Tensor | None = None
-    key: str = ""
-    resized: bool = True
+    train: TrainConfig
+    num_classes: int
+    binary: bool
+    damage_classes: tuple[int, ...] = (1,)
+    description: str = "train"
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, description: str = "train", train: TrainConfig | None = None) -> FitSpec:
+        """The spec of ``recipe`` (optionally with other optimisation settings ``train``)."""
+        return cls(train or recipe.train, len(recipe.classes), recipe.binary, tuple(recipe.damage_classes),
+                   description)
 
 
 @dataclass
@@ -47,51 +61,10 @@ class FitResult:
     """Trainable encoder tensors of the best epoch (end-to-end training only)."""
 
 
-def _collate(items: Sequence[Item], transforms: Sequence | None = None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    n_levels = len(items[0].features)
-    feats, masks, blds = [[] for _ in range(n_levels)], [], []
-    has_buildings = all(it.buildings is not None for it in items)
-    for j, it in enumerate(items):
-        t = transforms[j] if transforms else (lambda x: x)
-        for lvl in range(n_levels):
-            feats[lvl].append(t(it.features[lvl]))
-        masks.append(t(it.mask))
-        if has_buildings:
-            blds.append(t(it.buildings))
-    batch = {"mask": torch.stack(masks)}
-    if has_buildings:
-        batch["buildings"] = torch.stack(blds)
-    return [torch.stack(f).float() for f in feats], batch
-
-
 def forward_head(head: Head, features: list[torch.Tensor], size: tuple[int, int]) -> ForwardOutput:
     """Run the head, keeping its embedding for embedding-level objectives."""
     embedding = head.decode(features)
     return ForwardOutput(logits=head.classify(embedding, size), embedding=embedding, features=features)
-
-
-class FeatureSource:
-    """Where a training step's encoder maps come from: the feature cache (this class, the
-    default) or a live encoder with trainable parts (``damagemap.training.end_to_end``)."""
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        """Encoder-side parameters to optimise alongside the head."""
-        return []
-
-    def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
-        """Encoder maps and targets of one training batch."""
-        return _collate(chunk, transforms)
-
-    def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Items carrying encoder maps for validation."""
-        return items
-
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        """Trainable encoder tensors to keep with the best epoch."""
-        return {}
-
-    def restore(self, state: dict[str, torch.Tensor]) -> None:
-        """Put a :meth:`snapshot` back."""
 
 
 def logits_to_labels(logits: torch.Tensor, binary: bool, threshold: float) -> torch.Tensor:
@@ -115,7 +88,7 @@ def evaluate_items(
     cm = ConfusionMatrix(num_classes)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        feats, batch = _collate(chunk)
+        feats, batch = collate(chunk)
         logits = head(feats, tuple(batch["mask"].shape[-2:]))
         for j, it in enumerate(chunk):
             lg = logits[j : j + 1]
@@ -133,37 +106,37 @@ def fit(
     objective: WeightedSum,
     train: Sequence[Item],
     val: Sequence[Item],
-    cfg: TrainConfig,
-    num_classes: int,
-    binary: bool,
-    damage_classes: Sequence[int] = (1,),
+    spec: FitSpec,
     progress: Progress | None = None,
-    description: str = "train",
     source: FeatureSource | None = None,
 ) -> FitResult:
-    """Train ``head`` with AdamW + grad clipping on cached features; return the best epoch.
+    """Train with AdamW + grad clipping; return the best epoch (its weights are left in place).
 
-    The best epoch is chosen by validation mIoU (``cfg.select_by``); without validation items
-    the last epoch is kept. Shuffling and augmentation use a generator seeded by ``cfg.seed``.
+    Optimised: the head's trainable parameters plus ``source.parameters()``. A head with no
+    trainable parameter (few-shot LoRA: decoder frozen) stays in eval mode. The best epoch is
+    chosen by validation mIoU (``spec.train.select_by``); without validation items the last
+    epoch is kept. Shuffling and augmentation use a generator seeded by ``spec.train.seed``.
     """
     if not train:
         raise ValueError("no training views: the training split is empty")
     source = source or FeatureSource()
+    cfg = spec.train
+    train_head = has_trainable_parameters(head)
     gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in head.parameters() if p.requires_grad] + source.parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(opt, cfg)
     size = tuple(train[0].mask.shape[-2:])
     n_batches = math.ceil(len(train) / cfg.batch_size)
-    task = progress.add_task(description, total=cfg.epochs * n_batches, info="") if progress else None
+    task = progress.add_task(spec.description, total=cfg.epochs * n_batches, info="") if progress else None
     best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf, source_state=source.snapshot())
     for epoch in range(1, cfg.epochs + 1):
-        head.train()
+        head.train(train_head)
         order = torch.randperm(len(train), generator=gen).tolist()
         total, count = 0.0, 0
         for b in range(n_batches):
             chunk = [train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            if len(chunk) == 1 and n_batches > 1:
+            if train_head and len(chunk) == 1 and n_batches > 1:
                 continue  # BatchNorm cannot train on a single-image tail batch
             tfs = [random_dihedral(gen, cfg.augment) for _ in chunk] if cfg.augment else None
             feats, batch = source.step_inputs(chunk, tfs)
@@ -182,8 +155,8 @@ def fit(
             scheduler.step()
         record = {"epoch": epoch, "loss": total / max(count, 1)}
         if val and cfg.select_by != "last":
-            cm = evaluate_items(head, source.eval_items(val), num_classes, binary, cfg.threshold)
-            scores = cm.scores(tuple(damage_classes))
+            cm = evaluate_items(head, source.eval_items(val), spec.num_classes, spec.binary, cfg.threshold)
+            scores = cm.scores(spec.damage_classes)
             record.update({"val_miou": scores["miou"], "val_damage_iou": scores["damage_iou"]})
             score = scores["miou"] if cfg.select_by == "miou" else -record["loss"]
             score = -1.0 if math.isnan(score) else score

@@ -37,13 +37,6 @@ def _as_numpy(a: Any) -> np.ndarray:
     return np.asarray(a).astype(np.int64, copy=False)
 
 
-def predict_labels(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Class map ``[B,H,W]``: sigmoid > threshold for 1-channel logits, else argmax."""
-    if logits.shape[1] == 1:
-        return (torch.sigmoid(logits[:, 0]) > threshold).long()
-    return logits.argmax(dim=1)
-
-
 class ConfusionMatrix:
     """Accumulates a ``[num_classes, num_classes]`` confusion matrix over batches.
 

@@ -1,34 +1,35 @@
-"""Glue: samples + recipe → cached items → trained :class:`DamageModel`; evaluation per domain."""
+"""Glue: samples + recipe → trained :class:`DamageModel`; evaluation per domain.
+
+One training path for every recipe: attach the adapters the recipe asks for, turn samples into
+items (cached encoder maps for a frozen encoder; images for an encoder with trainable parts or
+image-level augmentation), build the objective and the head, and run the one fit loop.
+"""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import Progress
 
-from damagemap.data.band_stats import fit_input_stats
-from damagemap.encoders.band_adapt import attach_band_adapter
-from damagemap.adapters import has_trainable_parameters, parameter_counts
+from damagemap.adapters import adapter_record, adapter_specs, adapter_tensors, has_trainable_parameters, parameter_counts
 from damagemap.adapters.recipe import attach_recipe_adapters
-from damagemap.data.views import make_views, preprocess_key, view_image, view_mask
+from damagemap.data.band_stats import fit_input_stats
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
 from damagemap.heads import build_head
 from damagemap.model import DamageModel
+from damagemap.objectives import ObjectiveContext, build_objective
 from damagemap.recipe import Recipe
-from damagemap.training.feature_cache import FeatureCache, default_cache_dir
-from damagemap.training.fit import FitResult, Item, evaluate_items, fit
+from damagemap.training.fit import FitResult, FitSpec, evaluate_items, fit
+from damagemap.training.items import DEFAULT_CACHE, CacheDir, Item, cached_items, image_items
 from damagemap.training.metrics import ConfusionMatrix
-from damagemap.training.objective_factory import ObjectiveContext, build_objective
+from damagemap.training.sources import EncodedOnDemand, FeatureSource, LiveEncoder
 from damagemap.types import Sample
-
-_UNSET = object()
 
 
 def encoder_for(recipe: Recipe) -> Encoder:
@@ -47,36 +48,12 @@ def build_items(
     samples: Sequence[Sample],
     recipe: Recipe,
     encoder: Encoder,
-    cache_dir: str | Path | None | object = _UNSET,
+    cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
     description: str = "encode",
 ) -> list[Item]:
-    """Encode (or fetch from the cache) every view of ``samples`` into training items."""
-    cfg = recipe.input
-    views = make_views(list(samples), cfg)
-    root = default_cache_dir() if cache_dir is _UNSET else cache_dir
-    cache = FeatureCache(encoder, preprocess_key(cfg), root)  # type: ignore[arg-type]
-    task = progress.add_task(description, total=len(views), info="") if progress else None
-    feats = cache.features(
-        [v.key for v in views],
-        lambda i: view_image(samples[views[i].sample_index], views[i], cfg),
-        batch_size=8,
-        on_progress=(lambda n: progress.advance(task, n)) if progress else None,
-    )
-    items = []
-    for v, f in zip(views, feats):
-        s = samples[v.sample_index]
-        if s.mask is None:
-            raise ConfigError(f"sample {s.key} has no mask; training and evaluation need labels")
-        items.append(Item(
-            features=f,
-            mask=view_mask(s.mask, v, cfg),
-            eval_mask=view_mask(s.mask, v, cfg, native=True),
-            buildings=None if s.buildings is None else view_mask(s.buildings, v, cfg),
-            key=v.key,
-            resized=cfg.mode == "resize",
-        ))
-    return items
+    """Encode (or fetch from the feature cache) every view of ``samples`` into items."""
+    return cached_items(samples, recipe.input, encoder, cache_dir, progress, description)
 
 
 def _median_view_size(samples: Sequence[Sample], recipe: Recipe) -> int:
@@ -103,42 +80,48 @@ def train_model(
     val_samples: Sequence[Sample] | None = None,
     *,
     encoder: Encoder | None = None,
-    cache_dir: str | Path | None | object = _UNSET,
+    cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
 ) -> tuple[DamageModel, FitResult]:
-    """Train the recipe's head on ``train_samples``; select the epoch on ``val_samples``.
+    """Train the recipe's head (and adapters) on ``train_samples``; select the epoch on ``val_samples``.
 
-    Without ``val_samples`` a seeded ``recipe.train.val_fraction`` hold-out is used.
+    Without ``val_samples`` a seeded ``recipe.train.val_fraction`` hold-out is used. A given
+    ``encoder`` is never modified (adapters go on a copy). The returned model's encoder is frozen;
+    trained adapter tensors are ``model.adapter`` with ``model.adapter_config`` saying how to
+    re-create them; ``metrics["parameters"]`` holds trainable / total parameter counts.
     """
     torch.manual_seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
-    given = encoder is not None
-    # more bands than an RGB encoder takes: trainable extra-band conv in its first layer (saved as adapter)
-    encoder = attach_band_adapter(encoder or encoder_for(recipe), recipe.input, train_samples, copy_first=given)
-    encoder = attach_recipe_adapters(encoder, recipe, copy_first=given and not has_trainable_parameters(encoder))
+    encoder = attach_recipe_adapters(encoder or encoder_for(recipe), recipe, train_samples,
+                                     copy_first=encoder is not None)
     if val_samples is None:
         train_samples, val_samples = split_validation(train_samples, recipe.train.val_fraction, recipe.train.seed)
     # standardize: dataset — per-band statistics from the training split only, kept in the recipe
     recipe = recipe.model_copy(update={"input": fit_input_stats(recipe.input, train_samples)})
+    source: FeatureSource
     if has_trainable_parameters(encoder) or recipe.train.color_jitter:
-        # trainable encoder modules (ATL, …) or image-level augmentation: no feature cache
-        from damagemap.training.end_to_end import train_end_to_end
-
-        model, result = train_end_to_end(recipe, encoder, train_samples, val_samples or [], progress)
-        model.metrics.update({"best_epoch": result.best_epoch, "history": result.history,
-                              "native_view_size": _median_view_size(train_samples, recipe)})
-        return model, result
-    train_items = build_items(train_samples, recipe, encoder, cache_dir, progress, "encode train")
-    val_items = build_items(val_samples, recipe, encoder, cache_dir, progress, "encode val") if val_samples else []
-    ctx = ObjectiveContext(recipe, train_items, encoder.channels)
+        # trainable encoder parts or image-level augmentation: images go through the encoder every step
+        train_items = image_items(train_samples, recipe.input)
+        val_items = image_items(val_samples, recipe.input) if val_samples else []
+        source = LiveEncoder(encoder, recipe.train.color_jitter)
+        term_items: Sequence[Item] = EncodedOnDemand(encoder, train_items)  # e.g. PC prototypes
+        description = "train end-to-end"
+    else:
+        train_items = build_items(train_samples, recipe, encoder, cache_dir, progress, "encode train")
+        val_items = build_items(val_samples, recipe, encoder, cache_dir, progress, "encode val") if val_samples else []
+        source, term_items, description = FeatureSource(), train_items, "train"
+    ctx = ObjectiveContext(recipe, term_items, encoder.channels)
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
     head = build_head(recipe.head.kind, in_channels=tuple(encoder.channels),
                       out_channels=recipe.num_outputs, **recipe.head.options)
-    result = fit(head, objective, train_items, val_items, recipe.train, len(recipe.classes),
-                 recipe.binary, recipe.damage_classes, progress)
     counts = parameter_counts(encoder, head)
-    model = DamageModel(recipe, encoder, head, dict(ctx.state))
+    result = fit(head, objective, train_items, val_items, FitSpec.for_recipe(recipe, description), progress, source)
+    adapted = bool(adapter_specs(encoder))
+    adapter = adapter_tensors(encoder) if adapted else None
+    config = adapter_record(encoder) if adapted else None
+    encoder.freeze()
+    model = DamageModel(recipe, encoder, head, dict(ctx.state), adapter=adapter, adapter_config=config)
     model.metrics = {"best_epoch": result.best_epoch, "history": result.history,
                      "native_view_size": _median_view_size(train_samples, recipe), "notes": ctx.notes,
                      "parameters": counts}
@@ -148,7 +131,7 @@ def train_model(
 def evaluate_model(
     model: DamageModel,
     samples: Sequence[Sample],
-    cache_dir: str | Path | None | object = _UNSET,
+    cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
 ) -> dict[str, dict]:
     """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``."""

@@ -51,7 +51,7 @@ def convert_xbd(
 @app.command()
 @_clean
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Video recipe YAML (recipes/msnet.yaml, recipes/maskrcnn_baseline.yaml).")],
+    recipe: Annotated[Path, typer.Argument(help="Video recipe YAML (recipes/video/msnet.yaml, recipes/video/maskrcnn_baseline.yaml).")],
     data: Annotated[Path, typer.Option("--data", help="COCO instances JSON (ISBDA layout).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,

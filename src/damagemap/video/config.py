@@ -1,8 +1,8 @@
 """MSNet recipes: their own YAML schema (pydantic, unknown keys are errors).
 
 The core :class:`damagemap.recipe.Recipe` describes frozen-encoder segmentation; an instance
-segmentation detector shares none of its sections, so ``recipes/msnet.yaml`` and
-``recipes/maskrcnn_baseline.yaml`` use this schema and :func:`load_video_recipe`.
+segmentation detector shares none of its sections, so ``recipes/video/msnet.yaml`` and
+``recipes/video/maskrcnn_baseline.yaml`` (marked ``schema: video``) use this schema and :func:`load_video_recipe`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from damagemap.config import StrictModel, apply_overrides, read_yaml_mapping, validate
 from damagemap.errors import ConfigError
-from damagemap.recipe import read_recipe_yaml
 
 CLASSES = ["Slight", "Severe", "Debris"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """Mask R-CNN ResNet-50-FPN and the hierarchical RPN.
 
     ``rpn: hierarchical`` is MSNet (a building RPN gates the damage RPN's anchors); ``single``
@@ -55,7 +50,7 @@ class ModelConfig(_Strict):
     box_detections_per_img: int = Field(100, ge=1)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """Detector optimisation (SGD with momentum, linear warm-up, random horizontal flips)."""
 
     iterations: int = Field(200, ge=1)
@@ -69,7 +64,7 @@ class TrainConfig(_Strict):
     seed: int = 42
 
 
-class SRNConfig(_Strict):
+class SRNConfig(StrictModel):
     """Score Refinement Network: per-location 3-layer MLP on P2–P5 and its triplet training.
 
     Triplets come from video frames: positive within ``positive_s`` seconds of the anchor
@@ -91,7 +86,7 @@ class SRNConfig(_Strict):
         return self
 
 
-class RefineConfig(_Strict):
+class RefineConfig(StrictModel):
     """Inference-time refinement of confidences in [c0, c1] across adjacent frames.
 
     Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (METHODS.md leaves C0, C1
@@ -110,7 +105,7 @@ class RefineConfig(_Strict):
         return self
 
 
-class VideoInputConfig(_Strict):
+class VideoInputConfig(StrictModel):
     """Frame sampling for video input: every ``every``-th decoded frame."""
 
     every: int = Field(10, ge=1)
@@ -118,9 +113,13 @@ class VideoInputConfig(_Strict):
     """Frame rate assumed for a folder of frames (timestamps = index / folder_fps)."""
 
 
-class VideoRecipe(_Strict):
-    """A complete MSNet / Mask R-CNN recipe (see ``recipes/msnet.yaml``)."""
+class VideoRecipe(StrictModel):
+    """A complete MSNet / Mask R-CNN recipe (see ``recipes/video/msnet.yaml``)."""
 
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: Literal["video"] = Field("video", alias="schema")
+    """Marks the file as a video recipe (``recipes/video/*.yaml``), so loaders can tell."""
     name: str
     description: str = ""
     classes: list[str] = Field(default_factory=lambda: list(CLASSES), min_length=1)
@@ -131,33 +130,11 @@ class VideoRecipe(_Strict):
     video: VideoInputConfig = Field(default_factory=VideoInputConfig)
 
 
-def _validate(raw: dict, where: str) -> VideoRecipe:
-    try:
-        return VideoRecipe.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{where}: invalid video recipe — {problems}") from None
-
-
 def load_video_recipe(path: str | Path) -> VideoRecipe:
     """Read and validate an MSNet recipe YAML file; errors name the file and the keys."""
-    return _validate(read_recipe_yaml(path), str(path))
+    return validate(VideoRecipe, read_yaml_mapping(path, "video recipe"), str(path), "video recipe")
 
 
 def apply_video_overrides(recipe: VideoRecipe, overrides: list[str] | None) -> VideoRecipe:
     """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate."""
-    if not overrides:
-        return recipe
-    raw = recipe.model_dump(mode="json")
-    for item in overrides:
-        path, sep, value = item.partition("=")
-        *parents, leaf = path.split(".")
-        node = raw
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not sep or not leaf or not isinstance(node, dict):
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        node[leaf] = yaml.safe_load(value)
-    return _validate(raw, f"override {overrides}")
+    return apply_overrides(recipe, overrides, "video recipe")

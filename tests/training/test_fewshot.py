@@ -18,7 +18,8 @@ from damagemap.model import DamageModel
 from damagemap.protocols.runner import run_fold
 from damagemap.protocols.splits import Fold
 from damagemap.recipe import FewShotConfig, Recipe
-from damagemap.training.lora import adapt_encoder_lora, lora_supported, lora_target_modules
+from damagemap.adapters.lora import lora_target_modules
+from damagemap.training.fewshot import adapt_encoder_lora, lora_supported
 from tests.tiny import TinyEncoder
 
 TINY = {
@@ -90,7 +91,7 @@ def test_zero_b_gives_the_base_output_before_training(name: str, shots) -> None:
     # lr ~ 0: the LoRA B matrices stay (numerically) zero, so the output is the base output
     assert torch.allclose(adapted.encoder(x)[0], base, atol=1e-6)
     modules = {k.rsplit(".lora_", 1)[0] for k in adapted.adapter}
-    assert len(modules) == adapted.adapter_config["n_modules"] == 4 * TINY[name]["depth"]
+    assert len(modules) == adapted.metrics["lora"]["n_modules"] == 4 * TINY[name]["depth"]
 
 
 @pytest.mark.parametrize("which", ["dinov3-vits16", "dinov2-vits14", "dinov3-qkvb"])
@@ -146,7 +147,8 @@ def test_artifact_round_trip_reapplies_the_adapter(shots, tmp_path) -> None:
     manifest = read_manifest(out)
     assert manifest["encoder"]["fingerprint"] == base_fp
     assert manifest["encoder"]["adapted_fingerprint"] == adapted.encoder.fingerprint
-    assert manifest["adapter"]["r"] == 8 and manifest["adapter"]["alpha"] == 16
+    lora = manifest["adapter"]["modules"][-1]
+    assert lora["kind"] == "lora" and lora["r"] == 8 and lora["alpha"] == 16
 
     base = _model(name).encoder  # a fresh base encoder (same seed → same weights)
     loaded = load_model(out, encoder=base)
@@ -164,7 +166,7 @@ def test_non_vit_encoder_is_refused_clearly(shots) -> None:
     enc = TinyEncoder().freeze()
     head = build_head("fpn", in_channels=enc.channels, out_channels=1, fpn_channels=8, embed_channels=8)
     model = DamageModel(Recipe(name="t", input={"size": 64}), enc, head)
-    assert not lora_supported(enc, FewShotConfig())
+    assert not lora_supported(enc, FewShotConfig().target_modules)
     with pytest.raises(ConfigError, match="needs a ViT encoder; tiny-test has no qkv/proj/fc1/fc2 layers"):
         adapt_encoder_lora(model, shots[64], FewShotConfig())
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from damagemap.adapters import adapter_record, adapter_tensors, apply_saved_adapter, attach_adapter
+from damagemap.adapters.band import BandAdaptedConv, adapt_bands
 from damagemap.encoders import build_encoder
-from damagemap.encoders.band_adapt import (
-    TENSOR_KEY,
-    BandAdaptedConv,
-    adapt_bands,
-    apply_band_adapter,
-    band_adapter_state,
-)
 from damagemap.errors import CheckpointError, ConfigError
 
 TINY_VIT = dict(embed_dim=32, depth=2, num_heads=2, img_size=56)
@@ -89,16 +84,22 @@ def test_rgb_mean_init_is_small_and_changes_the_output() -> None:
     torch.testing.assert_close(extra[:, 1], w.mean(1) * 0.1)
 
 
+def _adapted(name: str):
+    enc, size, path = _base(name)
+    attach_adapter(enc, "band_adapter", {"in_chans": 14, "rgb": RGB, "init": "zeros"})
+    return enc, size, path
+
+
 def test_state_round_trip_restores_weights_and_fingerprint() -> None:
-    enc, size, path = _base("efficientnet-lite0")
-    adapt_bands(enc, 14, RGB)
+    enc, size, path = _adapted("efficientnet-lite0")
     with torch.no_grad():
         enc.get_submodule(path).extra_conv.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
     enc.invalidate_fingerprint()
-    config, tensors = band_adapter_state(enc)
-    assert list(tensors) == [TENSOR_KEY] and config["in_chans"] == 14 and config["rgb"] == RGB
+    config, tensors = adapter_record(enc), adapter_tensors(enc)
+    assert f"{path}.extra_conv.weight" in tensors
+    assert config["modules"] == [{"kind": "band_adapter", "in_chans": 14, "rgb": RGB, "init": "zeros"}]
     fresh, _, _ = _base("efficientnet-lite0")
-    restored = apply_band_adapter(fresh, config, tensors)
+    restored = apply_saved_adapter(fresh, tensors, config)
     assert restored.fingerprint == enc.fingerprint
     assert not any(p.requires_grad for p in restored.parameters())
     x = _x(size)
@@ -108,13 +109,13 @@ def test_state_round_trip_restores_weights_and_fingerprint() -> None:
 
 
 def test_restore_refuses_wrong_shape_or_base_encoder() -> None:
-    enc, _, _ = _base("efficientnet-lite0")
-    adapt_bands(enc, 14, RGB)
-    config, tensors = band_adapter_state(enc)
-    with pytest.raises(CheckpointError, match=r"does not fit the encoder"):
-        apply_band_adapter(_base("efficientnet-lite0")[0], config, {TENSOR_KEY: tensors[TENSOR_KEY][:, :5]})
+    enc, _, path = _adapted("efficientnet-lite0")
+    config, tensors = adapter_record(enc), adapter_tensors(enc)
+    key = f"{path}.extra_conv.weight"
+    with pytest.raises(CheckpointError, match=r"do not fit the encoder"):
+        apply_saved_adapter(_base("efficientnet-lite0")[0], {**tensors, key: tensors[key][:, :5]}, config)
     with pytest.raises(CheckpointError, match="made for encoder fingerprint"):
-        apply_band_adapter(_base("dinov2-vits14")[0], config, tensors)
+        apply_saved_adapter(_base("dinov2-vits14")[0], tensors, config)
 
 
 def test_bad_arguments_are_config_errors() -> None:
@@ -123,16 +124,17 @@ def test_bad_arguments_are_config_errors() -> None:
         adapt_bands(enc, 14, [3, 2, 14])
     with pytest.raises(ConfigError, match="more than 3 bands"):
         adapt_bands(enc, 3, [0, 1, 2])
-    with pytest.raises(ConfigError, match="not band-adapted"):
-        band_adapter_state(enc)
 
 
 def test_recipe_wiring_positions_and_copy() -> None:
     import numpy as np
 
-    from damagemap.encoders.band_adapt import attach_band_adapter, rgb_positions
-    from damagemap.recipe import InputConfig
+    from damagemap.adapters.recipe import attach_recipe_adapters, rgb_positions
+    from damagemap.recipe import InputConfig, Recipe
     from damagemap.types import Sample
+
+    def attach_band_adapter(enc, cfg, samples, copy_first=False):
+        return attach_recipe_adapters(enc, Recipe(name="t", input=cfg), samples, copy_first)
 
     assert rgb_positions(InputConfig(bands=[0, 3, 2, 1, 11], rgb=[3, 2, 1])) == [1, 2, 3]
     assert rgb_positions(InputConfig(rgb=[3, 2, 1])) == [3, 2, 1]  # all bands: indices are positions

@@ -1,0 +1,111 @@
+"""Training items: the one place where samples become what the fit loop consumes.
+
+An :class:`Item` is one view of a sample (see :mod:`damagemap.data.views`) with its label raster
+at encoder-input size (the training target), at native size (metrics are computed there), its
+building mask, and its ``features``: the encoder-input image (``[image]``, for training through a
+live encoder) or the frozen encoder's maps (from the feature cache).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from damagemap.data.views import View, make_views, preprocess_key, view_image, view_mask
+from damagemap.encoders.base import Encoder
+from damagemap.errors import ConfigError
+from damagemap.recipe import InputConfig
+from damagemap.training.feature_cache import FeatureCache, default_cache_dir
+from damagemap.types import Sample
+
+
+class _DefaultCache:
+    """Marker: use the default feature-cache folder (``None`` means in memory only)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CACHE"
+
+
+DEFAULT_CACHE = _DefaultCache()
+"""``cache_dir`` value meaning ``$DAMAGEMAP_CACHE`` or ``~/.cache/damagemap/features``."""
+CacheDir = str | Path | None | _DefaultCache
+
+
+@dataclass
+class Item:
+    """One view ready for training / evaluation.
+
+    ``mask`` is at encoder-input size (training target); ``eval_mask`` at the view's native
+    size (metrics are always computed at native resolution).
+    """
+
+    features: list[torch.Tensor]
+    mask: torch.Tensor
+    eval_mask: torch.Tensor
+    buildings: torch.Tensor | None = None
+    key: str = ""
+    resized: bool = True
+
+
+def make_item(sample: Sample, view: View, cfg: InputConfig, features: list[torch.Tensor]) -> Item:
+    """The item of ``view`` of ``sample`` carrying ``features``; a sample without mask is refused."""
+    if sample.mask is None:
+        raise ConfigError(f"sample {sample.key} has no mask; training and evaluation need labels")
+    return Item(
+        features=features,
+        mask=view_mask(sample.mask, view, cfg),
+        eval_mask=view_mask(sample.mask, view, cfg, native=True),
+        buildings=None if sample.buildings is None else view_mask(sample.buildings, view, cfg),
+        key=view.key,
+        resized=cfg.mode == "resize",
+    )
+
+
+def image_items(samples: Sequence[Sample], cfg: InputConfig) -> list[Item]:
+    """Items whose ``features`` hold the encoder-input image ``[C, S, S]`` (not yet encoded)."""
+    return [make_item(samples[v.sample_index], v, cfg, [view_image(samples[v.sample_index], v, cfg)])
+            for v in make_views(list(samples), cfg)]
+
+
+def cached_items(
+    samples: Sequence[Sample],
+    cfg: InputConfig,
+    encoder: Encoder,
+    cache_dir: CacheDir = DEFAULT_CACHE,
+    progress: Progress | None = None,
+    description: str = "encode",
+) -> list[Item]:
+    """Items carrying the frozen encoder's maps, encoded once and kept in the feature cache."""
+    views = make_views(list(samples), cfg)
+    root = default_cache_dir() if isinstance(cache_dir, _DefaultCache) else cache_dir
+    cache = FeatureCache(encoder, preprocess_key(cfg), root)
+    task = progress.add_task(description, total=len(views), info="") if progress else None
+    on_progress: Callable[[int], None] | None = None
+    if progress is not None and task is not None:
+        on_progress = lambda n: progress.advance(task, n)  # noqa: E731
+    feats = cache.features(
+        [v.key for v in views],
+        lambda i: view_image(samples[views[i].sample_index], views[i], cfg),
+        batch_size=8,
+        on_progress=on_progress,
+    )
+    return [make_item(samples[v.sample_index], v, cfg, f) for v, f in zip(views, feats)]
+
+
+@torch.no_grad()
+def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int = 8) -> list[Item]:
+    """Copies of image items (:func:`image_items`) with ``features`` replaced by the encoder's maps."""
+    out: list[Item] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        maps = encoder(torch.stack([it.features[0] for it in chunk]))
+        for j, it in enumerate(chunk):
+            encoded = copy.copy(it)
+            encoded.features = [m[j] for m in maps]
+            out.append(encoded)
+    return out
