@@ -50,13 +50,13 @@ def _child(args: argparse.Namespace) -> None:
     """Map one scene in this process and print a JSON line with time and peak RSS."""
     import resource
 
-    from damagemap.mapping import map_scene
-    from damagemap.mapping.model_predictor import ModelTilePredictor
+    from damagemap.mapping import MapOptions, map_scene
+    from damagemap.tile_predictor import ModelTilePredictor
 
     predictor = ModelTilePredictor(args.model, precision=args.precision)
     t = time.perf_counter()
-    result = map_scene(predictor, args.scene, args.out, tile=predictor.native_tile, batch=8,
-                       workers=args.n_workers, progress=False, grid_m=None, vectorize=False)
+    options = MapOptions(tile=predictor.native_tile, batch=8, workers=args.n_workers, grid_m=None, vectorize=False)
+    result = map_scene(predictor, args.scene, args.out, options)
     seconds = time.perf_counter() - t
     print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "pixels": result.stats["width"] * result.stats["height"], "tiles": result.stats["tiles"]}))
@@ -95,7 +95,7 @@ def _agreement(a: Path, b: Path) -> float:
 
 def _encoder_throughput(model: Path, tile: int, n: int = 64) -> float:
     """Megapixels/s of the predictor alone on random tiles (no reading, blending or writing)."""
-    from damagemap.mapping.model_predictor import ModelTilePredictor
+    from damagemap.tile_predictor import ModelTilePredictor
 
     predictor = ModelTilePredictor(model)
     tiles = np.random.default_rng(0).random((8, 3, tile, tile), dtype=np.float32)
@@ -137,7 +137,7 @@ def main() -> None:
             rows.append([f"{sizes[0]:g} MP", r["pixels"] / 1e6, n, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]])
         print_table("mapping (lite model, one process unless workers > 0)",
                     ["scene", "MP", "dask workers", "seconds", "MP/s", "peak RSS MB (main process)"], rows)
-        from damagemap.mapping.model_predictor import ModelTilePredictor
+        from damagemap.tile_predictor import ModelTilePredictor
 
         tile = ModelTilePredictor(model).native_tile
         alone = _encoder_throughput(model, tile)

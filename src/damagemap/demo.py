@@ -26,9 +26,9 @@ from rich.table import Table
 from damagemap.artifact import save_model
 from damagemap.data.geo_labels import read_geotiff_labels
 from damagemap.data.synthetic_geo import SyntheticEvent, write_synthetic_event
-from damagemap.mapping import MappingResult, map_scene
-from damagemap.mapping.model_predictor import ModelTilePredictor
-from damagemap.progress import make_progress, progress_enabled
+from damagemap.mapping import MapOptions, MappingResult, map_scene
+from damagemap.tile_predictor import ModelTilePredictor
+from damagemap.progress import make_progress
 from damagemap.recipe import Recipe
 from damagemap.report.html import write_html_report
 from damagemap.training.pipeline import train_model
@@ -122,16 +122,14 @@ def run_demo(
     recipe = demo_recipe(tile, epochs)
     with make_progress(False if quiet else None) as progress:
         model, fit = train_model(recipe, samples, cache_dir=None, progress=progress)
-    model_dir = save_model(model, out / "model")
-    timings["train"] = time.perf_counter() - t
+        model_dir = save_model(model, out / "model")
+        timings["train"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    mapping = map_scene(
-        ModelTilePredictor(model_dir, model=model), event.scene, out / "map", tile=tile, overlap=tile // 4,
-        batch=8, threshold=model.threshold, footprints=event.footprints, grid_m=grid_m,
-        progress=progress_enabled() and not quiet,
-    )
-    timings["map"] = time.perf_counter() - t
+        t = time.perf_counter()
+        options = MapOptions(tile=tile, overlap=tile // 4, batch=8, threshold=model.threshold,
+                             footprints=event.footprints, grid_m=grid_m)
+        mapping = map_scene(ModelTilePredictor(model_dir, model=model), event.scene, out / "map", options, progress)
+        timings["map"] = time.perf_counter() - t
 
     held_out = building_accuracy(mapping.buildings_csv, event.footprints, "east")
     best = fit.history[fit.best_epoch - 1] if 0 < fit.best_epoch <= len(fit.history) else {}

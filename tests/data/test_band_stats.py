@@ -12,7 +12,7 @@ from damagemap.artifact import load_model, save_model
 from damagemap.data.band_stats import compute_band_stats, fit_input_stats
 from damagemap.data.views import REFERENCE_MEAN, REFERENCE_STD, make_views, preprocess_key, standardize_with_stats, view_image
 from damagemap.errors import ConfigError
-from damagemap.mapping.model_predictor import ModelTilePredictor
+from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.recipe import BandStats, InputConfig, Recipe
 from damagemap.training.pipeline import evaluate_model, train_model
 from damagemap.types import Sample

@@ -11,9 +11,9 @@ from affine import Affine
 from shapely.geometry import box
 
 from damagemap.errors import InputError
-from damagemap.mapping import BrightnessPredictor, map_scene
+from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.mapping.buildings import building_damage
-from damagemap.mapping.geo import read_vectors
+from damagemap.geo.vector import read_vectors
 
 X0, Y0, PX = 500000.0, 4000000.0, 0.5
 T = Affine(PX, 0.0, X0, 0.0, -PX, Y0)
@@ -86,17 +86,7 @@ def test_map_scene_with_wgs84_footprints(tmp_path, helpers):
     fp = footprints()
     fp.loc[len(fp)] = ["B7", px_box(100, 60, 110, 85)]  # where the brightness crosses 0.5
     fp.to_crs("EPSG:4326").to_file(tmp_path / "fp.geojson")
-    res = map_scene(
-        BrightnessPredictor(),
-        scene,
-        tmp_path / "out",
-        footprints=tmp_path / "fp.geojson",
-        id_column="bid",
-        tile=64,
-        overlap=16,
-        block=64,
-        progress=False,
-    )
+    res = map_scene(BrightnessPredictor(), scene, tmp_path / "out", MapOptions(footprints=tmp_path / "fp.geojson", id_column="bid", tile=64, overlap=16, block=64))
     table = pd.read_csv(res.buildings_csv)
     layer = gpd.read_file(res.vectors, layer="buildings")
     assert len(table) == len(layer) == len(fp) == res.stats["buildings"]

@@ -19,10 +19,10 @@ import rasterio
 from shapely.geometry import box
 
 from damagemap.errors import InputError
-from damagemap.mapping import BrightnessPredictor, SceneInputSpec, map_scene
+from damagemap.mapping import BrightnessPredictor, MapOptions, SceneInputSpec, map_scene
 from damagemap.mapping.checkpoint import WORK_DIRNAME
 
-FAST = dict(tile=64, overlap=16, block=64, batch=2, progress=False, grid_m=25.0)
+FAST = dict(tile=64, overlap=16, block=64, batch=2, grid_m=25.0)
 RASTERS = ("damage_probability.tif", "damage_class.tif", "uncertainty.tif")
 
 
@@ -71,7 +71,7 @@ def test_outputs_georeferenced_cogs_with_expected_values(scene, tmp_path):
         geometry=[box(500010, 3999990, 500020, 3999980), box(500100, 3999950, 500110, 3999940)],
         crs="EPSG:32616",
     )
-    res = map_scene(BrightnessPredictor(), scene, tmp_path / "out", footprints=footprints, **FAST)
+    res = map_scene(BrightnessPredictor(), scene, tmp_path / "out", MapOptions(footprints=footprints, **FAST))
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [*RASTERS, "damage.gpkg", "buildings.csv", "zones.csv", "summary.json"]
@@ -110,7 +110,7 @@ def test_outputs_georeferenced_cogs_with_expected_values(scene, tmp_path):
 def test_nodata_tiles_skip_the_predictor(tmp_path, helpers):
     path = helpers.write_scene(tmp_path / "holes.tif", nodata_box=(0, 120, 0, 150))
     pred = Recording()
-    res = map_scene(pred, path, tmp_path / "out", vectorize=False, **{**FAST, "grid_m": None})
+    res = map_scene(pred, path, tmp_path / "out", MapOptions(vectorize=False, **{**FAST, "grid_m": None}))
     assert res.stats["tiles_nodata"] > 0
     assert res.stats["tiles_predicted"] + res.stats["tiles_nodata"] == res.stats["tiles"]
     assert pred.tiles_seen == res.stats["tiles_predicted"] and pred.all_zero_tiles == 0
@@ -120,7 +120,7 @@ def test_nodata_tiles_skip_the_predictor(tmp_path, helpers):
 
 def test_multiclass_predictor(scene, tmp_path):
     pred = BrightnessPredictor(num_outputs=4, hi=0.6)
-    res = map_scene(pred, scene, tmp_path / "out", **FAST)
+    res = map_scene(pred, scene, tmp_path / "out", MapOptions(**FAST))
     with rasterio.open(scene) as src:
         image, valid = src.read(1).astype(np.float32) * np.float32(1 / 255), src.dataset_mask() > 0
     probs = pred(image[None, None])[0]  # the same per-pixel model on the whole image
@@ -135,13 +135,13 @@ def test_multiclass_predictor(scene, tmp_path):
 
 def test_resume_after_crash_is_byte_identical(scene, tmp_path, helpers):
     fp = "brightness-test-model"
-    ref = map_scene(BrightnessPredictor(fingerprint=fp), scene, tmp_path / "ref", **FAST)
+    ref = map_scene(BrightnessPredictor(fingerprint=fp), scene, tmp_path / "ref", MapOptions(**FAST))
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        map_scene(Crashing(fingerprint=fp, after=9), scene, out, **FAST)
+        map_scene(Crashing(fingerprint=fp, after=9), scene, out, MapOptions(**FAST))
     assert [p.name for p in out.iterdir()] == [WORK_DIRNAME]  # no partial outputs, only the checkpoint
     assert len(list((out / WORK_DIRNAME / "blocks").glob("*.npy"))) > 0
-    res = map_scene(Recording(fingerprint=fp), scene, out, **FAST)
+    res = map_scene(Recording(fingerprint=fp), scene, out, MapOptions(**FAST))
     assert res.stats["blocks_resumed"] > 0
     assert res.stats["tiles_predicted"] < ref.stats["tiles_predicted"]
     assert helpers.digests(out) == helpers.digests(tmp_path / "ref")
@@ -151,15 +151,15 @@ def test_resume_after_crash_is_byte_identical(scene, tmp_path, helpers):
 def test_changed_parameters_restart_instead_of_mixing(scene, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        map_scene(Crashing(after=9), scene, out, **FAST)
-    res = map_scene(BrightnessPredictor(), scene, out, **{**FAST, "threshold": 0.6})
+        map_scene(Crashing(after=9), scene, out, MapOptions(**FAST))
+    res = map_scene(BrightnessPredictor(), scene, out, MapOptions(**{**FAST, "threshold": 0.6}))
     assert res.stats["blocks_resumed"] == 0
 
 
 KILL_SCRIPT = """
 import sys, time
 from dataclasses import dataclass
-from damagemap.mapping import BrightnessPredictor, map_scene
+from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 
 @dataclass
 class Slow(BrightnessPredictor):
@@ -167,8 +167,8 @@ class Slow(BrightnessPredictor):
         time.sleep(0.15)
         return super().__call__(tiles)
 
-map_scene(Slow(fingerprint="fp"), sys.argv[1], sys.argv[2], tile=64, overlap=16, block=64, batch=2,
-          progress=False, grid_m=25.0)
+map_scene(Slow(fingerprint="fp"), sys.argv[1], sys.argv[2],
+          MapOptions(tile=64, overlap=16, block=64, batch=2, grid_m=25.0))
 """
 
 
@@ -184,9 +184,9 @@ def test_kill_9_then_rerun_is_byte_identical(scene, tmp_path, helpers):
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert [p.name for p in out.iterdir()] == [WORK_DIRNAME]
-    res = map_scene(BrightnessPredictor(fingerprint="fp"), scene, out, **FAST)
+    res = map_scene(BrightnessPredictor(fingerprint="fp"), scene, out, MapOptions(**FAST))
     assert res.stats["blocks_resumed"] >= 6
-    map_scene(BrightnessPredictor(fingerprint="fp"), scene, tmp_path / "ref", **FAST)
+    map_scene(BrightnessPredictor(fingerprint="fp"), scene, tmp_path / "ref", MapOptions(**FAST))
     assert helpers.digests(out) == helpers.digests(tmp_path / "ref")
 
 
@@ -194,8 +194,8 @@ def test_dask_two_workers_identical(tmp_path, helpers):
     scene = helpers.write_scene(tmp_path / "rgb.tif", count=3)
     pred = BrightnessPredictor(in_bands=3, band=1)
     kw = {**FAST, "batch": 3}
-    map_scene(pred, scene, tmp_path / "single", **kw)
-    res = map_scene(pred, scene, tmp_path / "dask", workers=2, **kw)
+    map_scene(pred, scene, tmp_path / "single", MapOptions(**kw))
+    res = map_scene(pred, scene, tmp_path / "dask", MapOptions(workers=2, **kw))
     assert res.stats["workers"] == 2
     assert helpers.digests(tmp_path / "dask") == helpers.digests(tmp_path / "single")
 
@@ -203,11 +203,9 @@ def test_dask_two_workers_identical(tmp_path, helpers):
 def test_existing_scheduler_is_used_and_left_running(scene, tmp_path, helpers):
     from distributed import Client, LocalCluster
 
-    map_scene(BrightnessPredictor(), scene, tmp_path / "single", **FAST)
+    map_scene(BrightnessPredictor(), scene, tmp_path / "single", MapOptions(**FAST))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        res = map_scene(
-            BrightnessPredictor(), scene, tmp_path / "remote", scheduler=cluster.scheduler_address, **FAST
-        )
+        res = map_scene(BrightnessPredictor(), scene, tmp_path / "remote", MapOptions(scheduler=cluster.scheduler_address, **FAST))
         assert res.stats["workers"] == 1
         with Client(cluster.scheduler_address) as client:  # still up: map_scene only closed its client
             assert len(client.scheduler_info()["workers"]) == 1
@@ -271,7 +269,7 @@ def test_bad_input_names_the_file_and_leaves_nothing(case, precreate, tmp_path, 
     if precreate:
         out.mkdir()
     with pytest.raises(InputError, match=message) as err:
-        map_scene(BrightnessPredictor(in_bands=bands), scene_path, out, footprints=footprints, **FAST)
+        map_scene(BrightnessPredictor(in_bands=bands), scene_path, out, MapOptions(footprints=footprints, **FAST))
     culprit = footprints if footprints is not None else scene_path
     assert err.value.path == Path(culprit) and Path(culprit).name in str(err.value)
     if precreate:
@@ -282,7 +280,7 @@ def test_bad_input_names_the_file_and_leaves_nothing(case, precreate, tmp_path, 
 
 def test_replicated_single_band_into_three_band_model(scene, tmp_path):
     spec = SceneInputSpec(replicate_single_band=True)
-    res = map_scene(BrightnessPredictor(in_bands=3, band=2), scene, tmp_path / "out", spec=spec, **FAST)
-    ref = map_scene(BrightnessPredictor(), scene, tmp_path / "ref", **FAST)
+    res = map_scene(BrightnessPredictor(in_bands=3, band=2), scene, tmp_path / "out", MapOptions(spec=spec, **FAST))
+    ref = map_scene(BrightnessPredictor(), scene, tmp_path / "ref", MapOptions(**FAST))
     for name in RASTERS:
         assert (res.out_dir / name).read_bytes() == (ref.out_dir / name).read_bytes()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from damagemap.mapping import BrightnessPredictor, SceneInputSpec, map_scene
+from damagemap.mapping import BrightnessPredictor, MapOptions, SceneInputSpec, map_scene
 
 
 @pytest.fixture
@@ -25,9 +25,7 @@ def test_real_scene_with_real_footprints(sample, tmp_path):
     scene, labels = sample
     # a 3-band model fed by replicating the single band; brightness scaled to the scene's range
     spec = SceneInputSpec(scale=(0, 2000), replicate_single_band=True)
-    res = map_scene(
-        BrightnessPredictor(in_bands=3), scene, tmp_path / "out", spec=spec, footprints=labels, progress=False
-    )
+    res = map_scene(BrightnessPredictor(in_bands=3), scene, tmp_path / "out", MapOptions(spec=spec, footprints=labels))
     with rasterio.open(scene) as ref:
         for path in (res.probability, res.damage_class, res.uncertainty):
             with rasterio.open(path) as out:

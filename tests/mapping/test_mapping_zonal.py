@@ -8,7 +8,7 @@ from tests.mapping.rasters import write_uint8
 from affine import Affine
 from shapely.geometry import box
 
-from damagemap.mapping.geo import areas_m2, read_vectors
+from damagemap.geo.vector import areas_m2, read_vectors
 from damagemap.mapping.zonal import regular_grid, zonal_stats
 
 X0, Y0, PX = 500000.0, 4000000.0, 0.5

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from damagemap.data.synthetic_geo import write_synthetic_event
-from damagemap.mapping import BrightnessPredictor, map_scene
+from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.report.figures import overview_shape, read_overview
 from damagemap.report.html import write_html_report
 
@@ -19,8 +19,7 @@ from damagemap.report.html import write_html_report
 def mapped(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     event = write_synthetic_event(root / "event", height=256, width=320, seed=1)
-    result = map_scene(BrightnessPredictor(in_bands=3), event.scene, root / "map", tile=128, overlap=16,
-                       footprints=event.footprints, grid_m=40.0, progress=False)
+    result = map_scene(BrightnessPredictor(in_bands=3), event.scene, root / "map", MapOptions(tile=128, overlap=16, footprints=event.footprints, grid_m=40.0))
     return root, event, result
 
 

@@ -10,7 +10,7 @@ import torch
 from damagemap.artifact import ADAPTER_FILE, MANIFEST, load_model, save_model
 from damagemap.data.synthetic import synthetic_tiles
 from damagemap.errors import CheckpointError
-from damagemap.mapping.model_predictor import ModelTilePredictor
+from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.recipe import Recipe, TrainConfig
 from damagemap.training.sources import color_jitter
 from damagemap.training.pipeline import encoder_for, train_model

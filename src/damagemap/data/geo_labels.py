@@ -5,11 +5,11 @@ some intact roofs and open ground as undamaged — and :func:`read_geotiff_label
 into :class:`~damagemap.types.Sample` tiles to adapt a model in minutes.
 
 The scene is opened, checked and scaled exactly like the mapper does it
-(:func:`damagemap.mapping.reader.open_scene` / :func:`~damagemap.mapping.reader.read_tiles`),
+(:func:`damagemap.geo.raster.open_scene` / :func:`~damagemap.geo.raster.read_tiles`),
 so training tiles and mapped tiles see the same numbers. Only the bounding box of the labelled
 polygons is tiled and only tiles holding labelled pixels are read — never the whole scene.
 Vectors in any CRS are reprojected to the scene CRS
-(:func:`damagemap.mapping.geo.read_vectors`). A pixel is labelled when its centre lies in a
+(:func:`damagemap.geo.vector.read_vectors`). A pixel is labelled when its centre lies in a
 polygon; where polygons overlap, the higher class wins. Scene nodata is always ignored.
 """
 
@@ -30,9 +30,9 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import InputError
-from damagemap.mapping.geo import read_vectors
-from damagemap.mapping.reader import SceneInfo, SceneReadError, close_datasets, open_scene, read_tiles
-from damagemap.mapping.spec import Scale, SceneInputSpec
+from damagemap.geo.vector import read_vectors
+from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, open_scene, read_tiles
+from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.types import IGNORE_INDEX, GeoInfo, Sample
 
 PathLike = str | os.PathLike
@@ -65,7 +65,7 @@ def read_geotiff_labels(
         buildings_path: optional building footprints (any CRS) → ``Sample.buildings``.
         bands: 1-based scene bands in model order, as for ``damagemap map --bands`` (None: all).
         domain: ``Sample.domain`` (default: the scene file's stem).
-        scale: raw value → [0, 1] scaling, as :class:`~damagemap.mapping.SceneInputSpec.scale`.
+        scale: raw value → [0, 1] scaling, as :attr:`damagemap.geo.spec.SceneInputSpec.scale`.
         unlabelled: pixels outside every polygon are ``"ignore"`` (255) or ``"background"`` (0).
 
     Returns:

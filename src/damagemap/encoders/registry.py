@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from damagemap.encoders import efficientnet_lite, pixels, resnet, segformer, vit
 from damagemap.encoders.base import Encoder, EncoderSpec
+from damagemap.encoders.efficientnet_lite import SPECS as EFFICIENTNET_LITE
+from damagemap.encoders.pixels import SPECS as PIXELS
+from damagemap.encoders.resnet import SPECS as RESNET
+from damagemap.encoders.segformer import SPECS as SEGFORMER
+from damagemap.encoders.vit import SPECS as VIT
 from damagemap.errors import ConfigError
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 
 ENCODERS: dict[str, EncoderSpec] = {
-    spec.name: spec
-    for family in (efficientnet_lite, pixels, resnet, segformer, vit)
-    for spec in family.SPECS
+    spec.name: spec for spec in (*EFFICIENTNET_LITE, *PIXELS, *RESNET, *SEGFORMER, *VIT)
 }
 """Every encoder by registry name (``damagemap encoders`` lists them)."""
 

@@ -4,7 +4,8 @@ and optionally on Dask. Entry point: :func:`map_scene`.
 """
 
 from damagemap.mapping.baseline import BrightnessPredictor
-from damagemap.mapping.engine import MappingResult, map_scene
-from damagemap.mapping.spec import SceneInputSpec, TilePredictor
+from damagemap.mapping.engine import MapOptions, MappingResult, map_scene
+from damagemap.geo.spec import SceneInputSpec
+from damagemap.mapping.spec import TilePredictor
 
-__all__ = ["BrightnessPredictor", "MappingResult", "SceneInputSpec", "TilePredictor", "map_scene"]
+__all__ = ["BrightnessPredictor", "MapOptions", "MappingResult", "SceneInputSpec", "TilePredictor", "map_scene"]

@@ -1,7 +1,7 @@
 """Per-building damage from the class and probability rasters.
 
 One row per footprint, in input order. Footprints (already in the scene CRS, see
-:func:`damagemap.mapping.geo.read_vectors`) are grouped by the ``chunk``-sized cell of the
+:func:`damagemap.geo.vector.read_vectors`) are grouped by the ``chunk``-sized cell of the
 output their centre falls in; each group's pixels are read in one window, so memory is
 bounded by ``chunk`` plus the largest footprint, never by the scene.
 
@@ -32,7 +32,7 @@ from rasterio.windows import Window
 
 from damagemap.errors import InputError
 from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
-from damagemap.mapping.geo import inside, pixel_window
+from damagemap.geo.vector import inside, pixel_window
 
 ID_COLUMNS = ("building_id", "id", "osm_id", "uid", "fid")
 COLUMNS = [

@@ -22,19 +22,22 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
+from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
 from damagemap.mapping.checkpoint import Checkpoint, scene_identity
 from damagemap.mapping.encoding import damaged_classes
 from damagemap.mapping.execution import make_executor
-from damagemap.mapping.geo import load_vectors
+from damagemap.geo.vector import load_vectors
 from damagemap.mapping.products import ALL_OUTPUTS, make_products
-from damagemap.mapping.reader import SceneReadError, close_datasets, gdal_env, open_scene
+from damagemap.geo.raster import SceneReadError, close_datasets, gdal_env, open_scene
 from damagemap.mapping.result import MappingResult
-from damagemap.mapping.spec import SceneInputSpec, TilePredictor, check_predictor, predictor_fingerprint
+from damagemap.geo.spec import SceneInputSpec
+from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
 from damagemap.mapping.windows import BAND_PX, TileGrid
 from damagemap.mapping.writer import publish
@@ -51,27 +54,47 @@ def _bounded_gdal_cache(fn):
     return wrapper
 
 
+@dataclass(frozen=True)
+class MapOptions:
+    """How :func:`map_scene` maps a scene.
+
+    Attributes:
+        tile, overlap, batch: model tile size, overlap between tiles (≤ tile/2), tiles per call.
+        spec: band selection and scaling.
+        threshold: binary models: probability at or above which a pixel is classed damaged.
+        workers, scheduler: Dask scale-out (0 and None = this process only).
+        block: output block size (multiple of 16): the checkpoint and write unit.
+        footprints: building footprints (file in any CRS, or GeoDataFrame) → ``buildings``.
+        zones: zone polygons for zonal statistics; else a ``grid_m`` metre grid (None: none).
+        grid_m: statistics grid cell size in metres (None: no grid).
+        building_threshold: damaged-pixel share at or above which a building is damaged.
+        id_column: footprint id column (default: building_id/id/osm_id/uid/fid, else row index).
+        vectorize: write the ``damaged_regions`` polygon layer.
+    """
+
+    tile: int = 256
+    overlap: int = 32
+    batch: int = 8
+    spec: SceneInputSpec = field(default_factory=SceneInputSpec)
+    threshold: float = 0.5
+    workers: int = 0
+    scheduler: str | None = None
+    block: int = 512
+    footprints: str | os.PathLike | gpd.GeoDataFrame | None = None
+    zones: str | os.PathLike | gpd.GeoDataFrame | None = None
+    grid_m: float | None = 250.0
+    building_threshold: float = 0.5
+    id_column: str | None = None
+    vectorize: bool = True
+
+
 @_bounded_gdal_cache
 def map_scene(
     predictor: TilePredictor,
     scene_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    *,
-    tile: int = 256,
-    overlap: int = 32,
-    batch: int = 8,
-    spec: SceneInputSpec = SceneInputSpec(),
-    threshold: float = 0.5,
-    workers: int = 0,
-    scheduler: str | None = None,
-    progress: bool = True,
-    block: int = 512,
-    footprints: str | os.PathLike | gpd.GeoDataFrame | None = None,
-    zones: str | os.PathLike | gpd.GeoDataFrame | None = None,
-    grid_m: float | None = 250.0,
-    building_threshold: float = 0.5,
-    id_column: str | None = None,
-    vectorize: bool = True,
+    options: MapOptions | None = None,
+    progress: Progress | None = None,
 ) -> MappingResult:
     """Map a scene with ``predictor`` and write all outputs to ``out_dir``.
 
@@ -79,22 +102,17 @@ def map_scene(
         predictor: see :class:`~damagemap.mapping.spec.TilePredictor` (picklable for Dask).
         scene_path: GeoTIFF/COG (any size, any band count, uint8/uint16/float, with a CRS).
         out_dir: output directory (created; existing outputs of the same names are replaced).
-        tile, overlap, batch: model tile size, overlap between tiles (≤ tile/2), tiles per call.
-        spec: band selection and scaling.
-        threshold: binary models: probability at or above which a pixel is classed damaged.
-        workers, scheduler: Dask scale-out (0 and None = this process only).
-        progress: show a rich progress bar over tiles.
-        block: output block size (multiple of 16): the checkpoint and write unit.
-        footprints: building footprints (file in any CRS, or GeoDataFrame) → ``buildings``.
-        zones: zone polygons for zonal statistics; else a ``grid_m`` metre grid (None: none).
-        building_threshold: damaged-pixel share at or above which a building is damaged.
-        id_column: footprint id column (default: building_id/id/osm_id/uid/fid, else row index).
-        vectorize: write the ``damaged_regions`` polygon layer.
+        options: tiling, thresholds, scale-out, footprints and zones (:class:`MapOptions`).
+        progress: a progress display (:func:`damagemap.progress.make_progress`) to report tiles on.
 
     Raises:
         InputError: bad scene / footprints / zones (nothing is left in ``out_dir``).
         ConfigError: bad parameters or a predictor returning the wrong shape.
     """
+    o = options or MapOptions()
+    tile, overlap, batch, spec, threshold = o.tile, o.overlap, o.batch, o.spec, o.threshold
+    workers, scheduler, block, footprints, zones = o.workers, o.scheduler, o.block, o.footprints, o.zones
+    grid_m, building_threshold, id_column, vectorize = o.grid_m, o.building_threshold, o.id_column, o.vectorize
     started = time.perf_counter()
     in_bands, k = check_predictor(predictor)
     if batch < 1:

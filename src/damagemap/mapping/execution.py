@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from damagemap.errors import ConfigError
-from damagemap.mapping.reader import ReadPlan, read_tiles
+from damagemap.geo.raster import ReadPlan, read_tiles
 
 
 @dataclass

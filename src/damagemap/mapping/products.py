@@ -31,8 +31,8 @@ from damagemap.errors import InputError
 from damagemap.mapping.buildings import building_damage
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY
-from damagemap.mapping.geo import gpkg_date, pixel_area_m2, write_layer
-from damagemap.mapping.reader import SceneInfo
+from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
+from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.vectorize import damaged_regions
 from damagemap.mapping.windows import TileGrid
 from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog

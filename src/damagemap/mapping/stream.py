@@ -13,19 +13,12 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from damagemap.mapping.blending import BandAccumulator
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import encode
-from damagemap.mapping.reader import ReadPlan
+from damagemap.geo.raster import ReadPlan
 from damagemap.mapping.windows import Tile, TileGrid
 
 
@@ -66,7 +59,7 @@ def predict_blocks(
     num_outputs: int,
     batch: int,
     threshold: float,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> StreamStats:
     """Predict every unfinished block of the scene and checkpoint it."""
     stats = StreamStats()
@@ -93,34 +86,27 @@ def predict_blocks(
             submitted.append(entry)
             yield plan, [(t.row, t.col) for t in entry[2]], grid.tile, num_outputs
 
-    columns = (
-        TextColumn("[bold]mapping"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tiles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("mapping", total=sum(len(e[2]) for e in schedule(grid, starts, batch)))
-        current_band = 0
-        for result in executor.map(jobs()):
-            band, unit_row, tiles = submitted.popleft()
-            while current_band < band:  # earlier bands are complete
-                finish_rows(current_band, grid.n_block_rows)
-                current_band += 1
-            finish_rows(band, unit_row)
-            acc = accumulators[band]
-            j = 0
-            for tile, has_data, valid in zip(tiles, result.has_data, result.valid):
-                if has_data:
-                    acc.add(tile, result.probs[j], valid)
-                    j += 1
-                    stats.tiles_predicted += 1
-                else:
-                    acc.add(tile, None, valid)
-                    stats.tiles_nodata += 1
-            bar.advance(task, len(tiles))
-        for band in range(grid.n_bands):
-            finish_rows(band, grid.n_block_rows)
+    total = sum(len(e[2]) for e in schedule(grid, starts, batch))
+    task = progress.add_task("map tiles", total=total, info="") if progress is not None else None
+    current_band = 0
+    for result in executor.map(jobs()):
+        band, unit_row, tiles = submitted.popleft()
+        while current_band < band:  # earlier bands are complete
+            finish_rows(current_band, grid.n_block_rows)
+            current_band += 1
+        finish_rows(band, unit_row)
+        acc = accumulators[band]
+        j = 0
+        for tile, has_data, valid in zip(tiles, result.has_data, result.valid):
+            if has_data:
+                acc.add(tile, result.probs[j], valid)
+                j += 1
+                stats.tiles_predicted += 1
+            else:
+                acc.add(tile, None, valid)
+                stats.tiles_nodata += 1
+        if progress is not None and task is not None:
+            progress.advance(task, len(tiles))
+    for band in range(grid.n_bands):
+        finish_rows(band, grid.n_block_rows)
     return stats

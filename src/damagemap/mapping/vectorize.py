@@ -31,7 +31,7 @@ from shapely.geometry import shape
 from shapely.strtree import STRtree
 
 from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
-from damagemap.mapping.geo import areas_m2, metre_factor
+from damagemap.geo.vector import areas_m2, metre_factor
 
 COLUMNS = ["region_id", "damage_class", "n_pixels", "area_m2", "mean_probability"]
 _FOUR = ndimage.generate_binary_structure(2, 1)

@@ -35,7 +35,7 @@ from damagemap.mapping.encoding import (
     UNCERTAINTY,
     damaged_mask,
 )
-from damagemap.mapping.reader import SceneInfo
+from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.windows import TileGrid
 
 FILENAMES = {PROBABILITY: "damage_probability.tif", CLASS: "damage_class.tif", UNCERTAINTY: "uncertainty.tif"}

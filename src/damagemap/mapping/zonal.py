@@ -31,7 +31,7 @@ from shapely.geometry import box
 
 from damagemap.errors import ConfigError
 from damagemap.mapping.encoding import NODATA, damaged_mask
-from damagemap.mapping.geo import inside, metre_factor, pixel_area_m2, pixel_window
+from damagemap.geo.vector import inside, metre_factor, pixel_area_m2, pixel_window
 
 
 def regular_grid(crs, transform, width: int, height: int, grid_m: float) -> gpd.GeoDataFrame:

@@ -1,61 +1,40 @@
-"""The ``damagemap`` command line: a thin typer app over the library."""
+"""The core commands: encoders, train, evaluate, predict, experiment, map, demo."""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from damagemap.errors import DamagemapError
-
-app = typer.Typer(
-    help="Rapid disaster damage mapping with frozen vision foundation models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from damagemap.cli.common import (
+    CacheOpt,
+    Ints,
+    Names,
+    NoCacheOpt,
+    ScaleArg,
+    SetOpt,
+    cache_dir,
+    clean_errors,
+    console,
+    names_list,
+    out,
+    parse_bands,
+    parse_ints,
+    parse_names,
+    parse_scale,
 )
-console = Console(stderr=True)
-out = Console()
 
+app = typer.Typer()
 
-def _clean_errors(fn: Callable) -> Callable:
-    """Print bad-input errors as one clear line (exit 2) instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DamagemapError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _csv(value: Optional[str]) -> Optional[list[str]]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features).")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable).")]
-
-
-def _cache(cache_dir: Optional[Path], no_cache: bool):
-    from damagemap.training.items import DEFAULT_CACHE
-
-    return None if no_cache else (cache_dir if cache_dir is not None else DEFAULT_CACHE)
+DomainsOpt = Annotated[Optional[Names], typer.Option(
+    parser=parse_names, metavar="A,B", help="Comma-separated domains (default: all).")]
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def encoders() -> None:
     """List the registered encoders."""
     from damagemap.encoders import DEFAULT_ENCODER, list_encoders
@@ -70,16 +49,17 @@ def encoders() -> None:
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     data: Annotated[Path, typer.Option("--data", help="Dataset folder in the recipe's data format.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
-    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains to train on (default: all).")] = None,
-    val_domains: Annotated[Optional[str], typer.Option(help="Domains used only for epoch selection.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epoch count.")] = None,
+    domains: DomainsOpt = None,
+    val_domains: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="A,B", help="Domains used only for epoch selection.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
     overrides: SetOpt = None,
-    cache_dir: CacheOpt = None,
+    cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Train a model (frozen encoder + head) and write its artifact directory."""
@@ -92,12 +72,13 @@ def train(
     r = apply_overrides(load_recipe(recipe), overrides)
     if epochs is not None:
         r.train.epochs = epochs
-    samples = load_samples(data, r.data, len(r.classes), _csv(domains))
-    val = load_samples(data, r.data, len(r.classes), _csv(val_domains)) if val_domains else None
+    samples = load_samples(data, r.data, len(r.classes), names_list(domains))
+    val = load_samples(data, r.data, len(r.classes), names_list(val_domains)) if val_domains else None
+    cache_root = cache_dir(cache, no_cache)
     with make_progress() as progress:
-        model, result = train_model(r, samples, val, cache_dir=_cache(cache_dir, no_cache), progress=progress)
+        model, result = train_model(r, samples, val, cache_dir=cache_root, progress=progress)
         if val:
-            model.metrics["validation"] = evaluate_model(model, val, _cache(cache_dir, no_cache), progress)
+            model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
     save_model(model, out_dir)
     console.print(f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
                   f"(val score {result.best_score:.3f}) → {out_dir}")
@@ -107,13 +88,13 @@ def train(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap train`.")],
     data: Annotated[Path, typer.Option("--data", help="Labelled dataset folder.")],
-    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains (default: all).")] = None,
+    domains: DomainsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    cache_dir: CacheOpt = None,
+    cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Evaluate a model on labelled data: one row per domain plus the pooled total."""
@@ -123,9 +104,9 @@ def evaluate(
     from damagemap.training.pipeline import evaluate_model
 
     model = load_model(model_dir)
-    samples = load_samples(data, model.recipe.data, len(model.recipe.classes), _csv(domains))
+    samples = load_samples(data, model.recipe.data, len(model.recipe.classes), names_list(domains))
     with make_progress() as progress:
-        scores = evaluate_model(model, samples, _cache(cache_dir, no_cache), progress)
+        scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress)
     if as_json:
         out.print_json(json.dumps(scores, default=float))
         return
@@ -138,7 +119,7 @@ def evaluate(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF; Landslide4Sense .h5).")],
@@ -157,25 +138,31 @@ def predict(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def experiment(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset folder (the first recipe's data format).")],
-    protocol: Annotated[str, typer.Option(help="lodo | ssdc | kfold | fewshot")] = "lodo",
+    protocol: Annotated[Literal["lodo", "ssdc", "kfold", "fewshot"], typer.Option(
+        help="lodo | ssdc | kfold | fewshot")] = "lodo",
     out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")] = Path("experiment"),
-    sources: Annotated[Optional[str], typer.Option(help="SSDC source domains, comma-separated.")] = None,
-    shots: Annotated[str, typer.Option(help="Few-shot sizes, comma-separated.")] = "1,3,5,10",
-    targets: Annotated[Optional[str], typer.Option(help="Target domains (default: every domain).")] = None,
-    variants: Annotated[Optional[str], typer.Option(
+    sources: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="A,B", help="SSDC source domains, comma-separated.")] = None,
+    shots: Annotated[Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated.")]
+    = Ints((1, 3, 5, 10)),
+    targets: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="A,B", help="Target domains (default: every domain).")] = None,
+    variants: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="V,V",
         help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] and each ATL "
         "recipe as atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off]; others run once.")] = None,
-    folds: Annotated[int, typer.Option("--folds", "-k", help="Folds per domain.")] = 5,
-    epochs: Annotated[Optional[int], typer.Option(help="Override every recipe's epoch count.")] = None,
-    domains: Annotated[Optional[str], typer.Option(help="Only read these domains.")] = None,
+    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per domain.")] = 5,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override every recipe's epoch count.")] = None,
+    domains: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="A,B", help="Only read these domains.")] = None,
     overrides: SetOpt = None,
     report_only: Annotated[bool, typer.Option(
         "--report-only", help="Train nothing: rebuild the reports from the folds finished so far.")] = False,
-    cache_dir: CacheOpt = None,
+    cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Train and evaluate recipes under a protocol; write results.{json,csv,md,png}.
@@ -194,14 +181,13 @@ def experiment(
         for r in loaded:
             r.train.epochs = epochs
     if variants:  # baselines (no PC/DPT terms) run once, as they are
-        loaded = expand_variants(loaded, _csv(variants) or [])
+        loaded = expand_variants(loaded, list(variants))
     first = loaded[0]
-    samples = load_samples(data, first.data, len(first.classes), _csv(domains))
-    shot_list = [int(s) for s in _csv(shots) or []]
-    fold_list = make_folds(samples, protocol, tuple(first.damage_classes), folds, _csv(sources),
-                           shot_list, _csv(targets), first.train.seed)
+    samples = load_samples(data, first.data, len(first.classes), names_list(domains))
+    fold_list = make_folds(samples, protocol, tuple(first.damage_classes), folds, names_list(sources),
+                           list(shots), names_list(targets), first.train.seed)
     with make_progress() as progress:
-        results = run_experiment(loaded, samples, fold_list, out_dir, _cache(cache_dir, no_cache), progress,
+        results = run_experiment(loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress,
                                  compute=not report_only)
     summary = write_reports(results, out_dir, f"{protocol} on {data}")
     typer.echo(markdown_table(summary))
@@ -209,64 +195,67 @@ def experiment(
 
 
 @app.command("map")
-@_clean_errors
+@clean_errors
 def map_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     scene: Annotated[Path, typer.Argument(help="Post-event GeoTIFF / COG of any size.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (COGs, GeoPackage, CSV).")],
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
-    grid_m: Annotated[float, typer.Option("--grid-m", help="Statistics grid cell size in metres (0 = none).")] = 250.0,
-    workers: Annotated[int, typer.Option(help="Dask workers on this machine (0 = in process).")] = 0,
+    grid_m: Annotated[float, typer.Option("--grid-m", min=0, help="Statistics grid cell size in metres (0 = none).")]
+    = 250.0,
+    workers: Annotated[int, typer.Option(min=0, help="Dask workers on this machine (0 = in process).")] = 0,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in scene pixels (default: as trained).")] = None,
-    overlap: Annotated[int, typer.Option(help="Overlap between tiles in pixels.")] = 32,
-    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 8,
-    bands: Annotated[Optional[str], typer.Option(help="1-based scene bands in model order, e.g. 3,2,1.")] = None,
-    scale: Annotated[str, typer.Option(help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.")] = "dtype",
+    tile: Annotated[Optional[int], typer.Option(min=16, help="Tile size in scene pixels (default: as trained).")]
+    = None,
+    overlap: Annotated[int, typer.Option(min=0, help="Overlap between tiles in pixels.")] = 32,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 8,
+    bands: Annotated[Optional[Ints], typer.Option(
+        parser=parse_bands, metavar="N,N,N", help="1-based scene bands in model order, e.g. 3,2,1.")] = None,
+    scale: Annotated[ScaleArg, typer.Option(
+        parser=parse_scale, metavar="dtype|MIN,MAX",
+        help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.")] = ScaleArg(),
     replicate_single_band: Annotated[bool, typer.Option(help="Repeat a 1-band scene for an RGB model.")] = False,
-    threshold: Annotated[Optional[float], typer.Option(help="Damage probability threshold (default: model's).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")] = "fp32",
+    threshold: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Damage probability threshold (default: model's).")] = None,
+    precision: Annotated[Literal["fp32", "bf16"], typer.Option(
+        help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")] = "fp32",
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
-    from damagemap.errors import ConfigError
-    from damagemap.mapping import SceneInputSpec, map_scene
-    from damagemap.mapping.model_predictor import ModelTilePredictor
-    from damagemap.progress import progress_enabled
-
     from damagemap.artifact import read_manifest
+    from damagemap.mapping import MapOptions, SceneInputSpec, map_scene
+    from damagemap.progress import make_progress
+    from damagemap.tile_predictor import ModelTilePredictor
 
     read_manifest(model_dir)  # clear error before anything else
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     predictor = ModelTilePredictor(model_dir, precision=precision)
     if bands:
-        band_idx = tuple(int(b) for b in bands.split(","))
+        band_idx: tuple[int, ...] | None = tuple(bands)
     else:
         rb = predictor.model.recipe.input.bands
         band_idx = None if rb is None else tuple(b + 1 for b in rb)
-    try:
-        scale_value = "dtype" if scale == "dtype" else tuple(float(v) for v in scale.split(","))
-    except ValueError:
-        raise ConfigError(f"--scale must be 'dtype' or MIN,MAX, got {scale!r}") from None
-    spec = SceneInputSpec(bands=band_idx, scale=scale_value, replicate_single_band=replicate_single_band)
-    result = map_scene(
-        predictor, scene, out_dir, tile=tile or predictor.native_tile, overlap=overlap, batch=batch,
-        spec=spec, threshold=predictor.model.threshold if threshold is None else threshold,
-        workers=workers, scheduler=scheduler, progress=progress_enabled(), footprints=footprints,
-        zones=zones, grid_m=grid_m or None,
+    spec = SceneInputSpec(bands=band_idx, scale=tuple(scale) if scale else "dtype",
+                          replicate_single_band=replicate_single_band)
+    options = MapOptions(
+        tile=tile or predictor.native_tile, overlap=overlap, batch=batch, spec=spec,
+        threshold=predictor.model.threshold if threshold is None else threshold,
+        workers=workers, scheduler=scheduler, footprints=footprints, zones=zones, grid_m=grid_m or None,
     )
+    with make_progress() as progress:
+        result = map_scene(predictor, scene, out_dir, options, progress)
     st = result.stats
     console.print(f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
                   f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}")
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (event/, model/, map/, report.html).")] = Path("demo-out"),
-    size: Annotated[int, typer.Option(help="Scene width and height in pixels (0.5 m pixels).")] = 1024,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the demo recipe's).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (event/, model/, map/, report.html).")]
+    = Path("demo-out"),
+    size: Annotated[int, typer.Option(min=256, help="Scene width and height in pixels (0.5 m pixels).")] = 1024,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo recipe's).")]
+    = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated event.")] = 0,
 ) -> None:
     """End-to-end demo, offline: generate a georeferenced post-event scene with footprints and a
@@ -276,20 +265,3 @@ def demo(
     from damagemap.demo import DEMO_EPOCHS, run_demo
 
     run_demo(out_dir, size=size, epochs=epochs or DEMO_EPOCHS, seed=seed)
-
-
-from damagemap.video.cli import app as _video_app  # noqa: E402 - sub-app, registered after the core commands
-
-app.add_typer(_video_app, name="video")
-
-from damagemap.severity.cli import severity as _severity  # noqa: E402 - street-photo severity command
-
-app.command("severity")(_clean_errors(_severity))
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Vector helpers shared by vectorize / buildings / zonal: reading in the scene CRS, areas in m²,
+"""Vector helpers shared by the mapper and scene training: reading in the scene CRS, areas in m²,
 pixel windows of geometries, and reproducible GeoPackage writing.
 
 Areas: in a projected CRS, areas are computed in its own units converted to metres (e.g. US

@@ -5,8 +5,8 @@ import pytest
 import rasterio
 
 from damagemap.errors import ConfigError, InputError
-from damagemap.mapping.reader import open_scene, read_tiles
-from damagemap.mapping.spec import SceneInputSpec
+from damagemap.geo.raster import open_scene, read_tiles
+from damagemap.geo.spec import SceneInputSpec
 
 
 def test_missing_file(tmp_path):

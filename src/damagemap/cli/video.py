@@ -2,54 +2,41 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from damagemap.cli.common import Names, clean_errors, console, names_list, out, parse_datetime, parse_names
+
 app = typer.Typer(help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console(stderr=True)
-out = Console()
+                  no_args_is_help=True)
 
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a recipe value, e.g. --set train.iterations=50 --set model.gate=iou (repeatable).")]
 
 
-def _clean(fn):
-    """The main CLI's one-line error printing, imported when a command runs (no import cycle)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from damagemap.cli import _clean_errors
-
-        return _clean_errors(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 @app.command()
-@_clean
+@clean_errors
 def convert_xbd(
     root: Annotated[Path, typer.Argument(help="xBD folder with images/ and labels/.")],
     out_json: Annotated[Path, typer.Option("--out", help="COCO JSON to write.")],
-    tiles: Annotated[Optional[str], typer.Option(help="Comma-separated tile names (default: all).")] = None,
+    tiles: Annotated[Optional[Names], typer.Option(
+        parser=parse_names, metavar="T,T", help="Comma-separated tile names (default: all).")] = None,
 ) -> None:
     """Convert xBD post-disaster labels to an ISBDA-like COCO file (minor→Slight, major→Severe, destroyed→Debris)."""
     from damagemap.video.xbd_convert import xbd_to_coco
 
-    doc = xbd_to_coco(root, out_json, [t.strip() for t in tiles.split(",")] if tiles else None)
+    doc = xbd_to_coco(root, out_json, names_list(tiles))
     console.print(f"{len(doc['images'])} images, {len(doc['buildings'])} buildings, "
                   f"{len(doc['annotations'])} damage instances → {out_json}")
 
 
 @app.command()
-@_clean
+@clean_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Video recipe YAML (recipes/video/msnet.yaml, recipes/video/maskrcnn_baseline.yaml).")],
     data: Annotated[Path, typer.Option("--data", help="COCO instances JSON (ISBDA layout).")],
@@ -92,7 +79,7 @@ def train(
 
 
 @app.command()
-@_clean
+@clean_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap video train`.")],
     data: Annotated[Path, typer.Option("--data", help="COCO instances JSON with ground truth.")],
@@ -121,20 +108,20 @@ def evaluate(
 
 
 @app.command()
-@_clean
+@clean_errors
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     video: Annotated[Path, typer.Argument(help="Video file (any format FFmpeg decodes) or folder of frames.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for detections.json, damage_points.gpkg, heatmap.png.")],
     track: Annotated[Optional[Path], typer.Option("--gps", help="GPS track: .gpx or .csv (time,lat,lon).")] = None,
-    every: Annotated[Optional[int], typer.Option(help="Use every k-th frame (default: the recipe's video.every).")] = None,
-    video_start: Annotated[Optional[str], typer.Option(
-        help="ISO date-time of the first frame, for tracks with absolute times (default: the video's "
+    every: Annotated[Optional[int], typer.Option(
+        min=1, help="Use every k-th frame (default: the recipe's video.every).")] = None,
+    video_start: Annotated[Optional[datetime], typer.Option(
+        parser=parse_datetime, metavar="ISO-8601", help="ISO date-time of the first frame, for tracks with absolute times (default: the video's "
              "creation_time tag, else the first track point).")] = None,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Keep the raw confidences.")] = False,
 ) -> None:
     """Detect damage on a flight, refine scores across adjacent frames, map them along the GPS track."""
-    from damagemap.errors import ConfigError
     from damagemap.progress import make_progress
     from damagemap.video.artifact import load_video_model
     from damagemap.video.frames import video_start_time
@@ -142,10 +129,7 @@ def predict(
 
     model, recipe, _ = load_video_model(model_dir)
     recipe.refine.enabled = recipe.refine.enabled and not no_refine
-    try:
-        start = datetime.fromisoformat(video_start.replace("Z", "+00:00")) if video_start else None
-    except ValueError:
-        raise ConfigError(f"--video-start must be an ISO 8601 date-time, got {video_start!r}") from None
+    start = video_start
     if start is None and track is not None:
         start = video_start_time(video)
     with make_progress() as progress:

@@ -24,7 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
-from damagemap.mapping.spec import SceneInputSpec
+from damagemap.geo.spec import SceneInputSpec
 
 
 def describe(exc: BaseException) -> str:

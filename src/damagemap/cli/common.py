@@ -1,0 +1,144 @@
+"""What every command group shares: consoles, the one-line error wrapper, option parsers and types.
+
+Option values are parsed by typer (``parser=``), so a malformed value (``--bands 1,x,3``) is a
+usage error naming the option, before any command body runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from damagemap.errors import DamagemapError
+
+if TYPE_CHECKING:
+    from damagemap.training.items import CacheDir
+
+console = Console(stderr=True)
+"""Messages and errors (stderr)."""
+out = Console()
+"""Results: tables and JSON (stdout)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clean_errors(fn: F) -> F:
+    """Print bad-input errors as one clear line (exit 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DamagemapError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- option value types (parsed by typer; a bad value is a usage error naming the option) -------
+class Names(tuple):
+    """Comma-separated names, e.g. ``north,south``."""
+
+
+class Ints(tuple):
+    """Comma-separated integers, e.g. ``1,3,5``."""
+
+
+class ScaleArg(tuple):
+    """``dtype`` (empty) or ``(MIN, MAX)`` of the raw scene values."""
+
+
+class Degrees(dict):
+    """``class=weight`` pairs, e.g. ``undamaged=0,damaged=0.5,debris=1``."""
+
+
+def _items(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def parse_names(value: str | Names) -> Names:
+    """``a,b`` → ``("a", "b")``."""
+    return value if isinstance(value, Names) else Names(_items(value))
+
+
+def parse_ints(value: str | Ints) -> Ints:
+    """``1,3,5`` → ``(1, 3, 5)``; anything else is a usage error."""
+    if isinstance(value, Ints):
+        return value
+    try:
+        return Ints(int(v) for v in _items(value))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,5, got {value!r}") from None
+
+
+def parse_bands(value: str | Ints) -> Ints:
+    """1-based band indexes ``3,2,1``; zero, negative or non-integer values are usage errors."""
+    bands = parse_ints(value)
+    if not bands or min(bands) < 1:
+        raise typer.BadParameter(f"expected 1-based band numbers such as 3,2,1, got {value!r}")
+    return bands
+
+
+def parse_scale(value: str | ScaleArg) -> ScaleArg:
+    """``dtype`` → ``()``; ``MIN,MAX`` → ``(min, max)`` with ``max > min``."""
+    if isinstance(value, ScaleArg):
+        return value
+    if str(value).strip() == "dtype":
+        return ScaleArg()
+    try:
+        lo, hi = (float(v) for v in _items(value))
+    except ValueError:
+        raise typer.BadParameter(f"expected 'dtype' or MIN,MAX such as 0,10000, got {value!r}") from None
+    if hi <= lo:
+        raise typer.BadParameter(f"MAX must be larger than MIN, got {value!r}")
+    return ScaleArg((lo, hi))
+
+
+def parse_degrees(value: str | Degrees) -> Degrees:
+    """``undamaged=0,damaged=0.5`` → ``{"undamaged": 0.0, "damaged": 0.5}``."""
+    if isinstance(value, Degrees):
+        return value
+    try:
+        pairs = [item.split("=") for item in _items(value)]
+        return Degrees({k.strip(): float(v) for k, v in pairs})
+    except ValueError:
+        raise typer.BadParameter(f"expected class=weight pairs such as undamaged=0,damaged=0.5,debris=1, "
+                                 f"got {value!r}") from None
+
+
+def parse_datetime(value: str | datetime) -> datetime:
+    """An ISO 8601 date-time (``Z`` accepted for UTC)."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO 8601 date-time such as 2023-02-06T10:15:00Z, "
+                                 f"got {value!r}") from None
+
+
+def names_list(value: Names | None) -> list[str] | None:
+    """A parsed :class:`Names` option as a list (``None`` when not given or empty)."""
+    return list(value) if value else None
+
+
+# -- options shared by several commands ------------------------------------------------------------
+CacheOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable).")]
+
+
+def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:
+    """The feature-cache folder of ``--cache-dir`` / ``--no-cache`` (``None``: in memory only)."""
+    from damagemap.training.items import DEFAULT_CACHE  # imports torch: only when a command runs
+
+    return None if no_cache else (path if path is not None else DEFAULT_CACHE)
