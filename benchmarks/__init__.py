@@ -1,0 +1,1 @@
+"""Benchmarks: speed, memory and accuracy measurements that print tables (never pass/fail timing)."""

@@ -31,7 +31,9 @@ def class_iou_table(exp_dir: Path, classes: list[str] | None = None) -> tuple[li
         for k, name in enumerate(names):
             col = iou[:, k][~np.isnan(iou[:, k])]
             rows.append([recipe_dir.name, name, f"{col.mean():.3f} ± {col.std():.3f}" if col.size else "n/a", len(col)])
-        rows.append([recipe_dir.name, "mIoU", f"{np.nanmean(miou):.3f} ± {np.nanstd(miou):.3f}", int((~np.isnan(miou)).sum())])
+        rows.append(
+            [recipe_dir.name, "mIoU", f"{np.nanmean(miou):.3f} ± {np.nanstd(miou):.3f}", int((~np.isnan(miou)).sum())]
+        )
     return ["recipe", "class", "IoU (mean ± std over folds)", "folds"], rows
 
 

@@ -33,14 +33,23 @@ def main() -> None:
     for name, kw in ENCODERS.items():
         enc = build_encoder(name, **kw)
         with torch.inference_mode():
-            flops = count_flops(lambda: enc(x))
-            sec = timeit(lambda: enc(x), repeat=3)
+            flops = count_flops(lambda enc=enc: enc(x))
+            sec = timeit(lambda enc=enc: enc(x), repeat=3)
             x_cl = x.contiguous(memory_format=torch.channels_last)
             enc_cl = enc.to(memory_format=torch.channels_last)
-            sec_cl = timeit(lambda: enc_cl(x_cl), repeat=3)
+            sec_cl = timeit(lambda enc_cl=enc_cl, x_cl=x_cl: enc_cl(x_cl), repeat=3)
         gflops = flops / sec / 1e9
-        rows.append([name, f"{args.size}px", args.batch / sec, flops / args.batch / 1e9, gflops,
-                     f"{100 * gflops / peak:.0f}%", args.batch / sec_cl])
+        rows.append(
+            [
+                name,
+                f"{args.size}px",
+                args.batch / sec,
+                flops / args.batch / 1e9,
+                gflops,
+                f"{100 * gflops / peak:.0f}%",
+                args.batch / sec_cl,
+            ]
+        )
     print_table(
         f"encoder throughput, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.1f} GFLOP/s",
         ["encoder", "input", "images/s", "GFLOP/image", "achieved GFLOP/s", "of peak", "images/s channels_last"],

@@ -53,9 +53,14 @@ def main() -> None:
         f"{recipe.name} on landslide/{args.domain}: {len(items)} views at {recipe.input.size}px, "
         f"batch {recipe.train.batch_size}",
         ["", "seconds"],
-        [["encode all views (cold cache)", encode_s], ["read cached features from disk (restart)", load_s],
-         ["head training, one epoch", train_s], ["epoch WITHOUT cache (encode + train)", no_cache],
-         ["epoch WITH cache (train only)", train_s], ["speed-up", f"{no_cache / train_s:.1f}x"]],
+        [
+            ["encode all views (cold cache)", encode_s],
+            ["read cached features from disk (restart)", load_s],
+            ["head training, one epoch", train_s],
+            ["epoch WITHOUT cache (encode + train)", no_cache],
+            ["epoch WITH cache (train only)", train_s],
+            ["speed-up", f"{no_cache / train_s:.1f}x"],
+        ],
     )
 
 

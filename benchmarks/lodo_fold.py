@@ -44,13 +44,15 @@ def main() -> None:
         f"(input {recipe.input.mode} {recipe.input.size}), {recipe.train.epochs} epochs; "
         f"test {len(target)} tiles of a new region",
         ["step", "seconds", "share"],
-        [["encode source tiles (encoder)", t1 - t0, f"{(t1 - t0) / total:.0%}"],
-         ["train head on cached features (+PC/DPT setup)", t2 - t1, f"{(t2 - t1) / total:.0%}"],
-         ["encode + score target tiles", t3 - t2, f"{(t3 - t2) / total:.0%}"],
-         ["total", total, "100%"],
-         ["adaptation (encode + train), target ≤ 120 s", t2 - t0, ""],
-         ["peak RSS (MB)", peak_rss_mb(), ""],
-         ["target mIoU / damage IoU", f"{scores['all']['miou']:.3f} / {scores['all']['damage_iou']:.3f}", ""]],
+        [
+            ["encode source tiles (encoder)", t1 - t0, f"{(t1 - t0) / total:.0%}"],
+            ["train head on cached features (+PC/DPT setup)", t2 - t1, f"{(t2 - t1) / total:.0%}"],
+            ["encode + score target tiles", t3 - t2, f"{(t3 - t2) / total:.0%}"],
+            ["total", total, "100%"],
+            ["adaptation (encode + train), target ≤ 120 s", t2 - t0, ""],
+            ["peak RSS (MB)", peak_rss_mb(), ""],
+            ["target mIoU / damage IoU", f"{scores['all']['miou']:.3f} / {scores['all']['damage_iou']:.3f}", ""],
+        ],
     )
 
 

@@ -35,9 +35,20 @@ def write_scene(path: Path, megapixels: float, seed: int = 0) -> int:
 
     side = int(math.sqrt(megapixels * 1e6)) // 256 * 256
     block = (generate_scene(1024, 1024, seed=seed).image * 255).astype(np.uint8)
-    profile = {"driver": "GTiff", "width": side, "height": side, "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32616", "transform": from_origin(500000, 4000000, 0.5, 0.5),
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    profile = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32616",
+        "transform": from_origin(500000, 4000000, 0.5, 0.5),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for y in range(0, side, 1024):
             for x in range(0, side, 1024):
@@ -58,13 +69,35 @@ def _child(args: argparse.Namespace) -> None:
     options = MapOptions(tile=predictor.native_tile, batch=8, workers=args.n_workers, grid_m=None, vectorize=False)
     result = map_scene(predictor, args.scene, args.out, options)
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "pixels": result.stats["width"] * result.stats["height"], "tiles": result.stats["tiles"]}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "pixels": result.stats["width"] * result.stats["height"],
+                "tiles": result.stats["tiles"],
+            }
+        )
+    )
 
 
 def _run_child(model: Path, scene: Path, out: Path, workers: int, precision: str = "fp32") -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.mapping_scale", "--child", "--model", str(model),
-           "--scene", str(scene), "--out", str(out), "--n-workers", str(workers), "--precision", precision]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.mapping_scale",
+        "--child",
+        "--model",
+        str(model),
+        "--scene",
+        str(scene),
+        "--out",
+        str(out),
+        "--n-workers",
+        str(workers),
+        "--precision",
+        precision,
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -130,13 +163,20 @@ def main() -> None:
             side = write_scene(scene, mp)
             scenes[mp] = scene
             r = _run_child(model, scene, work / f"out_{mp:g}", 0)
-            rows.append([f"{side}x{side}", r["pixels"] / 1e6, 0, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]])
+            rows.append(
+                [f"{side}x{side}", r["pixels"] / 1e6, 0, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]]
+            )
         smallest = scenes[sizes[0]]
         for n in [int(w) for w in args.workers.split(",") if int(w) > 0]:
             r = _run_child(model, smallest, work / f"out_w{n}", n)
-            rows.append([f"{sizes[0]:g} MP", r["pixels"] / 1e6, n, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]])
-        print_table("mapping (lite model, one process unless workers > 0)",
-                    ["scene", "MP", "dask workers", "seconds", "MP/s", "peak RSS MB (main process)"], rows)
+            rows.append(
+                [f"{sizes[0]:g} MP", r["pixels"] / 1e6, n, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]]
+            )
+        print_table(
+            "mapping (lite model, one process unless workers > 0)",
+            ["scene", "MP", "dask workers", "seconds", "MP/s", "peak RSS MB (main process)"],
+            rows,
+        )
         from damagemap.tile_predictor import ModelTilePredictor
 
         tile = ModelTilePredictor(model).native_tile
@@ -144,13 +184,17 @@ def main() -> None:
         pipeline = rows[0][4]
         bf16 = _run_child(model, smallest, work / "out_bf16", 0, "bf16")
         agree = _agreement(work / f"out_{sizes[0]:g}" / "damage_class.tif", work / "out_bf16" / "damage_class.tif")
-        print_table("throughput and precision", ["measure", "value"], [
-            ["model alone on the same tiles (MP/s)", alone],
-            ["pipeline (MP/s)", pipeline],
-            ["pipeline / model alone", f"{pipeline / alone:.0%} (target >= 70 %)"],
-            ["fp32 seconds / bf16 seconds", f"{rows[0][3]:.1f} / {bf16['seconds']:.1f}"],
-            ["class-map pixel agreement fp32 vs bf16", f"{agree:.4%}"],
-        ])
+        print_table(
+            "throughput and precision",
+            ["measure", "value"],
+            [
+                ["model alone on the same tiles (MP/s)", alone],
+                ["pipeline (MP/s)", pipeline],
+                ["pipeline / model alone", f"{pipeline / alone:.0%} (target >= 70 %)"],
+                ["fp32 seconds / bf16 seconds", f"{rows[0][3]:.1f} / {bf16['seconds']:.1f}"],
+                ["class-map pixel agreement fp32 vs bf16", f"{agree:.4%}"],
+            ],
+        )
 
 
 if __name__ == "__main__":

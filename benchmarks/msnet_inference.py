@@ -46,10 +46,10 @@ def main() -> None:
         recipe = VideoRecipe.model_validate({"name": rpn, "model": {"rpn": rpn, "min_size": args.size}})
         model = build_msnet(recipe).eval()
 
-        def detect():
+        def detect(model=model):
             return model.detect([frame])
 
-        def detect_refine():
+        def detect_refine(model=model, recipe=recipe):
             dets, feats, boxes = model.detect([frame])
             with torch.no_grad():
                 srn = model.srn({k: v for k, v in feats.items() if k != "pool"})
@@ -62,8 +62,11 @@ def main() -> None:
         t_detect = timeit(detect, repeat=args.repeat)
         t_full = timeit(detect_refine, repeat=args.repeat, warmup=0)
         rows.append([rpn, f"{args.size}x{args.size}", n_det, t_detect, t_full, 1 / t_full])
-    print_table(f"MSNet inference on CPU ({args.threads} threads, {source}, best of {args.repeat})",
-                ["RPN", "frame", "detections", "detect s/frame", "detect + SRN + refine s/frame", "frames/s"], rows)
+    print_table(
+        f"MSNet inference on CPU ({args.threads} threads, {source}, best of {args.repeat})",
+        ["RPN", "frame", "detections", "detect s/frame", "detect + SRN + refine s/frame", "frames/s"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

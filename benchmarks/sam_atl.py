@@ -57,8 +57,14 @@ def _child(size: int, atl: str, batch: int, repeat: int, warmup: int) -> dict:
     with torch.inference_mode():
         infer = timeit(lambda: head(enc(one), (size, size)), repeat=repeat, warmup=warmup)
     counts = parameter_counts(enc, head)
-    return {"train": train, "decoder": decoder, "infer": infer, "rss": peak_rss_mb(),
-            "trainable": counts["trainable"], "share": counts["share"]}
+    return {
+        "train": train,
+        "decoder": decoder,
+        "infer": infer,
+        "rss": peak_rss_mb(),
+        "trainable": counts["trainable"],
+        "share": counts["share"],
+    }
 
 
 def _frozen(enc, x: torch.Tensor) -> list[torch.Tensor]:
@@ -82,16 +88,40 @@ def main() -> None:
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         for atl in args.atl.split(","):
-            cmd = [sys.executable, "-m", "benchmarks.sam_atl", "--child", str(size), atl,
-                   "--batch", str(args.batch), "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.sam_atl",
+                "--child",
+                str(size),
+                atl,
+                "--batch",
+                str(args.batch),
+                "--repeat",
+                str(args.repeat),
+                "--warmup",
+                str(args.warmup),
+            ]
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-            rows.append([size, atl, args.batch, r["train"], "-" if r["decoder"] is None else r["decoder"],
-                         r["infer"], r["rss"], f"{r['trainable']:,} ({100 * r['share']:.2f} %)"])
+            rows.append(
+                [
+                    size,
+                    atl,
+                    args.batch,
+                    r["train"],
+                    "-" if r["decoder"] is None else r["decoder"],
+                    r["infer"],
+                    r["rss"],
+                    f"{r['trainable']:,} ({100 * r['share']:.2f} %)",
+                ]
+            )
             print(rows[-1], flush=True)
-    print_table(f"SAM ViT-B + SAM decoder on CPU (torch threads {torch.get_num_threads()}, best of "
-                f"{args.repeat} after {args.warmup} warm-up)",
-                ["input", "ATL", "batch", "train s/step", "decoder s/step", "infer s/img", "peak RSS MB",
-                 "trainable params"], rows)
+    print_table(
+        f"SAM ViT-B + SAM decoder on CPU (torch threads {torch.get_num_threads()}, best of "
+        f"{args.repeat} after {args.warmup} warm-up)",
+        ["input", "ATL", "batch", "train s/step", "decoder s/step", "infer s/img", "peak RSS MB", "trainable params"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

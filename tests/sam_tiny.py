@@ -13,8 +13,16 @@ from pathlib import Path
 import torch
 
 # encoder kwargs for build_encoder("sam-vit*") matching the HF config below
-SAM_ENC = dict(embed_dim=32, depth=2, num_heads=2, img_size=64, global_attn_indexes=(1,),
-               window_size=2, neck_chans=32, mlp_ratio=2.0)
+SAM_ENC = dict(
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    img_size=64,
+    global_attn_indexes=(1,),
+    window_size=2,
+    neck_chans=32,
+    mlp_ratio=2.0,
+)
 SAM_HEAD = dict(mlp_dim=64, num_heads=2, iou_head_hidden_dim=32)
 
 
@@ -23,12 +31,22 @@ def tiny_sam(seed: int = 0, width: int = 32, depth: int = 2):
     from transformers import SamConfig, SamModel
 
     cfg = SamConfig(
-        vision_config=dict(hidden_size=width, num_hidden_layers=depth, num_attention_heads=2, image_size=64,
-                           patch_size=16, output_channels=32, global_attn_indexes=[depth - 1], window_size=2,
-                           mlp_dim=2 * width, num_pos_feats=16),
+        vision_config=dict(
+            hidden_size=width,
+            num_hidden_layers=depth,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
+            output_channels=32,
+            global_attn_indexes=[depth - 1],
+            window_size=2,
+            mlp_dim=2 * width,
+            num_pos_feats=16,
+        ),
         prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
-        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
-                                 iou_head_hidden_dim=32),
+        mask_decoder_config=dict(
+            hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
+        ),
     )
     torch.manual_seed(seed)
     model = SamModel(cfg).eval()
@@ -56,8 +74,10 @@ _TO_OFFICIAL = [
     (r"\.layers\.0\.(weight|bias)$", r".layers.1.\1"),  # MLP middle layer (before proj_in rename)
     (r"\.proj_in\.", ".layers.0."),
     (r"\.proj_out\.", ".layers.2."),
-    (r"^prompt_encoder\.shared_embedding\.positional_embedding$",
-     "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
+    (
+        r"^prompt_encoder\.shared_embedding\.positional_embedding$",
+        "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+    ),
     (r"^prompt_encoder\.point_embed\.", "prompt_encoder.point_embeddings."),
     (r"^prompt_encoder\.mask_embed\.conv1\.", "prompt_encoder.mask_downscaling.0."),
 ]
@@ -67,8 +87,12 @@ def official_state(model) -> dict[str, torch.Tensor]:
     """``sam_vit_*.pth`` key layout of a transformers ``SamModel``."""
     out = {}
     for k, v in model.state_dict().items():
-        if k.startswith("shared_image_embedding.") or k.startswith("prompt_encoder.mask_embed.conv2") \
-                or k.startswith("prompt_encoder.mask_embed.conv3") or "mask_embed.layer_norm" in k:
+        if (
+            k.startswith("shared_image_embedding.")
+            or k.startswith("prompt_encoder.mask_embed.conv2")
+            or k.startswith("prompt_encoder.mask_embed.conv3")
+            or "mask_embed.layer_norm" in k
+        ):
             continue
         for pattern, repl in _TO_OFFICIAL:
             k = re.sub(pattern, repl, k)

@@ -24,8 +24,15 @@ def test_outputs_exist_and_match_the_scene(demo):
     assert (out / "model" / "manifest.json").is_file()
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert manifest["encoder"]["name"] == "efficientnet-lite0" and manifest["input"]["mode"] == "tile"
-    for name in ("damage_probability.tif", "damage_class.tif", "uncertainty.tif", "damage.gpkg",
-                 "buildings.csv", "zones.csv", "summary.json"):
+    for name in (
+        "damage_probability.tif",
+        "damage_class.tif",
+        "uncertainty.tif",
+        "damage.gpkg",
+        "buildings.csv",
+        "zones.csv",
+        "summary.json",
+    ):
         assert (out / "map" / name).is_file(), name
     assert result.report == out / "report.html" and result.report.is_file()
     with rasterio.open(result.event.scene) as scene:

@@ -76,8 +76,11 @@ def _manifest(model: DamageModel) -> dict:
 
 
 def write_model_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
-    """Atomically create the model directory ``out_dir``: ``write(tmp)`` fills a temporary
-    sibling directory, which then replaces ``out_dir``; on any failure nothing is left behind."""
+    """Atomically create the model directory ``out_dir``.
+
+    ``write(tmp)`` fills a temporary sibling directory, which then replaces ``out_dir``; on any
+    failure nothing is left behind.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -170,8 +173,9 @@ def load_model(
         ckpt = checkpoint if checkpoint is not None else m.get("checkpoint")
         if ckpt is None and not recipe.encoder.pretrained:
             torch.manual_seed(recipe.train.seed)  # random-init encoder: same seed as training used
-        encoder = build_encoder(m["name"], checkpoint=ckpt, pretrained=ckpt is not None or recipe.encoder.pretrained,
-                                **m.get("options", {}))
+        encoder = build_encoder(
+            m["name"], checkpoint=ckpt, pretrained=ckpt is not None or recipe.encoder.pretrained, **m.get("options", {})
+        )
     check_encoder_matches(manifest, encoder, model_dir)
     adapter, adapter_config = None, manifest.get("adapter")
     if adapter_config:  # trainable encoder parts (ATL, extra-band stem, LoRA): damagemap.adapters
@@ -184,8 +188,12 @@ def load_model(
     weights = _load_tensors(model_dir / HEAD_FILE)
     result = head.load_state_dict(weights, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(model_dir / HEAD_FILE, "head weights do not match the manifest's head",
-                              result.missing_keys, result.unexpected_keys)
+        raise CheckpointError(
+            model_dir / HEAD_FILE,
+            "head weights do not match the manifest's head",
+            result.missing_keys,
+            result.unexpected_keys,
+        )
     head.eval()
     state_path = model_dir / STATE_FILE
     state = _load_tensors(state_path) if state_path.is_file() else {}

@@ -1,5 +1,7 @@
-"""What every configuration schema shares: a strict pydantic base, readable validation errors,
-YAML reading and ``--set section.key=value`` overrides.
+"""What every configuration schema shares.
+
+A strict pydantic base, readable validation errors, YAML reading and ``--set section.key=value``
+overrides.
 
 Recipes (:mod:`damagemap.recipe`), video recipes (:mod:`damagemap.video.config`) and the
 severity section (:mod:`damagemap.severity.config`) are all built on :class:`StrictModel`, and
@@ -28,9 +30,7 @@ class StrictModel(BaseModel):
 
 def config_error(exc: ValidationError, where: str, what: str = "recipe") -> ConfigError:
     """One ``ConfigError`` listing every problem as ``section.key: message``, prefixed by ``where``."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors())
     return ConfigError(f"{where}: invalid {what} — {problems}")
 
 

@@ -27,13 +27,11 @@ from damagemap.artifact import save_model
 from damagemap.data.geo_labels import read_geotiff_labels
 from damagemap.data.synthetic_geo import SyntheticEvent, write_synthetic_event
 from damagemap.mapping import MapOptions, MappingResult, map_scene
-from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.progress import make_progress
 from damagemap.recipe import Recipe
 from damagemap.report.html import write_html_report
+from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.training.pipeline import train_model
-
-
 
 DEMO_EPOCHS = 15
 """Measured on the 1024² demo scene (pixel IoU of the damage class vs the generator's truth on
@@ -43,14 +41,16 @@ accuracy 1.00 for all three. Training is about half of the demo's time."""
 
 def demo_recipe(tile: int = 128, epochs: int = DEMO_EPOCHS) -> Recipe:
     """Embedded EfficientNet-Lite0 (ImageNet) + FPN head, focal loss, native-resolution tiles."""
-    return Recipe.model_validate({
-        "name": "demo",
-        "description": "EfficientNet-Lite0 (ImageNet, embedded) + FPN head adapted on the event's own imagery",
-        "input": {"size": tile, "mode": "tile"},
-        "head": {"kind": "fpn"},
-        "objectives": {"focal": {"options": {"alpha": 0.5, "gamma": 2.0}}},
-        "train": {"epochs": epochs, "batch_size": 8, "lr": 3e-3},
-    })
+    return Recipe.model_validate(
+        {
+            "name": "demo",
+            "description": "EfficientNet-Lite0 (ImageNet, embedded) + FPN head adapted on the event's own imagery",
+            "input": {"size": tile, "mode": "tile"},
+            "head": {"kind": "fpn"},
+            "objectives": {"focal": {"options": {"alpha": 0.5, "gamma": 2.0}}},
+            "train": {"epochs": epochs, "batch_size": 8, "lr": 3e-3},
+        }
+    )
 
 
 @dataclass
@@ -114,8 +114,7 @@ def run_demo(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     event = write_synthetic_event(out / "event", height=size, width=size, seed=seed)
-    samples = read_geotiff_labels(event.scene, event.labels, tile=tile, buildings_path=event.footprints,
-                                  domain="event")
+    samples = read_geotiff_labels(event.scene, event.labels, tile=tile, buildings_path=event.footprints, domain="event")
     timings["generate + read labels"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -126,8 +125,9 @@ def run_demo(
         timings["train"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        options = MapOptions(tile=tile, overlap=tile // 4, batch=8, threshold=model.threshold,
-                             footprints=event.footprints, grid_m=grid_m)
+        options = MapOptions(
+            tile=tile, overlap=tile // 4, batch=8, threshold=model.threshold, footprints=event.footprints, grid_m=grid_m
+        )
         mapping = map_scene(ModelTilePredictor(model_dir, model=model), event.scene, out / "map", options, progress)
         timings["map"] = time.perf_counter() - t
 
@@ -135,11 +135,16 @@ def run_demo(
     best = fit.history[fit.best_epoch - 1] if 0 < fit.best_epoch <= len(fit.history) else {}
     labelled = sum(int((s.mask != 255).sum()) for s in samples)
     metrics = {
-        "training": {"label polygons": event.n_labels, "training tiles": len(samples),
-                     "labelled pixels": labelled, "epochs": epochs, "best epoch": fit.best_epoch,
-                     "train loss (best epoch)": best.get("loss", float("nan")),
-                     "validation mIoU": best.get("val_miou", float("nan")),
-                     "validation damage IoU": best.get("val_damage_iou", float("nan"))},
+        "training": {
+            "label polygons": event.n_labels,
+            "training tiles": len(samples),
+            "labelled pixels": labelled,
+            "epochs": epochs,
+            "best epoch": fit.best_epoch,
+            "train loss (best epoch)": best.get("loss", float("nan")),
+            "validation mIoU": best.get("val_miou", float("nan")),
+            "validation damage IoU": best.get("val_damage_iou", float("nan")),
+        },
         "buildings vs truth (held-out east)": held_out,
         "seconds": timings,
     }
@@ -155,16 +160,28 @@ def print_summary(result: DemoResult) -> None:
     st, b = result.mapping.stats, result.buildings
     tr, sec = result.metrics["training"], result.metrics["seconds"]
     table = Table("step", "result", title="damagemap demo", show_lines=False)
-    table.add_row("event", f"{st['width']}×{st['height']} px scene, {result.event.n_buildings} buildings "
-                  f"({result.event.n_damaged} collapsed)")
-    table.add_row("adapt", f"{tr['label polygons']} label polygons → {tr['training tiles']} tiles, "
-                  f"{tr['epochs']} epochs in {sec['train']:.0f} s (validation mIoU {tr['validation mIoU']:.3f})")
-    table.add_row("map", f"{st['tiles']} tiles in {sec['map']:.0f} s; damaged area {st['damaged_area_m2']:,.0f} m², "
-                  f"{st.get('damaged_buildings', 0)} of {st.get('buildings', 0)} buildings damaged")
-    table.add_row("buildings vs truth", f"held-out east: accuracy {b['accuracy']:.3f} vs majority baseline "
-                  f"{b['majority_baseline']:.3f} (n={b['buildings']}, precision {b['precision']:.2f}, "
-                  f"recall {b['recall']:.2f})")
-    table.add_row("outputs", f"{result.report}\n{result.mapping.out_dir}/ (COGs, damage.gpkg, CSVs)\n{result.model_dir}/")
+    table.add_row(
+        "event",
+        f"{st['width']}×{st['height']} px scene, {result.event.n_buildings} buildings "
+        f"({result.event.n_damaged} collapsed)",
+    )
+    table.add_row(
+        "adapt",
+        f"{tr['label polygons']} label polygons → {tr['training tiles']} tiles, "
+        f"{tr['epochs']} epochs in {sec['train']:.0f} s (validation mIoU {tr['validation mIoU']:.3f})",
+    )
+    table.add_row(
+        "map",
+        f"{st['tiles']} tiles in {sec['map']:.0f} s; damaged area {st['damaged_area_m2']:,.0f} m², "
+        f"{st.get('damaged_buildings', 0)} of {st.get('buildings', 0)} buildings damaged",
+    )
+    table.add_row(
+        "buildings vs truth",
+        f"held-out east: accuracy {b['accuracy']:.3f} vs majority baseline "
+        f"{b['majority_baseline']:.3f} (n={b['buildings']}, precision {b['precision']:.2f}, "
+        f"recall {b['recall']:.2f})",
+    )
+    table.add_row(
+        "outputs", f"{result.report}\n{result.mapping.out_dir}/ (COGs, damage.gpkg, CSVs)\n{result.model_dir}/"
+    )
     Console().print(table)
-
-

@@ -36,6 +36,7 @@ class DamageModel:
 
     @property
     def threshold(self) -> float:
+        """Damage probability threshold of binary models (the recipe's ``train.threshold``)."""
         return self.recipe.train.threshold
 
     def check_bands(self, image: np.ndarray, where: str) -> np.ndarray:

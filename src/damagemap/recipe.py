@@ -35,7 +35,7 @@ class BandStats(StrictModel):
     """Valid (finite, non-nodata) pixels per band the statistics were computed from (minimum)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "BandStats":
+    def _consistent(self) -> BandStats:
         if len(self.mean) != len(self.std):
             raise ValueError(f"band_stats: {len(self.mean)} means but {len(self.std)} stds")
         return self
@@ -58,7 +58,7 @@ class InputConfig(StrictModel):
     standardize: Literal["none", "image", "dataset"] = "none"
     """``dataset``: like ``image`` but with per-band mean/std of the training split
     (``band_stats``, computed at training time; see ``damagemap.data.band_stats``)."""
-    band_stats: "BandStats | None" = None
+    band_stats: BandStats | None = None
     """Filled in by training for ``standardize: dataset`` and saved with the model (manifest
     recipe); set it by hand to use fixed statistics instead (training then keeps them)."""
     rgb: list[int] | None = Field(None, min_length=3, max_length=3)
@@ -106,9 +106,7 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float | None = 1.0
     seed: int = 42
-    augment: list[Literal["hflip", "vflip", "rot90"]] = Field(
-        default_factory=lambda: ["hflip", "vflip", "rot90"]
-    )
+    augment: list[Literal["hflip", "vflip", "rot90"]] = Field(default_factory=lambda: ["hflip", "vflip", "rot90"])
     val_fraction: float = Field(0.2, ge=0, lt=1)
     select_by: Literal["miou", "loss", "last"] = "miou"
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -128,10 +126,12 @@ class HeadConfig(StrictModel):
 
 
 class FewShotConfig(StrictModel):
-    """Few-shot encoder adaptation (Smart Transfer): LoRA on the ViT encoder's ``target_modules``
-    Linear layers inside its transformer blocks, trained on the target shots with the decoder
-    frozen (``damagemap.training.fewshot``). Used by the few-shot protocol when ``enabled``;
-    skipped (and recorded as such) for non-ViT encoders."""
+    """Few-shot encoder adaptation (Smart Transfer).
+
+    LoRA on the ViT encoder's ``target_modules`` Linear layers inside its transformer blocks,
+    trained on the target shots with the decoder frozen (``damagemap.training.fewshot``). Used by
+    the few-shot protocol when ``enabled``; skipped (and recorded as such) for non-ViT encoders.
+    """
 
     enabled: bool = True
     lora_r: int = Field(8, ge=1)
@@ -178,7 +178,7 @@ class Recipe(StrictModel):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     fewshot: FewShotConfig | None = None
-    atl: "ATLConfig | None" = None
+    atl: ATLConfig | None = None
     severity: SeverityConfig | None = None
 
     @field_validator("classes")
@@ -191,16 +191,14 @@ class Recipe(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _damage_classes_exist(self) -> "Recipe":
+    def _damage_classes_exist(self) -> Recipe:
         bad = [c for c in self.damage_classes if not 0 < c < len(self.classes)]
         if bad:
-            raise ValueError(
-                f"damage_classes {bad} are not class indexes 1..{len(self.classes) - 1} of {self.classes}"
-            )
+            raise ValueError(f"damage_classes {bad} are not class indexes 1..{len(self.classes) - 1} of {self.classes}")
         return self
 
     @model_validator(mode="after")
-    def _class_names_resolve(self) -> "Recipe":
+    def _class_names_resolve(self) -> Recipe:
         # data.labels and severity.degrees name classes; resolve / check them against `classes`
         if self.data.labels:
             index = {c: i for i, c in enumerate(self.classes)} | {"ignore": 255}

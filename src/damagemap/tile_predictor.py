@@ -25,8 +25,7 @@ class ModelTilePredictor:
     size (and the probabilities are resized back), ``tile`` models see them as they are.
     """
 
-    def __init__(self, model_dir: str | Path, model: DamageModel | None = None,
-                 precision: str = "fp32") -> None:
+    def __init__(self, model_dir: str | Path, model: DamageModel | None = None, precision: str = "fp32") -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model_dir = Path(model_dir)
@@ -42,16 +41,24 @@ class ModelTilePredictor:
 
     @property
     def model(self) -> DamageModel:
+        """The loaded model (loaded on first use, e.g. on a Dask worker)."""
         if self._model is None:
             self._model = load_model(self.model_dir)
         return self._model
 
     def __getstate__(self) -> dict:
-        return {"model_dir": self.model_dir, "fingerprint": self.fingerprint, "precision": self.precision,
-                "in_bands": self.in_bands, "num_outputs": self.num_outputs, "_model": None}
+        return {
+            "model_dir": self.model_dir,
+            "fingerprint": self.fingerprint,
+            "precision": self.precision,
+            "in_bands": self.in_bands,
+            "num_outputs": self.num_outputs,
+            "_model": None,
+        }
 
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities ``[B, K, T, T]`` of native-resolution tiles ``[B, C, T, T]``."""
         m = self.model
         cfg = m.recipe.input
         if cfg.standardize != "none":  # the same per-image / stored training-split statistics as training
@@ -62,8 +69,7 @@ class ModelTilePredictor:
             if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
                 x = F.pad(x, (0, cfg.size - size[1], 0, cfg.size - size[0]))
             else:
-                x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False,
-                                  antialias=True)
+                x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             probs = m.probabilities(m.logits(x).float())
         if tuple(probs.shape[-2:]) != size:

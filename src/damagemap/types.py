@@ -48,9 +48,7 @@ class Sample:
         if self.image.ndim != 3:
             raise ValueError(f"sample {self.id}: image must be [C,H,W], got shape {self.image.shape}")
         if self.mask is not None and self.mask.shape != self.image.shape[1:]:
-            raise ValueError(
-                f"sample {self.id}: mask shape {self.mask.shape} != image size {self.image.shape[1:]}"
-            )
+            raise ValueError(f"sample {self.id}: mask shape {self.mask.shape} != image size {self.image.shape[1:]}")
 
     @property
     def key(self) -> str:

@@ -67,14 +67,16 @@ def test_zero_up_projection_is_identity_and_residual_off_differs(name, placement
     base, size = _encoder(name)
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     ref = _features(base, x)
-    with_res = attach_adapter(copy.deepcopy(base), "atl", {"placement": placement, "residual": True,
-                                                           "prompt_reduction": 4})
+    with_res = attach_adapter(
+        copy.deepcopy(base), "atl", {"placement": placement, "residual": True, "prompt_reduction": 4}
+    )
     _set_up(with_res, 0.5)
     assert not torch.allclose(_features(with_res, x), ref, atol=1e-3)  # ATL changes the features
     _zero_up(with_res)
     torch.testing.assert_close(_features(with_res, x), ref)  # x + 0 = x
-    no_res = attach_adapter(copy.deepcopy(base), "atl", {"placement": placement, "residual": False,
-                                                         "prompt_reduction": 4})
+    no_res = attach_adapter(
+        copy.deepcopy(base), "atl", {"placement": placement, "residual": False, "prompt_reduction": 4}
+    )
     _zero_up(no_res)
     assert not torch.allclose(_features(no_res, x), ref, atol=1e-3)  # tokens / attention replaced by 0
 

@@ -26,7 +26,9 @@ def _write_domain(root: Path, domain: str, n: int, seed: int) -> None:
     for sub in ("images", "masks"):
         (root / domain / sub).mkdir(parents=True, exist_ok=True)
     for s in synthetic_tiles(domain, n, size=64, seed=seed):
-        Image.fromarray((s.image.transpose(1, 2, 0) * 255).astype(np.uint8)).save(root / domain / "images" / f"{s.id}.png")
+        Image.fromarray((s.image.transpose(1, 2, 0) * 255).astype(np.uint8)).save(
+            root / domain / "images" / f"{s.id}.png"
+        )
         Image.fromarray(s.mask.astype(np.uint8)).save(root / domain / "masks" / f"{s.id}.png")
 
 
@@ -36,9 +38,21 @@ def workspace(tmp_path_factory):
     _write_domain(root / "data", "north", 10, 1)
     _write_domain(root / "data", "south", 6, 2)
     (root / "tiny.yaml").write_text(RECIPE)
-    result = runner.invoke(app, ["train", str(root / "tiny.yaml"), "--data", str(root / "data"),
-                                 "--domains", "north", "--out", str(root / "model"),
-                                 "--cache-dir", str(root / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(root / "tiny.yaml"),
+            "--data",
+            str(root / "data"),
+            "--domains",
+            "north",
+            "--out",
+            str(root / "model"),
+            "--cache-dir",
+            str(root / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -53,8 +67,18 @@ def test_train_writes_a_complete_artifact(workspace) -> None:
 
 
 def test_evaluate_json_has_every_domain(workspace) -> None:
-    result = runner.invoke(app, ["evaluate", str(workspace / "model"), "--data", str(workspace / "data"),
-                                 "--json", "--cache-dir", str(workspace / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(workspace / "model"),
+            "--data",
+            str(workspace / "data"),
+            "--json",
+            "--cache-dir",
+            str(workspace / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
     assert set(scores) == {"north", "south", "all"}
@@ -88,8 +112,9 @@ def test_bad_recipe_and_missing_data_are_one_line_errors(workspace, tmp_path) ->
     bad.write_text("name: x\nhead: {kind: fpn, colour: red}\n")
     result = runner.invoke(app, ["train", str(bad), "--data", str(workspace / "data"), "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "head.colour" in result.output
-    result = runner.invoke(app, ["train", str(workspace / "tiny.yaml"), "--data", str(tmp_path / "nope"),
-                                 "--out", str(tmp_path / "m")])
+    result = runner.invoke(
+        app, ["train", str(workspace / "tiny.yaml"), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
+    )
     assert result.exit_code == 2 and "nope" in result.output
     assert not (tmp_path / "m").exists()
 
@@ -112,8 +137,21 @@ def test_map_real_geotiff_keeps_its_grid_and_lists_every_footprint(workspace, sh
     if not scene.is_file():
         pytest.skip(f"real GeoTIFF not found at {scene}")
     out = tmp_path / "map"
-    result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out),
-                                 "--footprints", str(footprints), "--replicate-single-band", "--grid-m", "100"])
+    result = runner.invoke(
+        app,
+        [
+            "map",
+            str(workspace / "model"),
+            str(scene),
+            "--out",
+            str(out),
+            "--footprints",
+            str(footprints),
+            "--replicate-single-band",
+            "--grid-m",
+            "100",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(scene) as src:
         grid = (src.crs, src.transform, src.width, src.height)

@@ -21,13 +21,19 @@ def test_train_prints_trainable_share_and_the_model_predicts(tmp_path) -> None:
     for s in synthetic_tiles("north", 5, size=64, seed=3):
         Image.fromarray((s.image.transpose(1, 2, 0) * 255).astype(np.uint8)).save(data / "images" / f"{s.id}.png")
         Image.fromarray(s.mask.astype(np.uint8)).save(data / "masks" / f"{s.id}.png")
-    recipe = {"name": "atl_cli", "encoder": {"name": "sam-vitb", "pretrained": False, "options": SAM_ENC},
-              "input": {"size": 64}, "head": {"kind": "sam_decoder", "options": SAM_HEAD},
-              "atl": {"placement": "block"}, "train": {"epochs": 1, "batch_size": 2}}
+    recipe = {
+        "name": "atl_cli",
+        "encoder": {"name": "sam-vitb", "pretrained": False, "options": SAM_ENC},
+        "input": {"size": 64},
+        "head": {"kind": "sam_decoder", "options": SAM_HEAD},
+        "atl": {"placement": "block"},
+        "train": {"epochs": 1, "batch_size": 2},
+    }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     model = tmp_path / "model"
-    result = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "--data", str(tmp_path / "data"),
-                                 "--out", str(model), "--no-cache"])
+    result = runner.invoke(
+        app, ["train", str(tmp_path / "r.yaml"), "--data", str(tmp_path / "data"), "--out", str(model), "--no-cache"]
+    )
     assert result.exit_code == 0, result.output
     counts = json.loads((model / "manifest.json").read_text())["parameters"]
     assert f"trainable parameters: {counts['trainable']:,} of {counts['total']:,}" in result.output

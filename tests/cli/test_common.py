@@ -10,17 +10,20 @@ from damagemap.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize(("args", "option"), [
-    (["map", "m", "s.tif", "--out", "o", "--bands", "1,x,3"], "--bands"),
-    (["map", "m", "s.tif", "--out", "o", "--bands", "0,1,2"], "--bands"),
-    (["map", "m", "s.tif", "--out", "o", "--scale", "100"], "--scale"),
-    (["map", "m", "s.tif", "--out", "o", "--scale", "9,1"], "--scale"),
-    (["map", "m", "s.tif", "--out", "o", "--precision", "fp8"], "--precision"),
-    (["experiment", "r.yaml", "--data", "d", "--shots", "a,b"], "--shots"),
-    (["experiment", "r.yaml", "--data", "d", "--protocol", "loco"], "--protocol"),
-    (["severity", "m", "photos", "--out", "o", "--degrees", "damaged=half"], "--degrees"),
-    (["video", "predict", "m", "v.mp4", "--out", "o", "--video-start", "yesterday"], "--video-start"),
-])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["map", "m", "s.tif", "--out", "o", "--bands", "1,x,3"], "--bands"),
+        (["map", "m", "s.tif", "--out", "o", "--bands", "0,1,2"], "--bands"),
+        (["map", "m", "s.tif", "--out", "o", "--scale", "100"], "--scale"),
+        (["map", "m", "s.tif", "--out", "o", "--scale", "9,1"], "--scale"),
+        (["map", "m", "s.tif", "--out", "o", "--precision", "fp8"], "--precision"),
+        (["experiment", "r.yaml", "--data", "d", "--shots", "a,b"], "--shots"),
+        (["experiment", "r.yaml", "--data", "d", "--protocol", "loco"], "--protocol"),
+        (["severity", "m", "photos", "--out", "o", "--degrees", "damaged=half"], "--degrees"),
+        (["video", "predict", "m", "v.mp4", "--out", "o", "--video-start", "yesterday"], "--video-start"),
+    ],
+)
 def test_bad_option_values_are_usage_errors(args: list[str], option: str, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # nothing may be written, and nothing is: the command body never runs
     result = runner.invoke(app, args)

@@ -46,8 +46,9 @@ def test_missing_recipe_and_bad_yaml(tmp_path: Path) -> None:
 def test_overrides_parse_yaml_values_and_revalidate() -> None:
     from damagemap.recipe import apply_overrides
 
-    r = apply_overrides(Recipe(name="x"), ["data.format=xbd", "data.chip=512", "train.epochs=3",
-                                          "objectives.pc.weight=0.01"])
+    r = apply_overrides(
+        Recipe(name="x"), ["data.format=xbd", "data.chip=512", "train.epochs=3", "objectives.pc.weight=0.01"]
+    )
     assert (r.data.format, r.data.chip, r.train.epochs) == ("xbd", 512, 3)
     assert r.objectives["pc"].weight == 0.01
     with pytest.raises(ConfigError, match="data.format"):

@@ -10,10 +10,17 @@ import torch
 
 from damagemap.artifact import load_model, save_model
 from damagemap.data.band_stats import compute_band_stats, fit_input_stats
-from damagemap.data.views import REFERENCE_MEAN, REFERENCE_STD, make_views, preprocess_key, standardize_with_stats, view_image
+from damagemap.data.views import (
+    REFERENCE_MEAN,
+    REFERENCE_STD,
+    make_views,
+    preprocess_key,
+    standardize_with_stats,
+    view_image,
+)
 from damagemap.errors import ConfigError
-from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.recipe import BandStats, InputConfig, Recipe
+from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.training.pipeline import evaluate_model, train_model
 from damagemap.types import Sample
 from tests.tiny import TinyEncoder
@@ -51,7 +58,9 @@ def test_a_band_without_valid_pixels_is_an_error() -> None:
 def test_fit_uses_the_selected_bands_and_keeps_preset_stats() -> None:
     samples = [_sample(i, 0.0) for i in range(3)]
     cfg = fit_input_stats(InputConfig(size=32, bands=[3, 0], standardize="dataset"), samples)
-    assert cfg.band_stats.mean == pytest.approx([np.mean([s.image[b].mean() for s in samples]) for b in (3, 0)], abs=1e-6)
+    assert cfg.band_stats.mean == pytest.approx(
+        [np.mean([s.image[b].mean() for s in samples]) for b in (3, 0)], abs=1e-6
+    )
     assert cfg.band_stats.std[0] > 3 * cfg.band_stats.std[1]  # band 3 has 4x the spread of band 0
     preset = InputConfig(standardize="dataset", band_stats=BandStats(mean=[0, 0], std=[1, 1]))
     assert fit_input_stats(preset, samples) is preset
@@ -71,19 +80,23 @@ def test_stats_map_training_moments_to_the_reference_and_enter_the_cache_key() -
 
 
 def _recipe() -> Recipe:
-    return Recipe.model_validate({
-        "name": "std", "input": {"size": 32, "bands": [0, 1, 3], "standardize": "dataset"},
-        "head": {"kind": "fpn", "options": {"fpn_channels": 8, "embed_channels": 8}},
-        "train": {"epochs": 2, "batch_size": 4},
-    })
+    return Recipe.model_validate(
+        {
+            "name": "std",
+            "input": {"size": 32, "bands": [0, 1, 3], "standardize": "dataset"},
+            "head": {"kind": "fpn", "options": {"fpn_channels": 8, "embed_channels": 8}},
+            "train": {"epochs": 2, "batch_size": 4},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     train = [_sample(i, 0.0) for i in range(6)]
     val = [_sample(100 + i, 50.0) for i in range(2)]  # far-off values: would shift the stats if used
-    model, _ = train_model(_recipe(), train, val, encoder=TinyEncoder().freeze(),
-                           cache_dir=tmp_path_factory.mktemp("cache"))
+    model, _ = train_model(
+        _recipe(), train, val, encoder=TinyEncoder().freeze(), cache_dir=tmp_path_factory.mktemp("cache")
+    )
     return model, train, val
 
 
@@ -97,7 +110,9 @@ def test_training_stores_stats_of_the_training_split_only(trained) -> None:
 
 def test_internal_validation_split_is_excluded_from_the_stats(tmp_path) -> None:
     samples = [_sample(i, 0.0) for i in range(4)] + [_sample(9, 80.0)]
-    recipe = _recipe().model_copy(update={"train": _recipe().train.model_copy(update={"val_fraction": 0.2, "epochs": 1})})
+    recipe = _recipe().model_copy(
+        update={"train": _recipe().train.model_copy(update={"val_fraction": 0.2, "epochs": 1})}
+    )
     model, _ = train_model(recipe, samples, encoder=TinyEncoder().freeze(), cache_dir=tmp_path)
     from damagemap.training.pipeline import split_validation
 

@@ -10,7 +10,6 @@ import pytest
 from damagemap.data.loading import load_samples
 from damagemap.errors import InputError
 from damagemap.recipe import DataConfig
-
 from tests.data.conftest import write_png
 
 

@@ -18,10 +18,24 @@ def _write(folder, categories=("building", "rubble")):
         "images": [{"id": 7, "file_name": "p1.png", "width": 20, "height": 10}],
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(categories)],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 2, "area": 20.0, "iscrowd": 0,
-             "segmentation": [[12, 2, 16, 2, 16, 7, 12, 7]], "bbox": [12, 2, 4, 5]},
-            {"id": 2, "image_id": 7, "category_id": 1, "area": 100.0, "iscrowd": 0,
-             "segmentation": [[10, 0, 20, 0, 20, 10, 10, 10]], "bbox": [10, 0, 10, 10]},
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 2,
+                "area": 20.0,
+                "iscrowd": 0,
+                "segmentation": [[12, 2, 16, 2, 16, 7, 12, 7]],
+                "bbox": [12, 2, 4, 5],
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 1,
+                "area": 100.0,
+                "iscrowd": 0,
+                "segmentation": [[10, 0, 20, 0, 20, 10, 10, 10]],
+                "bbox": [10, 0, 10, 10],
+            },
         ],
     }
     (folder / "instances.json").write_text(json.dumps(coco))

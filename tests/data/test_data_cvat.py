@@ -47,9 +47,14 @@ def test_unknown_label_names_the_file_the_label_and_the_table(tmp_path) -> None:
 
 def test_recipe_label_table_maps_names_through_load_samples(tmp_path) -> None:
     _domain(tmp_path / "x")
-    recipe = Recipe.model_validate({
-        "name": "s", "classes": ["background", "undamaged", "damaged", "debris"], "damage_classes": [2, 3],
-        "data": {"format": "cvat", "labels": {"UD_Building": "undamaged", "Debris": "debris"}}})
+    recipe = Recipe.model_validate(
+        {
+            "name": "s",
+            "classes": ["background", "undamaged", "damaged", "debris"],
+            "damage_classes": [2, 3],
+            "data": {"format": "cvat", "labels": {"UD_Building": "undamaged", "Debris": "debris"}},
+        }
+    )
     [s] = load_samples(tmp_path, recipe.data, len(recipe.classes))
     assert set(np.unique(s.mask)) == {0, 1, 3}
     with pytest.raises(InputError, match="label table"):
@@ -61,6 +66,8 @@ def test_size_mismatch_and_bad_points(tmp_path) -> None:
     Image.new("RGB", (21, 10)).save(tmp_path / "d" / "images" / "a.jpg")
     with pytest.raises(InputError, match="21"):
         read_cvat(tmp_path, LABELS)
-    (tmp_path / "d" / "annotations.xml").write_text(XML.format(name="a.jpg", label="Debris").replace("5,0;15,0", "5;15"))
+    (tmp_path / "d" / "annotations.xml").write_text(
+        XML.format(name="a.jpg", label="Debris").replace("5,0;15,0", "5;15")
+    )
     with pytest.raises(InputError, match="x,y"):
         read_cvat(tmp_path, LABELS)

@@ -113,7 +113,7 @@ def test_real_landslide(landslide):
     assert len({s.key for s in landslide}) == 72
     for s in landslide:
         assert s.image.shape == (3, 512, 512) and s.image.dtype == np.float32
-        assert 0.0 <= s.image.min() and s.image.max() <= 1.0
+        assert s.image.min() >= 0.0 and s.image.max() <= 1.0
         assert set(np.unique(s.mask).tolist()) <= {0, 1}
     # Nepal targets are tiny (~0.7 % of pixels), Sichuan ones large (~19 %)
     nepal = np.mean([s.damaged_fraction() for s in by_domain["nepal"]])

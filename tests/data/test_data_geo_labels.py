@@ -33,8 +33,15 @@ def write_scene(path: Path, data: np.ndarray | None = None, crs: str | None = "E
     if data is None:
         rng = np.random.default_rng(0)
         data = rng.integers(1, 256, (3, H, W), dtype=np.uint8)
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, transform=TRANSFORM, nodata=nodata)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        transform=TRANSFORM,
+        nodata=nodata,
+    )
     if crs:
         profile["crs"] = crs
     with rasterio.open(path, "w", **profile) as dst:
@@ -42,8 +49,14 @@ def write_scene(path: Path, data: np.ndarray | None = None, crs: str | None = "E
     return path
 
 
-def write_labels(path: Path, geoms: list, values: list, crs: str | None = "EPSG:4326",
-                 column: str = "damage", driver: str = "GeoJSON") -> Path:
+def write_labels(
+    path: Path,
+    geoms: list,
+    values: list,
+    crs: str | None = "EPSG:4326",
+    column: str = "damage",
+    driver: str = "GeoJSON",
+) -> Path:
     """Polygons given in the scene CRS, written in ``crs`` (reprojected)."""
     gdf = gpd.GeoDataFrame({column: values}, geometry=geoms, crs="EPSG:32616")
     if crs is None:
@@ -136,8 +149,14 @@ def test_nodata_is_ignored(tmp_path):
 
 def test_building_footprints_any_crs(tmp_path, scene):
     labels = write_labels(tmp_path / "l.geojson", [pixel_box(0, 0, 32, 32)], [0])
-    fp = write_labels(tmp_path / "fp.gpkg", [pixel_box(2, 3, 6, 9), pixel_box(20, 20, 22, 30)], [1, 2],
-                      crs="EPSG:3857", column="building_id", driver="GPKG")
+    fp = write_labels(
+        tmp_path / "fp.gpkg",
+        [pixel_box(2, 3, 6, 9), pixel_box(20, 20, 22, 30)],
+        [1, 2],
+        crs="EPSG:3857",
+        column="building_id",
+        driver="GPKG",
+    )
     (s,) = read_geotiff_labels(scene, labels, tile=32, buildings_path=fp)
     expected = np.zeros((32, 32), np.uint8)
     expected[2:6, 3:9] = 1
@@ -152,16 +171,19 @@ def test_only_tiles_with_labels_are_returned(tmp_path):
     assert sorted(s.meta["window"][:2] for s in samples) == [(0, 0), (178, 178)]  # last tile ends at the labelled box
 
 
-@pytest.mark.parametrize("case, match", [
-    ("scene missing", "not found"),
-    ("labels missing", "labels file not found"),
-    ("buildings missing", "building footprints file not found"),
-    ("scene without CRS", "no CRS"),
-    ("labels without CRS", "have no CRS"),
-    ("labels untransformable", "cannot transform"),
-    ("labels elsewhere", "do not overlap the scene"),
-    ("no labelled pixel", "no labelled pixels"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("scene missing", "not found"),
+        ("labels missing", "labels file not found"),
+        ("buildings missing", "building footprints file not found"),
+        ("scene without CRS", "no CRS"),
+        ("labels without CRS", "have no CRS"),
+        ("labels untransformable", "cannot transform"),
+        ("labels elsewhere", "do not overlap the scene"),
+        ("no labelled pixel", "no labelled pixels"),
+    ],
+)
 def test_errors_name_the_file(tmp_path, scene, case, match):
     good = write_labels(tmp_path / "good.geojson", [pixel_box(0, 0, 8, 8)], [1])
     args, kwargs = (scene, good), {}
@@ -199,8 +221,9 @@ def test_shared_footprints_as_labels(tmp_path, shared_data):
     samples = read_geotiff_labels(geo / "sample_geotiff.tif", tmp_path / "labels.gpkg", tile=128)
     with rasterio.open(geo / "sample_geotiff.tif") as src:
         shape, transform, valid = (src.height, src.width), src.transform, src.read_masks(1) > 0
-        full_truth = rasterize([(g, 1) for g in fp.geometry], out_shape=shape, transform=transform,
-                               fill=0, dtype="uint8")
+        full_truth = rasterize(
+            [(g, 1) for g in fp.geometry], out_shape=shape, transform=transform, fill=0, dtype="uint8"
+        )
     full_truth[~valid] = 0
     full = paste(samples, shape=shape)
     assert samples[0].image.shape[0] == 1

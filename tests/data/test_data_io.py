@@ -48,7 +48,7 @@ def test_jpeg(png, tmp_path, rng):
     path = tmp_path / "a.jpg"
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path, quality=90)
     image = read_image(path)
-    assert image.shape == (3, 16, 16) and 0.0 <= image.min() and image.max() <= 1.0
+    assert image.shape == (3, 16, 16) and image.min() >= 0.0 and image.max() <= 1.0
 
 
 def test_multiband_uint16_tiff_read_with_rasterio(png, tmp_path, rng):

@@ -47,7 +47,8 @@ def test_single_folder_layout_and_split_subfolders_as_domains(tmp_path: Path) ->
     assert [s.key for s in samples] == ["a/image_1", "a/image_2", "b/image_1"]
     assert all(set(np.unique(s.mask)) <= {0, 1} for s in samples)
     assert [s.key for s in load_samples(tmp_path / "data", DataConfig(format="landslide4sense"), domains=["b"])] == [
-        "b/image_1"]
+        "b/image_1"
+    ]
 
 
 def test_rgb_band_selection_picks_b4_b3_b2(tmp_path: Path) -> None:

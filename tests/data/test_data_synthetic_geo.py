@@ -43,12 +43,20 @@ def test_footprints_in_another_crs_with_truth(event):
     utm = fp.to_crs(event.crs)
     for f, geom in zip(sc.footprints[:5], utm.geometry):
         y0, x0, h, w = f["bbox"]
-        np.testing.assert_allclose(geom.bounds, (500000 + 0.5 * x0, 4000000 - 0.5 * (y0 + h),
-                                                 500000 + 0.5 * (x0 + w), 4000000 - 0.5 * y0), atol=1e-6)
+        np.testing.assert_allclose(
+            geom.bounds,
+            (500000 + 0.5 * x0, 4000000 - 0.5 * (y0 + h), 500000 + 0.5 * (x0 + w), 4000000 - 0.5 * y0),
+            atol=1e-6,
+        )
     split = event.train_window.width
     assert set(fp["part"]) == {"west", "east"}
-    assert all((geom.centroid.x < event.train_bounds[2]) == (part == "west")
-               for geom, part in zip(utm.geometry, fp["part"])) and split == (SIZE + 64) // 2
+    assert (
+        all(
+            (geom.centroid.x < event.train_bounds[2]) == (part == "west")
+            for geom, part in zip(utm.geometry, fp["part"])
+        )
+        and split == (SIZE + 64) // 2
+    )
 
 
 def test_labels_are_west_only_and_true(event):

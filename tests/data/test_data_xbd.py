@@ -68,8 +68,7 @@ def test_real_every_polygon_drawn_with_its_class(xbd, xbd_root):
 def test_real_class_pixel_counts(xbd):
     s = xbd[0]
     counts = Counter(b["subtype"] for b in s.meta["buildings_info"])
-    assert counts == {"destroyed": 102, "minor-damage": 43, "major-damage": 27,
-                      "un-classified": 7, "no-damage": 6}
+    assert counts == {"destroyed": 102, "minor-damage": 43, "major-damage": 27, "un-classified": 7, "no-damage": 6}
     pixels = {int(v): int(c) for v, c in zip(*np.unique(s.mask, return_counts=True))}
     # per-class area roughly follows the building counts (destroyed dominates, none are empty)
     assert pixels[4] > pixels[2] > pixels[1] > 0 and pixels[3] > 0 and pixels[255] > 0
@@ -109,10 +108,8 @@ def make_tile(tmp_path, png, rng):
 
     def make(features: list[dict], tile: str = "flood-x_00000001", size=(32, 48)) -> object:
         for when in ("pre", "post"):
-            png(tmp_path / "images" / f"{tile}_{when}_disaster.png",
-                rng.integers(0, 256, (*size, 3), dtype=np.uint8))
-        doc = {"features": {"lng_lat": [], "xy": features},
-               "metadata": {"width": size[1], "height": size[0]}}
+            png(tmp_path / "images" / f"{tile}_{when}_disaster.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        doc = {"features": {"lng_lat": [], "xy": features}, "metadata": {"width": size[1], "height": size[0]}}
         (tmp_path / "labels").mkdir(exist_ok=True)
         (tmp_path / "labels" / f"{tile}_post_disaster.json").write_text(json.dumps(doc))
         return tmp_path
@@ -121,10 +118,12 @@ def make_tile(tmp_path, png, rng):
 
 
 def test_pixel_coordinates_are_x_col_y_row(make_tile):
-    root = make_tile([
-        _feature("POLYGON ((10 5, 30 5, 30 15, 10 15, 10 5))", "major-damage", "a"),
-        _feature("POLYGON ((0 20, 4 20, 4 30, 0 30, 0 20))", "un-classified", "b"),
-    ])
+    root = make_tile(
+        [
+            _feature("POLYGON ((10 5, 30 5, 30 15, 10 15, 10 5))", "major-damage", "a"),
+            _feature("POLYGON ((0 20, 4 20, 4 30, 0 30, 0 20))", "un-classified", "b"),
+        ]
+    )
     (s,) = read_xbd(root)
     expected = np.zeros((32, 48), np.int64)
     expected[5:15, 10:30] = 3

@@ -85,9 +85,7 @@ def test_strides_and_channels_non_square(lite0):
     assert lite0.size_multiple == 32
     with torch.no_grad():
         feats = lite0(torch.rand(1, 3, 96, 160))
-    assert [tuple(f.shape) for f in feats] == [
-        (1, c, 96 // s, 160 // s) for c, s in zip(lite0.channels, lite0.strides)
-    ]
+    assert [tuple(f.shape) for f in feats] == [(1, c, 96 // s, 160 // s) for c, s in zip(lite0.channels, lite0.strides)]
     with pytest.raises(ValueError, match="divisible by 32"):
         lite0(torch.rand(1, 3, 100, 160))
 

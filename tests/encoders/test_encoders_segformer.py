@@ -6,8 +6,13 @@ import torch
 from damagemap.encoders import build_encoder, list_encoders
 from damagemap.errors import CheckpointError
 
-TINY = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
-            decoder_hidden_size=16, num_labels=4)
+TINY = dict(
+    hidden_sizes=[8, 16, 24, 32],
+    depths=[1, 1, 1, 1],
+    num_attention_heads=[1, 1, 2, 2],
+    decoder_hidden_size=16,
+    num_labels=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +75,18 @@ def test_trains_saves_and_loads_through_the_core_pipeline(hf_folder, tmp_path) -
         mask[:32], mask[32:, :32], mask[32:, 32:] = 1, 2, 3
         image = (rng.random((3, 64, 64)) * 0.2 + mask[None] / 4).astype(np.float32)
         samples.append(Sample(image=image, mask=mask, domain="d", id=f"s{i}"))
-    recipe = Recipe.model_validate({
-        "name": "seg", "encoder": {"name": "segformer-mit-b0", "checkpoint": str(path)},
-        "input": {"size": 64}, "classes": ["background", "undamaged", "damaged", "debris"],
-        "damage_classes": [2, 3], "head": {"kind": "segformer_mlp", "options": {"decoder_dim": 16}},
-        "objectives": {"ce": {"weight": 1.0}}, "train": {"epochs": 2, "batch_size": 3, "augment": []}})
+    recipe = Recipe.model_validate(
+        {
+            "name": "seg",
+            "encoder": {"name": "segformer-mit-b0", "checkpoint": str(path)},
+            "input": {"size": 64},
+            "classes": ["background", "undamaged", "damaged", "debris"],
+            "damage_classes": [2, 3],
+            "head": {"kind": "segformer_mlp", "options": {"decoder_dim": 16}},
+            "objectives": {"ce": {"weight": 1.0}},
+            "train": {"epochs": 2, "batch_size": 3, "augment": []},
+        }
+    )
     model, _ = train_model(recipe, samples, cache_dir=tmp_path / "cache")
     assert model.head.out_channels == 4 and not recipe.binary
     loaded = load_model(save_model(model, tmp_path / "m"))

@@ -18,8 +18,7 @@ from damagemap.encoders.vit import SAT493M_MEAN, SAT493M_STD, VARIANTS, ViTEncod
 
 TINY16 = dict(embed_dim=32, depth=2, num_heads=2, img_size=64)
 TINY14 = dict(embed_dim=32, depth=2, num_heads=2, img_size=56)
-TINY_SAM = dict(embed_dim=32, depth=2, num_heads=2, img_size=64, global_attn_indexes=(1,),
-                window_size=2)
+TINY_SAM = dict(embed_dim=32, depth=2, num_heads=2, img_size=64, global_attn_indexes=(1,), window_size=2)
 
 
 def _source(name: str, arch: str | None = None, seed: int = 0, **cfg: object) -> ViTEncoder:
@@ -126,8 +125,14 @@ def test_dinov3_timm_state_dict_roundtrip(tmp_path, suffix):
 def test_dinov3_huggingface_safetensors_matches_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     cfg = transformers.DINOv3ViTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-        image_size=64, patch_size=16, num_register_tokens=4, layerscale_value=0.5,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        image_size=64,
+        patch_size=16,
+        num_register_tokens=4,
+        layerscale_value=0.5,
     )
     torch.manual_seed(0)
     hf = transformers.DINOv3ViTModel(cfg).eval()
@@ -177,11 +182,11 @@ def test_dinov2_timm_safetensors_roundtrip(tmp_path):
 @pytest.mark.parametrize("registers", [False, True])
 def test_dinov2_huggingface_safetensors_matches_transformers(tmp_path, registers):
     transformers = pytest.importorskip("transformers")
-    kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=56,
-              patch_size=14, layerscale_value=0.5)
+    kw = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14, layerscale_value=0.5
+    )
     if registers:
-        hf = transformers.Dinov2WithRegistersModel(
-            transformers.Dinov2WithRegistersConfig(num_register_tokens=4, **kw))
+        hf = transformers.Dinov2WithRegistersModel(transformers.Dinov2WithRegistersConfig(num_register_tokens=4, **kw))
     else:
         hf = transformers.Dinov2Model(transformers.Dinov2Config(**kw))
     torch.manual_seed(1)
@@ -192,7 +197,7 @@ def test_dinov2_huggingface_safetensors_matches_transformers(tmp_path, registers
     enc = build_encoder("dinov2-vits14", checkpoint=tmp_path / "model.safetensors", **TINY14)
     x = torch.rand(1, 3, 56, 56)  # the native grid (HF and official resize pos_embed differently)
     with torch.no_grad():
-        ref = hf(pixel_values=(x - enc._mean) / enc._std).last_hidden_state[:, 1 + 4 * registers:]
+        ref = hf(pixel_values=(x - enc._mean) / enc._std).last_hidden_state[:, 1 + 4 * registers :]
     assert torch.allclose(_features(enc, x).flatten(2).transpose(1, 2), ref, atol=1e-5)
 
 

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import damagemap.encoders.pixels as pixels
-from damagemap.encoders import build_encoder
+from damagemap.encoders import ENCODERS, build_encoder
 from damagemap.encoders.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelsEncoder
-from damagemap.encoders import ENCODERS
 from damagemap.errors import ConfigError
 
 

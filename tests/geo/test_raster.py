@@ -68,9 +68,7 @@ def test_scaling_modes(tmp_path, helpers):
     path = helpers.write_scene(tmp_path / "u16.tif", data=data, nodata=None)
     plan = open_scene(path, SceneInputSpec(), 2).plan
     x, valid = read_tiles(plan, [(0, 0)], 16)
-    assert (
-        valid[0, :2, :2].all() and not valid[0, 2:].any() and not valid[0, :, 2:].any()
-    )  # padding is nodata
+    assert valid[0, :2, :2].all() and not valid[0, 2:].any() and not valid[0, :, 2:].any()  # padding is nodata
     np.testing.assert_allclose(x[0, 0, :2, :2], data[0] / 65535.0, atol=1e-6)
     plan = open_scene(path, SceneInputSpec(scale=[(0, 30000), (10, 40)]), 2).plan
     x, _ = read_tiles(plan, [(0, 0)], 16)

@@ -11,10 +11,7 @@ CHANNELS = (16, 24, 40, 112)
 
 
 def _features(size: int, batch: int = 2) -> list[torch.Tensor]:
-    return [
-        torch.randn(batch, c, -(-size // s), -(-size // s))
-        for c, s in zip(CHANNELS, (4, 8, 16, 32))
-    ]
+    return [torch.randn(batch, c, -(-size // s), -(-size // s)) for c, s in zip(CHANNELS, (4, 8, 16, 32))]
 
 
 @pytest.mark.parametrize("size", [128, 100])

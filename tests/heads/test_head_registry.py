@@ -56,9 +56,7 @@ def test_invalid_value_is_config_error() -> None:
         ("fpn", [(8, 16, 16), (8, 8, 8), (8, 4, 4)], {"fpn_channels": 16, "embed_channels": 16}),
     ],
 )
-def test_training_reduces_loss(
-    kind: str, shapes: list[tuple[int, int, int]], options: dict
-) -> None:
+def test_training_reduces_loss(kind: str, shapes: list[tuple[int, int, int]], options: dict) -> None:
     torch.manual_seed(0)
     features = [torch.randn(8, *s) for s in shapes]
     # Damage wherever the sign of channel 0 of the coarsest map is positive (at 64 px).

@@ -30,12 +30,14 @@ def test_uses_last_feature_map_and_decode_has_256_channels() -> None:
 def test_layer_sequence_matches_spec() -> None:
     head = ProgressiveHead(in_channels=(1024,), out_channels=1)
     leaves = [m for m in head.modules() if not list(m.children())]
-    assert [type(m) for m in leaves] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Upsample] * 4 + [
-        nn.Conv2d
-    ]
+    assert [type(m) for m in leaves] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Upsample] * 4 + [nn.Conv2d]
     convs = [m for m in leaves if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [
-        (1024, 256), (256, 256), (256, 256), (256, 256), (256, 1)
+        (1024, 256),
+        (256, 256),
+        (256, 256),
+        (256, 256),
+        (256, 1),
     ]
     for conv in convs[:4]:
         assert conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.bias is None

@@ -37,15 +37,19 @@ def test_checkpoint_layouts_reproduce_transformers_sam(sam, tmp_path, layout):
     assert low.shape == ref.shape == (2, 1, 16, 16)
     torch.testing.assert_close(low, ref, rtol=1e-4, atol=1e-5)
     assert full.shape == (2, 1, 64, 64)
-    torch.testing.assert_close(full, torch.nn.functional.interpolate(ref, size=(64, 64), mode="bilinear"),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        full, torch.nn.functional.interpolate(ref, size=(64, 64), mode="bilinear"), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_trainable_parts_and_config_rebuild(sam, tmp_path):
     path = save_official(sam, tmp_path / "sam.pth")
     head = build_head("sam_decoder", (32,), 1, checkpoint=str(path), **SAM_HEAD)
-    frozen = {n.split(".")[1] if n.startswith("mask_decoder.") else n
-              for n, p in head.named_parameters() if not p.requires_grad}
+    frozen = {
+        n.split(".")[1] if n.startswith("mask_decoder.") else n
+        for n, p in head.named_parameters()
+        if not p.requires_grad
+    }
     # the fixed Fourier encoding and the parts that never reach the single mask
     assert frozen == {"pe.positional_embedding", "iou_prediction_head", "output_hypernetworks_mlps"}
     assert all(p.requires_grad for p in head.mask_decoder.output_hypernetworks_mlps[0].parameters())

@@ -29,8 +29,13 @@ def test_matches_hf_decode_head_weights(tmp_path) -> None:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(0)
-    cfg = SegformerConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
-                          decoder_hidden_size=16, num_labels=4)
+    cfg = SegformerConfig(
+        hidden_sizes=[8, 16, 24, 32],
+        depths=[1, 1, 1, 1],
+        num_attention_heads=[1, 1, 2, 2],
+        decoder_hidden_size=16,
+        num_labels=4,
+    )
     ref = SegformerForSemanticSegmentation(cfg).eval()
     with torch.no_grad():
         ref.decode_head.batch_norm.running_mean.uniform_(-1, 1)

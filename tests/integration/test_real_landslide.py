@@ -49,8 +49,11 @@ def test_within_sichuan_beats_all_background(landslide, tmp_path) -> None:
     assert scores["miou"] > baseline + 0.15
 
 
-@pytest.mark.xfail(strict=True, reason="measured: the offline ImageNet encoder does not transfer "
-                   "between the Nepal and Sichuan landslide renderings (AUC 0.42-0.72 across settings)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the offline ImageNet encoder does not transfer "
+    "between the Nepal and Sichuan landslide renderings (AUC 0.42-0.72 across settings)",
+)
 @pytest.mark.parametrize("source,target", [("sichuan", "nepal"), ("nepal", "sichuan")])
 def test_cross_region_beats_all_background(landslide, tmp_path, source, target) -> None:
     recipe, samples = landslide
@@ -58,6 +61,8 @@ def test_cross_region_beats_all_background(landslide, tmp_path, source, target) 
     test = [s for s in samples if s.domain == target]
     scores = evaluate_model(model, test, tmp_path)[target]
     baseline = all_background_miou(test)
-    print(f"{source} -> {target}: mIoU {scores['miou']:.3f} (damage IoU {scores['damage_iou']:.3f}, "
-          f"F1 {scores['f1']:.3f}) vs all-background {baseline:.3f}")
+    print(
+        f"{source} -> {target}: mIoU {scores['miou']:.3f} (damage IoU {scores['damage_iou']:.3f}, "
+        f"F1 {scores['f1']:.3f}) vs all-background {baseline:.3f}"
+    )
     assert scores["miou"] > baseline + 0.05

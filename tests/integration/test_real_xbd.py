@@ -34,10 +34,14 @@ def test_building_counts_match_the_json_polygons(xbd) -> None:
 def test_model_trained_on_two_joplin_tiles_beats_chance_on_the_third(xbd, tmp_path) -> None:
     samples = [s for s in read_xbd(xbd, damage="binary-major") if s.domain == "joplin-tornado"]
     train, test = samples[:2], samples[2:]
-    recipe = Recipe.model_validate({
-        "name": "xbd-lite", "input": {"size": 256, "mode": "tile"}, "head": {"kind": "fpn"},
-        "train": {"epochs": 8, "batch_size": 8, "lr": 1e-3, "val_fraction": 0.0},
-    })
+    recipe = Recipe.model_validate(
+        {
+            "name": "xbd-lite",
+            "input": {"size": 256, "mode": "tile"},
+            "head": {"kind": "fpn"},
+            "train": {"epochs": 8, "batch_size": 8, "lr": 1e-3, "val_fraction": 0.0},
+        }
+    )
     model, _ = train_model(recipe, train, cache_dir=tmp_path)
     scores = evaluate_model(model, test, tmp_path)["joplin-tornado"]
     target = test[0].mask
@@ -49,6 +53,8 @@ def test_model_trained_on_two_joplin_tiles_beats_chance_on_the_third(xbd, tmp_pa
     iou_bg = (1 - p) * (1 - prevalence) / (1 - p * prevalence)
     chance_miou = (iou_damage + iou_bg) / 2
     all_background_miou = (1 - p) / 2
-    print(f"xBD joplin tiles 0,1 -> tile 2: mIoU {scores['miou']:.3f} damage IoU {scores['damage_iou']:.3f} "
-          f"F1 {scores['f1']:.3f}; chance {chance_miou:.3f}; all-background {all_background_miou:.3f}")
+    print(
+        f"xBD joplin tiles 0,1 -> tile 2: mIoU {scores['miou']:.3f} damage IoU {scores['damage_iou']:.3f} "
+        f"F1 {scores['f1']:.3f}; chance {chance_miou:.3f}; all-background {all_background_miou:.3f}"
+    )
     assert scores["miou"] > max(chance_miou, all_background_miou) + 0.05

@@ -66,9 +66,7 @@ def scene(tmp_path: Path) -> Path:
 
 def digests(folder: Path) -> dict[str, str]:
     """sha256 of every file directly in ``folder``."""
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
-    }
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 @pytest.fixture

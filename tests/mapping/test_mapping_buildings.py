@@ -5,15 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
-from tests.mapping.rasters import write_uint8
 from affine import Affine
 from shapely.geometry import box
 
 from damagemap.errors import InputError
+from damagemap.geo.vector import read_vectors
 from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.mapping.buildings import building_damage
-from damagemap.geo.vector import read_vectors
+from tests.mapping.rasters import write_uint8
 
 X0, Y0, PX = 500000.0, 4000000.0, 0.5
 T = Affine(PX, 0.0, X0, 0.0, -PX, Y0)
@@ -64,9 +63,7 @@ def test_one_row_per_footprint_reprojected_from_wgs84(tmp_path, rasters):
     assert out["status"].tolist() == ["ok", "ok", "ok", "outside_scene", "nodata", "ok", "ok"]
     assert out["n_pixels"].tolist() == [100, 100, 200, 0, 0, 1, 100]
     np.testing.assert_allclose(out["damaged_fraction"], [1.0, 0.5, 0.25, np.nan, np.nan, 0.0, 0.0])
-    np.testing.assert_allclose(
-        out["mean_probability"], [1.0, 50 / 254, 50 / 254, np.nan, np.nan, 50 / 254, 50 / 254]
-    )
+    np.testing.assert_allclose(out["mean_probability"], [1.0, 50 / 254, 50 / 254, np.nan, np.nan, 50 / 254, 50 / 254])
     assert out["damage_class"].tolist() == [1, 1, 0, -1, -1, 0, 0]
     strict = building_damage(fp, *rasters, [1], fraction_threshold=0.6, id_column="bid")
     assert strict["damage_class"].tolist() == [1, 0, 0, -1, -1, 0, 0]
@@ -86,7 +83,12 @@ def test_map_scene_with_wgs84_footprints(tmp_path, helpers):
     fp = footprints()
     fp.loc[len(fp)] = ["B7", px_box(100, 60, 110, 85)]  # where the brightness crosses 0.5
     fp.to_crs("EPSG:4326").to_file(tmp_path / "fp.geojson")
-    res = map_scene(BrightnessPredictor(), scene, tmp_path / "out", MapOptions(footprints=tmp_path / "fp.geojson", id_column="bid", tile=64, overlap=16, block=64))
+    res = map_scene(
+        BrightnessPredictor(),
+        scene,
+        tmp_path / "out",
+        MapOptions(footprints=tmp_path / "fp.geojson", id_column="bid", tile=64, overlap=16, block=64),
+    )
     table = pd.read_csv(res.buildings_csv)
     layer = gpd.read_file(res.vectors, layer="buildings")
     assert len(table) == len(layer) == len(fp) == res.stats["buildings"]

@@ -205,7 +205,9 @@ def test_existing_scheduler_is_used_and_left_running(scene, tmp_path, helpers):
 
     map_scene(BrightnessPredictor(), scene, tmp_path / "single", MapOptions(**FAST))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        res = map_scene(BrightnessPredictor(), scene, tmp_path / "remote", MapOptions(scheduler=cluster.scheduler_address, **FAST))
+        res = map_scene(
+            BrightnessPredictor(), scene, tmp_path / "remote", MapOptions(scheduler=cluster.scheduler_address, **FAST)
+        )
         assert res.stats["workers"] == 1
         with Client(cluster.scheduler_address) as client:  # still up: map_scene only closed its client
             assert len(client.scheduler_info()["workers"]) == 1
@@ -221,9 +223,7 @@ def _shapefile_without_crs(tmp_path):
 
 
 def _gpkg_local_crs(tmp_path):
-    gdf = gpd.GeoDataFrame(
-        {"id": [1]}, geometry=[box(0, 0, 10, 10)], crs='LOCAL_CS["site grid",UNIT["metre",1]]'
-    )
+    gdf = gpd.GeoDataFrame({"id": [1]}, geometry=[box(0, 0, 10, 10)], crs='LOCAL_CS["site grid",UNIT["metre",1]]')
     path = tmp_path / "local.gpkg"
     gdf.to_file(path)
     return path

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tests.mapping.rasters import write_uint8
 from affine import Affine
 from scipy import ndimage
 
 from damagemap.mapping.vectorize import damaged_regions
+from tests.mapping.rasters import write_uint8
 
 T = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
 

@@ -36,9 +36,7 @@ def _check_grid(grid: TileGrid, batch: int = 3) -> None:
                     seen.setdefault((t.row, t.col), set()).add(band)
     assert len(seen) == grid.n_tiles  # every tile is scheduled (per band it touches)
     for (_row, col), bands in seen.items():
-        touching = {
-            c // (grid.band_blocks * grid.block_px) for c in range(col, min(col + grid.tile, grid.width))
-        }
+        touching = {c // (grid.band_blocks * grid.block_px) for c in range(col, min(col + grid.tile, grid.width))}
         assert bands == touching
 
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
-
-from tests.mapping.rasters import write_uint8
 from affine import Affine
 from shapely.geometry import box
 
 from damagemap.geo.vector import areas_m2, read_vectors
 from damagemap.mapping.zonal import regular_grid, zonal_stats
+from tests.mapping.rasters import write_uint8
 
 X0, Y0, PX = 500000.0, 4000000.0, 0.5
 T = Affine(PX, 0.0, X0, 0.0, -PX, Y0)
@@ -63,9 +62,7 @@ def test_grid_zonal_counts_by_hand(class_map, buildings):
 
 
 def test_given_zones_in_another_crs(tmp_path, class_map, buildings):
-    zones = gpd.GeoDataFrame(
-        {"name": ["west", "east"]}, geometry=[m(0, 0, 25, 50), m(25, 0, 50, 50)], crs="EPSG:32616"
-    )
+    zones = gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[m(0, 0, 25, 50), m(25, 0, 50, 50)], crs="EPSG:32616")
     zones.to_crs("EPSG:4326").to_file(tmp_path / "zones.geojson")
     read = read_vectors(tmp_path / "zones.geojson", "EPSG:32616", "zones")
     out = zonal_stats(read, class_map, [1], buildings)

@@ -15,8 +15,12 @@ def test_atl_variants_set_placement_and_residual_and_leave_others_alone() -> Non
     names = [r.name for r in out]
     assert names == ["tls-atl-prompt", "tls-atl-prompt-nores", "tls-atl-block", "tls-atl-block-nores", "base", "st"]
     got = {r.name: (r.atl.placement, r.atl.residual, r.atl.prompt_reduction) for r in out[:4]}
-    assert got == {"tls-atl-prompt": ("prompt", True, 16), "tls-atl-prompt-nores": ("prompt", False, 16),
-                   "tls-atl-block": ("block", True, 16), "tls-atl-block-nores": ("block", False, 16)}
+    assert got == {
+        "tls-atl-prompt": ("prompt", True, 16),
+        "tls-atl-prompt-nores": ("prompt", False, 16),
+        "tls-atl-block": ("block", True, 16),
+        "tls-atl-block-nores": ("block", False, 16),
+    }
     off = expand_variants([atl], ["atl-off"])[0]
     assert off.atl.enabled is False and atl.atl.enabled  # the original is untouched
     assert set(ATL_VARIANTS) >= {"atl-prompt", "atl-block-nores", "atl-off"}

@@ -13,16 +13,22 @@ from damagemap.recipe import Recipe
 
 
 def _recipe(name: str, **objectives) -> Recipe:
-    return Recipe.model_validate({
-        "name": name, "input": {"size": 64}, "head": {"kind": "fpn", "options": {"fpn_channels": 8, "embed_channels": 8}},
-        "objectives": {"focal": {}, **objectives}, "train": {"epochs": 2, "batch_size": 4, "lr": 3e-3},
-    })
+    return Recipe.model_validate(
+        {
+            "name": name,
+            "input": {"size": 64},
+            "head": {"kind": "fpn", "options": {"fpn_channels": 8, "embed_channels": 8}},
+            "objectives": {"focal": {}, **objectives},
+            "train": {"epochs": 2, "batch_size": 4, "lr": 3e-3},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def samples():
-    return (synthetic_tiles("north", 6, size=64, seed=1, damaged_share=0.9)
-            + synthetic_tiles("south", 6, size=64, seed=2, damaged_share=0.9))
+    return synthetic_tiles("north", 6, size=64, seed=1, damaged_share=0.9) + synthetic_tiles(
+        "south", 6, size=64, seed=2, damaged_share=0.9
+    )
 
 
 def test_lodo_folds_cover_every_domain(samples) -> None:

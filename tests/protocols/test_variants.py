@@ -6,8 +6,14 @@ from damagemap.recipe import Recipe, TermConfig
 
 
 def _recipe() -> Recipe:
-    return Recipe(name="st", objectives={"focal": TermConfig(), "pc": TermConfig(weight=0.05),
-                                         "dpt": TermConfig(weight=0.002, options={"form": "reference"})})
+    return Recipe(
+        name="st",
+        objectives={
+            "focal": TermConfig(),
+            "pc": TermConfig(weight=0.05),
+            "dpt": TermConfig(weight=0.002, options={"form": "reference"}),
+        },
+    )
 
 
 def test_variants_keep_exactly_the_named_terms_with_recipe_weights() -> None:

@@ -19,7 +19,12 @@ from damagemap.report.html import write_html_report
 def mapped(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     event = write_synthetic_event(root / "event", height=256, width=320, seed=1)
-    result = map_scene(BrightnessPredictor(in_bands=3), event.scene, root / "map", MapOptions(tile=128, overlap=16, footprints=event.footprints, grid_m=40.0))
+    result = map_scene(
+        BrightnessPredictor(in_bands=3),
+        event.scene,
+        root / "map",
+        MapOptions(tile=128, overlap=16, footprints=event.footprints, grid_m=40.0),
+    )
     return root, event, result
 
 

@@ -43,9 +43,24 @@ def model_dir(tmp_path_factory) -> Path:
         Image.fromarray(_street(rng)).save(root / "data" / "town" / "images" / f"s{i}.png")
         xml.append(POLYGONS.format(i=i, name=f"s{i}.png"))
     (root / "data" / "town" / "annotations.xml").write_text("".join(xml) + "</annotations>\n")
-    result = runner.invoke(app, [
-        "train", str(REPO / "recipes" / "severity_lite.yaml"), "--data", str(root / "data"), "--out", str(root / "model"),
-        "--no-cache", "--set", "input.size=64", "--set", "train.epochs=2", "--set", "head.options.decoder_dim=16"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(REPO / "recipes" / "severity_lite.yaml"),
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(root / "model"),
+            "--no-cache",
+            "--set",
+            "input.size=64",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "head.options.decoder_dim=16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root / "model"
 
@@ -77,7 +92,9 @@ def test_severity_command_end_to_end(model_dir, tmp_path) -> None:
         shares = sum(float(r[f"pixel_share_{c}"]) for c in ("background", "undamaged", "damaged", "debris"))
         assert shares == pytest.approx(1.0)
         if r["score"]:
-            assert 0 <= float(r["score"]) <= 1 and r["band"] == band_of(float(r["score"]), manifest["recipe"]["severity"]["bands"])
+            assert 0 <= float(r["score"]) <= 1 and r["band"] == band_of(
+                float(r["score"]), manifest["recipe"]["severity"]["bands"]
+            )
         else:
             assert r["band"] == "undefined"
     assert rows["nogps.png"]["lat"] == ""
@@ -95,8 +112,9 @@ def test_severity_command_end_to_end(model_dir, tmp_path) -> None:
 def test_degrees_must_name_model_classes(model_dir, tmp_path) -> None:
     (tmp_path / "p").mkdir()
     Image.new("RGB", (64, 48)).save(tmp_path / "p" / "a.png")
-    result = runner.invoke(app, ["severity", str(model_dir), str(tmp_path / "p"), "--out", str(tmp_path / "o"),
-                                 "--degrees", "rubble=1"])
+    result = runner.invoke(
+        app, ["severity", str(model_dir), str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--degrees", "rubble=1"]
+    )
     assert result.exit_code == 2 and "rubble" in result.output
 
 
@@ -127,8 +145,18 @@ def test_depth_model_option_is_used_and_recorded(model_dir, tmp_path) -> None:
     _tiny_depth_anything(tmp_path / "depth")
     (tmp_path / "p").mkdir()
     Image.fromarray(_street(np.random.default_rng(3))).save(tmp_path / "p" / "a.png")
-    result = runner.invoke(app, ["severity", str(model_dir), str(tmp_path / "p"), "--out", str(tmp_path / "o"),
-                                 "--depth-model", str(tmp_path / "depth")])
+    result = runner.invoke(
+        app,
+        [
+            "severity",
+            str(model_dir),
+            str(tmp_path / "p"),
+            "--out",
+            str(tmp_path / "o"),
+            "--depth-model",
+            str(tmp_path / "depth"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     [row] = json.loads((tmp_path / "o" / "scores.json").read_text())["photos"]
     assert row["depth_source"].startswith("DepthAnythingForDepthEstimation") and "1/x" in row["depth_source"]

@@ -28,11 +28,24 @@ def test_ground_plane_depth_follows_similar_triangles() -> None:
 def _tiny_depth_anything(path, metric=False):
     from transformers import AutoModelForDepthEstimation, DepthAnythingConfig, Dinov2Config
 
-    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            patch_size=14, image_size=28, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
-    cfg = DepthAnythingConfig(backbone_config=backbone, neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8,
-                              head_hidden_size=4, reassemble_hidden_size=16,
-                              depth_estimation_type="metric" if metric else "relative")
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        patch_size=14,
+        image_size=28,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
+    cfg = DepthAnythingConfig(
+        backbone_config=backbone,
+        neck_hidden_sizes=[8, 8, 8, 8],
+        fusion_hidden_size=8,
+        head_hidden_size=4,
+        reassemble_hidden_size=16,
+        depth_estimation_type="metric" if metric else "relative",
+    )
     torch.manual_seed(0)
     model = AutoModelForDepthEstimation.from_config(cfg).eval()
     with torch.no_grad():  # random weights give ~1e-10 disparities; lift them to order 1

@@ -24,7 +24,9 @@ def write_gps_jpeg(path, lat: float, lon: float, size=(24, 16), colour=(90, 120,
     Image.new("RGB", size, colour).save(path, "JPEG", exif=exif, quality=95)
 
 
-@pytest.mark.parametrize("lat, lon", [(37.7749, 36.9120), (-33.8688, 151.2093), (40.4168, -3.7038), (-12.0464, -77.0428)])
+@pytest.mark.parametrize(
+    "lat, lon", [(37.7749, 36.9120), (-33.8688, 151.2093), (40.4168, -3.7038), (-12.0464, -77.0428)]
+)
 def test_gps_point_in_every_hemisphere(tmp_path, lat, lon) -> None:
     path = tmp_path / "p.jpg"
     write_gps_jpeg(path, lat, lon)

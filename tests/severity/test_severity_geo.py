@@ -12,7 +12,12 @@ TO_WGS84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
 
 def _rows():
     # UTM 33N metres → lat/lon; the first two share the 1 km cell (500, 4000), the third is next door
-    spots = [(500_100, 4_000_100, 0.2), (500_900, 4_000_700, 0.6), (501_500, 4_000_500, None), (501_600, 4_000_400, 1.0)]
+    spots = [
+        (500_100, 4_000_100, 0.2),
+        (500_900, 4_000_700, 0.6),
+        (501_500, 4_000_500, None),
+        (501_600, 4_000_400, 1.0),
+    ]
     rows = []
     for i, (x, y, score) in enumerate(spots):
         lon, lat = TO_WGS84.transform(x, y)
@@ -36,9 +41,15 @@ def test_grid_cells_in_local_utm() -> None:
 
 
 def test_zones_keep_every_zone(tmp_path) -> None:
-    zones = gpd.GeoDataFrame({"name": ["west", "east", "empty"]}, crs="EPSG:32633", geometry=[
-        box(500_000, 4_000_000, 501_000, 4_001_000), box(501_000, 4_000_000, 502_000, 4_001_000),
-        box(600_000, 4_000_000, 601_000, 4_001_000)])
+    zones = gpd.GeoDataFrame(
+        {"name": ["west", "east", "empty"]},
+        crs="EPSG:32633",
+        geometry=[
+            box(500_000, 4_000_000, 501_000, 4_001_000),
+            box(501_000, 4_000_000, 502_000, 4_001_000),
+            box(600_000, 4_000_000, 601_000, 4_001_000),
+        ],
+    )
     zones.to_file(tmp_path / "z.gpkg", driver="GPKG")
     out = zone_aggregate(points_frame(_rows()), tmp_path / "z.gpkg").set_index("name")
     assert out.loc["west", "count"] == 2 and out.loc["west", "mean"] == pytest.approx(0.4)

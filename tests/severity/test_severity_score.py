@@ -13,8 +13,9 @@ CFG = SeverityConfig()
 
 
 def _score(labels, depth=None):
-    return severity_score(np.asarray(labels), None if depth is None else np.asarray(depth, float),
-                          CLASSES, CFG.degrees, CFG.bands, "test")
+    return severity_score(
+        np.asarray(labels), None if depth is None else np.asarray(depth, float), CLASSES, CFG.degrees, CFG.bands, "test"
+    )
 
 
 def test_equal_pixel_counts_at_different_depths_weigh_by_depth_squared() -> None:
@@ -64,8 +65,19 @@ def test_without_depth_the_score_is_the_pixel_score() -> None:
     assert s.score == s.pixel_score == pytest.approx((0 + 0.5 + 1) / 3)
 
 
-@pytest.mark.parametrize("value, band", [(0.0, "none"), (0.049, "none"), (0.05, "light"), (0.3, "moderate"),
-                                         (0.5, "severe"), (0.99, "destroyed"), (math.nan, UNDEFINED), (None, UNDEFINED)])
+@pytest.mark.parametrize(
+    "value, band",
+    [
+        (0.0, "none"),
+        (0.049, "none"),
+        (0.05, "light"),
+        (0.3, "moderate"),
+        (0.5, "severe"),
+        (0.99, "destroyed"),
+        (math.nan, UNDEFINED),
+        (None, UNDEFINED),
+    ],
+)
 def test_bands(value, band) -> None:
     assert band_of(value, CFG.bands) == band
 

@@ -10,25 +10,34 @@ import torch
 from damagemap.artifact import ADAPTER_FILE, MANIFEST, load_model, save_model
 from damagemap.data.synthetic import synthetic_tiles
 from damagemap.errors import CheckpointError
-from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.recipe import Recipe, TrainConfig
-from damagemap.training.sources import color_jitter
+from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.training.pipeline import encoder_for, train_model
 from damagemap.training.schedule import make_scheduler
+from damagemap.training.sources import color_jitter
 from tests.sam_tiny import SAM_ENC, SAM_HEAD
 
 
 def _recipe(placement: str = "prompt", **train) -> Recipe:
-    return Recipe.model_validate({
-        "name": "atl-tiny",
-        "encoder": {"name": "sam-vitb", "pretrained": False, "options": SAM_ENC},
-        "input": {"size": 64},
-        "head": {"kind": "sam_decoder", "options": SAM_HEAD},
-        "atl": {"placement": placement, "prompt_reduction": 4},
-        "objectives": {"focal": {"weight": 0.5, "options": {"alpha": -1, "gamma": 0}}, "dice": {"weight": 0.5}},
-        "train": {"epochs": 2, "batch_size": 2, "lr": 1e-3, "scheduler": "cosine", "min_lr": 1e-7,
-                  "color_jitter": [0.4, 0.4, 0.4, 0.1], **train},
-    })
+    return Recipe.model_validate(
+        {
+            "name": "atl-tiny",
+            "encoder": {"name": "sam-vitb", "pretrained": False, "options": SAM_ENC},
+            "input": {"size": 64},
+            "head": {"kind": "sam_decoder", "options": SAM_HEAD},
+            "atl": {"placement": placement, "prompt_reduction": 4},
+            "objectives": {"focal": {"weight": 0.5, "options": {"alpha": -1, "gamma": 0}}, "dice": {"weight": 0.5}},
+            "train": {
+                "epochs": 2,
+                "batch_size": 2,
+                "lr": 1e-3,
+                "scheduler": "cosine",
+                "min_lr": 1e-7,
+                "color_jitter": [0.4, 0.4, 0.4, 0.1],
+                **train,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +70,13 @@ def test_artifact_roundtrip_reproduces_predictions(trained):
     assert (out / ADAPTER_FILE).is_file()
     assert manifest["adapter"]["method"] == "modules" and manifest["adapter"]["modules"][0]["kind"] == "atl"
     assert manifest["parameters"]["share"] == pytest.approx(
-        manifest["parameters"]["trainable"] / manifest["parameters"]["total"])
+        manifest["parameters"]["trainable"] / manifest["parameters"]["total"]
+    )
     loaded = load_model(out)  # rebuilds the random-init encoder from the recipe seed, re-applies ATL
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(loaded.logits(x), model.logits(x))
     tiles = x.numpy()
-    torch.testing.assert_close(torch.from_numpy(ModelTilePredictor(out)(tiles)),
-                               model.probabilities(model.logits(x)))
+    torch.testing.assert_close(torch.from_numpy(ModelTilePredictor(out)(tiles)), model.probabilities(model.logits(x)))
 
 
 def test_tampered_adapter_is_refused(trained, tmp_path):
@@ -115,10 +124,15 @@ def test_color_jitter_changes_rgb_only():
 
 def test_pc_builds_its_prototypes_from_the_training_samples_end_to_end() -> None:
     # an encoder with trainable parts trains end to end; PC must still see the source samples
-    recipe = _recipe(epochs=1, color_jitter=None).model_copy(update={"objectives": {
-        "focal": {"options": {"alpha": 0.7, "gamma": 2.0}},
-        "pc": {"weight": 0.01, "options": {"n_per_class": 4, "pixels_per_image": 64}},
-    }, "head": {"kind": "progressive", "options": {"mid_channels": 8, "n_stages": 2}}})
+    recipe = _recipe(epochs=1, color_jitter=None).model_copy(
+        update={
+            "objectives": {
+                "focal": {"options": {"alpha": 0.7, "gamma": 2.0}},
+                "pc": {"weight": 0.01, "options": {"n_per_class": 4, "pixels_per_image": 64}},
+            },
+            "head": {"kind": "progressive", "options": {"mid_channels": 8, "n_stages": 2}},
+        }
+    )
     recipe = Recipe.model_validate(recipe.model_dump())
     model, _ = train_model(recipe, synthetic_tiles("a", 6, size=64, seed=1), cache_dir=None)
     assert not any("pc skipped" in note for note in model.metrics["notes"])

@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 
+from damagemap.adapters.lora import lora_target_modules
 from damagemap.artifact import ADAPTER_FILE, load_model, read_manifest, save_model
 from damagemap.data.synthetic import synthetic_tiles
 from damagemap.encoders import build_encoder
@@ -18,7 +19,6 @@ from damagemap.model import DamageModel
 from damagemap.protocols.runner import run_fold
 from damagemap.protocols.splits import Fold
 from damagemap.recipe import FewShotConfig, Recipe
-from damagemap.adapters.lora import lora_target_modules
 from damagemap.training.fewshot import adapt_encoder_lora, lora_supported
 from tests.tiny import TinyEncoder
 
@@ -31,14 +31,16 @@ HEAD = {"kind": "progressive", "options": {"mid_channels": 16, "n_stages": 2}}
 
 
 def _recipe(name: str, **extra) -> Recipe:
-    return Recipe.model_validate({
-        "name": f"lora-{name}",
-        "encoder": {"name": name, "pretrained": False, "options": TINY[name]},
-        "input": {"size": SIZE[name], "mode": "resize"},
-        "head": HEAD,
-        "fewshot": {},
-        **extra,
-    })
+    return Recipe.model_validate(
+        {
+            "name": f"lora-{name}",
+            "encoder": {"name": name, "pretrained": False, "options": TINY[name]},
+            "input": {"size": SIZE[name], "mode": "resize"},
+            "head": HEAD,
+            "fewshot": {},
+            **extra,
+        }
+    )
 
 
 def _model(name: str, seed: int = 0) -> DamageModel:
@@ -53,8 +55,9 @@ def _qkvb_model() -> DamageModel:
     """DINOv3 with a (non-zero) qkv bias: timm's Eva then bypasses ``qkv.forward``."""
     torch.manual_seed(0)
     variant = VARIANTS["dinov3-vits16"]
-    timm_model = timm.create_model("vit_small_patch16_dinov3_qkvb", num_classes=0, dynamic_img_size=True,
-                                   **TINY["dinov3-vits16"])
+    timm_model = timm.create_model(
+        "vit_small_patch16_dinov3_qkvb", num_classes=0, dynamic_img_size=True, **TINY["dinov3-vits16"]
+    )
     with torch.no_grad():
         for block in timm_model.blocks:
             block.attn.q_bias.normal_(0, 0.1)
@@ -172,8 +175,14 @@ def test_non_vit_encoder_is_refused_clearly(shots) -> None:
 
 
 def _fold(train, val, test, shot_keys) -> Fold:
-    return Fold("fewshot/south/1shot/f0", [s.key for s in train] + shot_keys, [s.key for s in val],
-                [s.key for s in test], "south", {"protocol": "fewshot", "shots": shot_keys})
+    return Fold(
+        "fewshot/south/1shot/f0",
+        [s.key for s in train] + shot_keys,
+        [s.key for s in val],
+        [s.key for s in test],
+        "south",
+        {"protocol": "fewshot", "shots": shot_keys},
+    )
 
 
 def test_runner_adapts_vit_and_skips_other_encoders(tmp_path) -> None:
@@ -182,16 +191,25 @@ def test_runner_adapts_vit_and_skips_other_encoders(tmp_path) -> None:
     by_key = {s.key: s for s in north + south}
     fold = _fold(north[:4], north[4:], south[1:], [south[0].key])
     train = {"epochs": 2, "batch_size": 4}
-    objectives = {"focal": {"options": {"alpha": 0.7, "gamma": 2.0}},
-                  "pc": {"weight": 0.01, "options": {"n_per_class": 4, "pixels_per_image": 64}},
-                  "dpt": {"weight": 0.001}}
+    objectives = {
+        "focal": {"options": {"alpha": 0.7, "gamma": 2.0}},
+        "pc": {"weight": 0.01, "options": {"n_per_class": 4, "pixels_per_image": 64}},
+        "dpt": {"weight": 0.001},
+    }
     vit = _recipe("dinov3-vits16", train=train, objectives=objectives)
     record = run_fold(vit, fold, by_key, tmp_path / "cache", None)
     assert record["lora"]["n_shots"] == 1 and len(record["lora"]["history"]) == 3
     assert set(record["scores_decoder_only"]) == set(record["scores"])
 
-    effnet = Recipe.model_validate({"name": "eff", "encoder": {"pretrained": False}, "input": {"size": 64},
-                                    "head": {"options": {"fpn_channels": 8, "embed_channels": 8}},
-                                    "train": train, "fewshot": {}})
+    effnet = Recipe.model_validate(
+        {
+            "name": "eff",
+            "encoder": {"pretrained": False},
+            "input": {"size": 64},
+            "head": {"options": {"fpn_channels": 8, "embed_channels": 8}},
+            "train": train,
+            "fewshot": {},
+        }
+    )
     record = run_fold(effnet, fold, by_key, tmp_path / "cache", None)
     assert record["lora"] == "skipped (non-ViT encoder)" and "scores_decoder_only" not in record

@@ -47,16 +47,41 @@ def data(tmp_path_factory) -> Path:
 
 def test_band_subset_train_evaluate_through_the_cli(data: Path, tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(SUBSET)
-    result = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "--data", str(data), "--domains", "TrainData",
-                                 "--out", str(tmp_path / "model"), "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "r.yaml"),
+            "--data",
+            str(data),
+            "--domains",
+            "TrainData",
+            "--out",
+            str(tmp_path / "model"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     stats = manifest["recipe"]["input"]["band_stats"]
     train = read_landslide4sense(data / "TrainData")
     pooled = np.stack([s.image[[11, 7, 12]] for s in train])
     assert stats["mean"] == pytest.approx(pooled.mean(axis=(0, 2, 3)).tolist(), rel=1e-4)
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), "--data", str(data), "--domains", "ValidData",
-                                 "--json", "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(tmp_path / "model"),
+            "--data",
+            str(data),
+            "--domains",
+            "ValidData",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
     assert scores["ValidData"]["n_samples"] == 6
@@ -75,26 +100,43 @@ def test_band_subset_train_evaluate_through_the_cli(data: Path, tmp_path: Path) 
 
 def test_band_index_out_of_range_fails_cleanly_in_the_cli(data: Path, tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(SUBSET.replace("[11, 7, 12]", "[3, 2, 14]"))
-    result = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "--data", str(data), "--domains", "ValidData",
-                                 "--out", str(tmp_path / "model"), "--no-cache"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "r.yaml"),
+            "--data",
+            str(data),
+            "--domains",
+            "ValidData",
+            "--out",
+            str(tmp_path / "model"),
+            "--no-cache",
+        ],
+    )
     assert result.exit_code != 0
     assert "band index [14] out of range for an image with 14 bands" in " ".join(result.output.split())
     assert not (tmp_path / "model").exists()
 
 
 def test_fourteen_bands_train_the_extra_band_conv_and_reload(data: Path, tmp_path: Path) -> None:
-    recipe = Recipe.model_validate({
-        "name": "l4s14", "data": {"format": "landslide4sense"},
-        "input": {"size": 64, "standardize": "dataset", "rgb": [3, 2, 1]},
-        "head": {"kind": "fpn", "options": {"fpn_channels": 16, "embed_channels": 16}},
-        "objectives": {"focal": {"weight": 0.5}, "dice": {"weight": 0.5}},
-        "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, "val_fraction": 0, "augment": []},
-    })
+    recipe = Recipe.model_validate(
+        {
+            "name": "l4s14",
+            "data": {"format": "landslide4sense"},
+            "input": {"size": 64, "standardize": "dataset", "rgb": [3, 2, 1]},
+            "head": {"kind": "fpn", "options": {"fpn_channels": 16, "embed_channels": 16}},
+            "objectives": {"focal": {"weight": 0.5}, "dice": {"weight": 0.5}},
+            "train": {"epochs": 1, "batch_size": 8, "lr": 0.01, "val_fraction": 0, "augment": []},
+        }
+    )
     train = read_landslide4sense(data / "TrainData")[:8]
     val = read_landslide4sense(data / "ValidData")[:2]
     model, _ = train_model(recipe, train, val, cache_dir=None)
     assert model.encoder.in_chans == 14
-    assert model.adapter_config["modules"] == [{"kind": "band_adapter", "in_chans": 14, "rgb": [3, 2, 1], "init": "zeros"}]
+    assert model.adapter_config["modules"] == [
+        {"kind": "band_adapter", "in_chans": 14, "rgb": [3, 2, 1], "init": "zeros"}
+    ]
     key = "body.conv_stem.extra_conv.weight"
     assert list(model.adapter) == [key] and model.adapter[key].abs().sum() > 0  # trained away from zero init
     from damagemap.artifact import save_model
@@ -113,13 +155,20 @@ def test_fourteen_bands_train_the_extra_band_conv_and_reload(data: Path, tmp_pat
 def test_band_adapter_is_attached_before_atl_and_both_reload(data: Path, tmp_path: Path) -> None:
     from damagemap.artifact import save_model
 
-    recipe = Recipe.model_validate({
-        "name": "l4s_atl", "input": {"size": 56, "standardize": "dataset", "rgb": [3, 2, 1]},
-        "encoder": {"name": "dinov2-vits14", "pretrained": False,
-                    "options": {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56}},
-        "head": {"kind": "progressive", "options": {}}, "atl": {"placement": "prompt", "prompt_reduction": 8},
-        "train": {"epochs": 1, "batch_size": 4, "val_fraction": 0, "augment": []},
-    })
+    recipe = Recipe.model_validate(
+        {
+            "name": "l4s_atl",
+            "input": {"size": 56, "standardize": "dataset", "rgb": [3, 2, 1]},
+            "encoder": {
+                "name": "dinov2-vits14",
+                "pretrained": False,
+                "options": {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 56},
+            },
+            "head": {"kind": "progressive", "options": {}},
+            "atl": {"placement": "prompt", "prompt_reduction": 8},
+            "train": {"epochs": 1, "batch_size": 4, "val_fraction": 0, "augment": []},
+        }
+    )
     samples = read_landslide4sense(write_landslide4sense(tmp_path / "d", 5, seed=4, size=56))
     model, _ = train_model(recipe, samples[:4], samples[4:], cache_dir=None)
     assert [m["kind"] for m in model.adapter_config["modules"]] == ["band_adapter", "atl"]

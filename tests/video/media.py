@@ -33,7 +33,10 @@ def write_gpx(path: Path, times_s: list[float], lats: list[float], lons: list[fl
     pts = "".join(
         f'<trkpt lat="{la}" lon="{lo}"><ele>50</ele><time>'
         f"{(start + timedelta(seconds=t)).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}</time></trkpt>"
-        for t, la, lo in zip(times_s, lats, lons))
-    path.write_text('<?xml version="1.0"?><gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1">'
-                    f"<trk><trkseg>{pts}</trkseg></trk></gpx>")
+        for t, la, lo in zip(times_s, lats, lons)
+    )
+    path.write_text(
+        '<?xml version="1.0"?><gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><trkseg>{pts}</trkseg></trk></gpx>"
+    )
     return path

@@ -19,16 +19,29 @@ CATS = [{"id": 1, "name": "Slight"}, {"id": 2, "name": "Severe"}, {"id": 3, "nam
 
 def _ann(i, image_id, cat, x, y, w, h):
     poly = [x, y, x + w, y, x + w, y + h, x, y + h]
-    return {"id": i, "image_id": image_id, "category_id": cat, "bbox": [x, y, w, h], "area": w * h,
-            "segmentation": [poly], "iscrowd": 0}
+    return {
+        "id": i,
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": [x, y, w, h],
+        "area": w * h,
+        "segmentation": [poly],
+        "iscrowd": 0,
+    }
 
 
 GT = {
-    "images": [{"id": 1, "width": W, "height": H, "file_name": "a.png"},
-               {"id": 2, "width": W, "height": H, "file_name": "b.png"}],
+    "images": [
+        {"id": 1, "width": W, "height": H, "file_name": "a.png"},
+        {"id": 2, "width": W, "height": H, "file_name": "b.png"},
+    ],
     "categories": CATS,
-    "annotations": [_ann(1, 1, 1, 2, 2, 10, 10), _ann(2, 1, 2, 20, 20, 12, 8), _ann(3, 2, 1, 5, 25, 8, 8),
-                    _ann(4, 2, 3, 25, 3, 10, 14)],
+    "annotations": [
+        _ann(1, 1, 1, 2, 2, 10, 10),
+        _ann(2, 1, 2, 20, 20, 12, 8),
+        _ann(3, 2, 1, 5, 25, 8, 8),
+        _ann(4, 2, 3, 25, 3, 10, 14),
+    ],
 }
 
 
@@ -42,8 +55,11 @@ def _det(boxes, scores, labels):
 
 def _results():
     cat = {1: 1, 2: 2, 3: 3}
-    return (detections_to_coco(1, _det([[2, 2, 12, 12], [22, 22, 32, 30], [0, 0, 6, 6]], [0.9, 0.6, 0.7], [1, 2, 1]), cat)
-            + detections_to_coco(2, _det([[5, 27, 13, 33], [25, 3, 35, 10], [25, 3, 35, 17]], [0.8, 0.5, 0.4], [1, 3, 3]), cat))
+    return detections_to_coco(
+        1, _det([[2, 2, 12, 12], [22, 22, 32, 30], [0, 0, 6, 6]], [0.9, 0.6, 0.7], [1, 2, 1]), cat
+    ) + detections_to_coco(
+        2, _det([[5, 27, 13, 33], [25, 3, 35, 10], [25, 3, 35, 17]], [0.8, 0.5, 0.4], [1, 3, 3]), cat
+    )
 
 
 def _pycoco_stats(results, iou_type, iou_thrs=None, cat=None):
@@ -81,8 +97,9 @@ def test_perfect_and_empty_predictions():
     perfect = []
     for a in GT["annotations"]:
         x, y, w, h = a["bbox"]
-        perfect += detections_to_coco(a["image_id"], _det([[x, y, x + w, y + h]], [1.0], [a["category_id"]]),
-                                      {1: 1, 2: 2, 3: 3})
+        perfect += detections_to_coco(
+            a["image_id"], _det([[x, y, x + w, y + h]], [1.0], [a["category_id"]]), {1: 1, 2: 2, 3: 3}
+        )
     for kind in ("segm", "bbox"):
         s = coco_evaluate(GT, perfect, kind)
         assert s["AP"] == pytest.approx(1.0) and s["AP25"] == pytest.approx(1.0)

@@ -63,8 +63,21 @@ def test_flight_predict_refine_heatmap(shared_data, tmp_path):
     recipe.refine.c0, recipe.refine.c1 = 0.0, 1.0  # random model: make every detection refinable
     save_video_model(build_msnet(recipe), recipe, tmp_path / "model")
 
-    result = CliRunner().invoke(app, ["video", "predict", str(tmp_path / "model"), str(video), "--out",
-                                      str(tmp_path / "out"), "--gps", str(gpx), "--every", "2"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "video",
+            "predict",
+            str(tmp_path / "model"),
+            str(video),
+            "--out",
+            str(tmp_path / "out"),
+            "--gps",
+            str(gpx),
+            "--every",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [f["frame"] for f in doc["frames"]] == [0, 2, 4, 6]
@@ -95,10 +108,22 @@ def test_flight_errors(tmp_path):
     recipe = tiny_recipe()
     save_video_model(build_msnet(recipe), recipe, tmp_path / "model")
     runner = CliRunner()
-    bad = runner.invoke(app, ["video", "predict", str(tmp_path / "model"), str(tmp_path / "bad.mp4"),
-                              "--out", str(tmp_path / "o")])
+    bad = runner.invoke(
+        app, ["video", "predict", str(tmp_path / "model"), str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "o")]
+    )
     assert bad.exit_code == 2 and "bad.mp4: cannot" in bad.output
-    late = runner.invoke(app, ["video", "predict", str(tmp_path / "model"), str(video), "--out", str(tmp_path / "o"),
-                               "--gps", str(tmp_path / "late.csv")])
+    late = runner.invoke(
+        app,
+        [
+            "video",
+            "predict",
+            str(tmp_path / "model"),
+            str(video),
+            "--out",
+            str(tmp_path / "o"),
+            "--gps",
+            str(tmp_path / "late.csv"),
+        ],
+    )
     assert late.exit_code == 2 and "late.csv: track covers" in late.output and "no overlap" in late.output
     assert not (tmp_path / "o").exists()  # nothing written

@@ -8,7 +8,6 @@ from PIL import Image
 
 from damagemap.errors import InputError
 from damagemap.video.frames import read_frames, time_span, video_start_time
-
 from tests.video.media import START, write_mp4
 
 

@@ -7,14 +7,16 @@ import torch
 from damagemap.video.gate import anchor_gate, gate_scores, inner_intersection
 
 BUILDING = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-ANCHORS = torch.tensor([
-    [2.0, 2.0, 6.0, 6.0],    # inside: II 1.0, IoU 0.16
-    [5.0, 5.0, 15.0, 15.0],  # quarter inside: II 0.25, IoU 25/175
-    [8.0, 0.0, 12.0, 10.0],  # half inside: II 0.5, IoU 20/120
-    [0.0, 0.0, 10.0, 10.0],  # identical: II 1, IoU 1
-    [20.0, 20.0, 30.0, 30.0],  # outside: 0, 0
-    [-5.0, -5.0, 15.0, 15.0],  # contains the building: II 0.25, IoU 0.25
-])
+ANCHORS = torch.tensor(
+    [
+        [2.0, 2.0, 6.0, 6.0],  # inside: II 1.0, IoU 0.16
+        [5.0, 5.0, 15.0, 15.0],  # quarter inside: II 0.25, IoU 25/175
+        [8.0, 0.0, 12.0, 10.0],  # half inside: II 0.5, IoU 20/120
+        [0.0, 0.0, 10.0, 10.0],  # identical: II 1, IoU 1
+        [20.0, 20.0, 30.0, 30.0],  # outside: 0, 0
+        [-5.0, -5.0, 15.0, 15.0],  # contains the building: II 0.25, IoU 0.25
+    ]
+)
 
 
 def test_inner_intersection_values():
@@ -28,8 +30,9 @@ def test_ii_gate_exact_kept_set():
 
 
 def test_iou_gate_exact_kept_set():
-    torch.testing.assert_close(gate_scores(ANCHORS, BUILDING, "iou"),
-                               torch.tensor([0.16, 25 / 175, 20 / 120, 1.0, 0.0, 0.25]))
+    torch.testing.assert_close(
+        gate_scores(ANCHORS, BUILDING, "iou"), torch.tensor([0.16, 25 / 175, 20 / 120, 1.0, 0.0, 0.25])
+    )
     assert torch.nonzero(anchor_gate(ANCHORS, BUILDING, "iou", 0.3)).flatten().tolist() == [3]
     assert torch.nonzero(anchor_gate(ANCHORS, BUILDING, "iou", 0.15)).flatten().tolist() == [0, 2, 3, 5]
 

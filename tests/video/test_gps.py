@@ -7,7 +7,6 @@ import pytest
 
 from damagemap.errors import InputError
 from damagemap.video.gps import align, read_track
-
 from tests.video.media import START, write_gpx
 
 
@@ -41,7 +40,9 @@ def test_csv_relative_and_iso(tmp_path):
 
 def test_track_outside_video_time_span(tmp_path):
     (tmp_path / "late.csv").write_text("time,lat,lon\n100,10,20\n200,12,24\n")
-    with pytest.raises(InputError, match=r"late.csv: track covers 100.0..200.0 s .* frames span 0.0..3.0 s: no overlap"):
+    with pytest.raises(
+        InputError, match=r"late.csv: track covers 100.0..200.0 s .* frames span 0.0..3.0 s: no overlap"
+    ):
         align(read_track(tmp_path / "late.csv"), np.array([0.0, 3.0]))
 
 

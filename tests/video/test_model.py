@@ -21,16 +21,30 @@ def _sample():
     masks = torch.zeros(2, 128, 128, dtype=torch.uint8)
     masks[0, 20:50, 30:60] = 1
     masks[1, 70:90, 70:110] = 1
-    target = {"boxes": torch.tensor([[30.0, 20, 60, 50], [70.0, 70, 110, 90]]), "labels": torch.tensor([1, 3]),
-              "masks": masks, "building_boxes": torch.tensor([[25.0, 15, 70, 60], [60.0, 60, 120, 100]])}
+    target = {
+        "boxes": torch.tensor([[30.0, 20, 60, 50], [70.0, 70, 110, 90]]),
+        "labels": torch.tensor([1, 3]),
+        "masks": masks,
+        "building_boxes": torch.tensor([[25.0, 15, 70, 60], [60.0, 60, 120, 100]]),
+    }
     return image, target
 
 
-@pytest.mark.parametrize("rpn, keys", [
-    ("hierarchical", {"loss_building_objectness", "loss_building_rpn_box_reg", "loss_damage_objectness",
-                      "loss_damage_rpn_box_reg"}),
-    ("single", {"loss_objectness", "loss_rpn_box_reg"}),
-])
+@pytest.mark.parametrize(
+    "rpn, keys",
+    [
+        (
+            "hierarchical",
+            {
+                "loss_building_objectness",
+                "loss_building_rpn_box_reg",
+                "loss_damage_objectness",
+                "loss_damage_rpn_box_reg",
+            },
+        ),
+        ("single", {"loss_objectness", "loss_rpn_box_reg"}),
+    ],
+)
 def test_training_losses(rpn, keys):
     torch.manual_seed(0)
     model = build_msnet(tiny_recipe(rpn=rpn)).train()
@@ -73,16 +87,22 @@ def test_backbone_checkpoints(tmp_path):
     assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d)
     assert not model.backbone.body.layer1[0].conv1.weight.requires_grad  # 3 trainable layers: 2-4
     # a Mask R-CNN state dict: backbone.* keys are used, heads ignored
-    torch.save({f"backbone.{k}": v for k, v in model.backbone.state_dict().items()} | {"rpn.x": torch.zeros(1)},
-               tmp_path / "maskrcnn.pth")
+    torch.save(
+        {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()} | {"rpn.x": torch.zeros(1)},
+        tmp_path / "maskrcnn.pth",
+    )
     again = build_msnet(tiny_recipe(), checkpoint=tmp_path / "maskrcnn.pth")
-    torch.testing.assert_close(again.backbone.fpn.layer_blocks[0][0].weight, model.backbone.fpn.layer_blocks[0][0].weight)
+    torch.testing.assert_close(
+        again.backbone.fpn.layer_blocks[0][0].weight, model.backbone.fpn.layer_blocks[0][0].weight
+    )
 
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth: cannot read"):
         build_msnet(tiny_recipe(), checkpoint=tmp_path / "junk.pth")
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "head.w": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(CheckpointError, match=r"(?s)other.pth: keys do not match .*resnet50.*unexpected keys \(1\): head.w"):
+    with pytest.raises(
+        CheckpointError, match=r"(?s)other.pth: keys do not match .*resnet50.*unexpected keys \(1\): head.w"
+    ):
         build_msnet(tiny_recipe(), checkpoint=tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not found"):
         build_msnet(tiny_recipe(), checkpoint=tmp_path / "none.pth")

@@ -28,8 +28,17 @@ class FixedHead(nn.Module):
 
 def _rpn() -> GatedRPN:
     anchors = AnchorGenerator(((16,),), ((1.0,),))
-    return GatedRPN(anchors, FixedHead(), 0.7, 0.3, 256, 0.5, {"training": 100, "testing": 100},
-                    {"training": 100, "testing": 100}, 0.7)
+    return GatedRPN(
+        anchors,
+        FixedHead(),
+        0.7,
+        0.3,
+        256,
+        0.5,
+        {"training": 100, "testing": 100},
+        {"training": 100, "testing": 100},
+        0.7,
+    )
 
 
 def _inputs():

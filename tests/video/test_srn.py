@@ -44,8 +44,9 @@ def test_loss_perfect_and_worst_triplets():
 
 def test_loss_matches_elementwise_formula():
     a, p, n = _levels(2), _levels(3), _levels(4)
-    expected = sum(torch.relu(consistency_distance(a[k], p[k]) - consistency_distance(a[k], n[k]) + 1)
-                   for k in LEVELS).mean()
+    expected = sum(
+        torch.relu(consistency_distance(a[k], p[k]) - consistency_distance(a[k], n[k]) + 1) for k in LEVELS
+    ).mean()
     torch.testing.assert_close(multiscale_consistency_loss(a, p, n), expected)
 
 

@@ -92,6 +92,7 @@ class BlockAdapter(nn.Module):
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck output, added to ``x`` when the skip connection is on."""
         out = self.up(F.gelu(self.down(x)))
         return x + out if self.residual else out
 
@@ -108,20 +109,37 @@ class ATL(nn.Module):
         fft_rate: side of the removed low-frequency square, as a fraction of the image side.
     """
 
-    def __init__(self, dim: int, depth: int, in_chans: int, patch: int, placement: str = "prompt",
-                 residual: bool = True, prompt_reduction: int = 32, adapter_reduction: int = 4,
-                 fft_rate: float = 0.25) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        in_chans: int,
+        patch: int,
+        placement: str = "prompt",
+        residual: bool = True,
+        prompt_reduction: int = 32,
+        adapter_reduction: int = 4,
+        fft_rate: float = 0.25,
+    ) -> None:
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"ATL placement must be one of {PLACEMENTS}, got {placement!r}")
         self.placement, self.residual = placement, residual
-        self.options: dict[str, Any] = {"placement": placement, "residual": residual,
-                                        "prompt_reduction": prompt_reduction,
-                                        "adapter_reduction": adapter_reduction, "fft_rate": fft_rate}
+        self.options: dict[str, Any] = {
+            "placement": placement,
+            "residual": residual,
+            "prompt_reduction": prompt_reduction,
+            "adapter_reduction": adapter_reduction,
+            "fft_rate": fft_rate,
+        }
         # the configuration is part of the weights hash (encoder fingerprint → feature cache key)
-        self.register_buffer("spec", torch.tensor([PLACEMENTS.index(placement), float(residual),
-                                                   prompt_reduction, adapter_reduction, fft_rate],
-                                                  dtype=torch.float64))
+        self.register_buffer(
+            "spec",
+            torch.tensor(
+                [PLACEMENTS.index(placement), float(residual), prompt_reduction, adapter_reduction, fft_rate],
+                dtype=torch.float64,
+            ),
+        )
         if placement == "prompt":
             self.prompt = PromptGenerator(dim, depth, in_chans, patch, prompt_reduction, fft_rate)
         else:
@@ -153,7 +171,7 @@ class ATL(nn.Module):
     def _after_attention(self, index: int, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         return self.adapters[index](output)
 
-    def attach(self, vit: nn.Module) -> "ATL":
+    def attach(self, vit: nn.Module) -> ATL:
         """Install the hooks on ``vit`` (a timm ViT with ``patch_embed`` and ``blocks``)."""
         self.detach()
         if self.placement == "prompt":

@@ -45,8 +45,9 @@ _CANDIDATES = ("model.patch_embed.proj", "body.conv_stem", "model.conv_stem")
 class BandAdaptedConv(nn.Module):
     """``rgb_conv(x[:, rgb]) + extra_conv(x[:, extra])`` — frozen RGB conv, trainable extra conv."""
 
-    def __init__(self, rgb_conv: nn.Conv2d, in_chans: int, rgb: Sequence[int], init: str = "zeros",
-                 scale: float = 0.1) -> None:
+    def __init__(
+        self, rgb_conv: nn.Conv2d, in_chans: int, rgb: Sequence[int], init: str = "zeros", scale: float = 0.1
+    ) -> None:
         super().__init__()
         if rgb_conv.in_channels != 3 or rgb_conv.groups != 1:
             raise ConfigError(f"band adaptation needs a plain 3-band first conv, got {rgb_conv}")
@@ -76,6 +77,7 @@ class BandAdaptedConv(nn.Module):
         self.init = init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB conv on the RGB bands plus the extra conv on the other bands."""
         return self.rgb_conv(x.index_select(1, self.rgb_index)) + self.extra_conv(x.index_select(1, self.extra_index))
 
 
@@ -91,16 +93,24 @@ def find_first_conv(encoder: Encoder) -> str:
     raise ConfigError(f"encoder {encoder.name}: no input Conv2d found to adapt")
 
 
-def adapt_bands(encoder: Encoder, in_chans: int, rgb: Sequence[int], init: str = "zeros",
-                scale: float = 0.1, module: str | None = None) -> Encoder:
+def adapt_bands(
+    encoder: Encoder,
+    in_chans: int,
+    rgb: Sequence[int],
+    init: str = "zeros",
+    scale: float = 0.1,
+    module: str | None = None,
+) -> Encoder:
     """Adapt a 3-band ``encoder`` in place to ``in_chans`` bands whose RGB are at ``rgb``.
 
     The replaced conv is frozen and ``extra_conv.weight`` trainable; other parameters keep their
     ``requires_grad`` (all ``False`` on a frozen encoder). Returns the same encoder object.
     """
     if encoder.in_chans != 3:
-        raise ConfigError(f"encoder {encoder.name} already takes {encoder.in_chans} bands; "
-                          "band adaptation starts from an RGB (3-band) encoder")
+        raise ConfigError(
+            f"encoder {encoder.name} already takes {encoder.in_chans} bands; "
+            "band adaptation starts from an RGB (3-band) encoder"
+        )
     path = module or find_first_conv(encoder)
     parent_path, _, attr = path.rpartition(".")
     parent = encoder.get_submodule(parent_path) if parent_path else encoder
@@ -126,5 +136,10 @@ def _place_stats(values: Sequence[float], rgb: Sequence[int], in_chans: int) -> 
 
 def apply_band_adapter(encoder: Encoder, options: dict) -> None:
     """Adapter kind ``band_adapter``: :func:`adapt_bands` with the recorded options."""
-    adapt_bands(encoder, int(options["in_chans"]), options["rgb"], options.get("init", "zeros"),
-                float(options.get("scale", 0.1)))
+    adapt_bands(
+        encoder,
+        int(options["in_chans"]),
+        options["rgb"],
+        options.get("init", "zeros"),
+        float(options.get("scale", 0.1)),
+    )

@@ -30,11 +30,14 @@ _BLOCK = re.compile(r"(?:^|\.)blocks\.\d+\.")
 
 
 def lora_target_modules(encoder: Encoder, target_modules: Sequence[str]) -> list[str]:
-    """Names (relative to ``encoder``) of the Linear layers LoRA adapts: inside ``blocks.<i>.``
-    and ending in one of ``target_modules``. Empty for non-transformer encoders."""
+    """Names (relative to ``encoder``) of the Linear layers LoRA adapts.
+
+    Those inside ``blocks.<i>.`` ending in one of ``target_modules``; none for non-transformer encoders.
+    """
     targets = set(target_modules)
     return [
-        name for name, module in encoder.named_modules()
+        name
+        for name, module in encoder.named_modules()
         if isinstance(module, nn.Linear) and _BLOCK.search(name) and name.rsplit(".", 1)[-1] in targets
     ]
 
@@ -58,15 +61,17 @@ def apply_lora(encoder: Encoder, options: dict) -> None:
     names = lora_target_modules(encoder, target_modules)
     if not names:
         raise ConfigError(
-            f"LoRA few-shot adaptation needs a ViT encoder; {encoder.name} has no "
-            f"{'/'.join(target_modules)} layers"
+            f"LoRA few-shot adaptation needs a ViT encoder; {encoder.name} has no {'/'.join(target_modules)} layers"
         )
     for name in names:  # Eva with qkv bias: make the fused-bias path go through the wrapped qkv
         parent = encoder.get_submodule(name.rsplit(".", 1)[0])
         if getattr(parent, "q_bias", None) is not None and hasattr(parent, "qkv_bias_separate"):
             parent.qkv_bias_separate = True
     config = LoraConfig(
-        r=int(options["r"]), lora_alpha=float(options["alpha"]), lora_dropout=0.0, bias="none",
+        r=int(options["r"]),
+        lora_alpha=float(options["alpha"]),
+        lora_dropout=0.0,
+        bias="none",
         target_modules="|".join(re.escape(n) for n in names),  # exact names (full match)
     )
     inject_adapter_in_model(config, encoder, adapter_name=ADAPTER_NAME)

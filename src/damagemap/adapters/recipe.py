@@ -19,8 +19,10 @@ from damagemap.types import Sample
 
 
 def rgb_positions(cfg: InputConfig) -> list[int]:
-    """Positions of R, G, B in the encoder input: ``cfg.rgb`` looked up in ``cfg.bands`` (default:
-    the first three selected bands)."""
+    """Positions of R, G, B in the encoder input.
+
+    ``cfg.rgb`` looked up in ``cfg.bands`` (default: the first three selected bands).
+    """
     if cfg.rgb is None:
         return [0, 1, 2]
     bands = cfg.bands
@@ -44,8 +46,9 @@ def recipe_adapters(encoder: Encoder, recipe: Recipe, samples: Sequence[Sample])
     return wanted
 
 
-def attach_recipe_adapters(encoder: Encoder, recipe: Recipe, samples: Sequence[Sample] = (),
-                           copy_first: bool = False) -> Encoder:
+def attach_recipe_adapters(
+    encoder: Encoder, recipe: Recipe, samples: Sequence[Sample] = (), copy_first: bool = False
+) -> Encoder:
     """``encoder`` with the recipe's trainable adapters attached (see the module docstring).
 
     With ``copy_first`` they go on a deep copy, leaving a shared ``encoder`` untouched. Without

@@ -93,17 +93,27 @@ def parameter_counts(encoder: nn.Module, head: nn.Module) -> dict:
 
     enc_t, head_t = count(encoder, True), count(head, True)
     total = count(encoder) + count(head)
-    return {"trainable": enc_t + head_t, "total": total, "share": (enc_t + head_t) / max(total, 1),
-            "encoder_trainable": enc_t, "encoder_total": count(encoder),
-            "head_trainable": head_t, "head_total": count(head)}
+    return {
+        "trainable": enc_t + head_t,
+        "total": total,
+        "share": (enc_t + head_t) / max(total, 1),
+        "encoder_trainable": enc_t,
+        "encoder_total": count(encoder),
+        "head_trainable": head_t,
+        "head_total": count(head),
+    }
 
 
 def adapter_record(encoder: Encoder) -> dict:
     """The ``adapter_config`` saved with a model whose encoder carries adapters."""
     encoder.invalidate_fingerprint()
-    return {"method": METHOD, "modules": adapter_specs(encoder), "keys": list(getattr(encoder, "adapter_keys", [])),
-            "base_fingerprint": getattr(encoder, "base_fingerprint", None) or encoder.fingerprint,
-            "adapted_fingerprint": encoder.fingerprint}
+    return {
+        "method": METHOD,
+        "modules": adapter_specs(encoder),
+        "keys": list(getattr(encoder, "adapter_keys", [])),
+        "base_fingerprint": getattr(encoder, "base_fingerprint", None) or encoder.fingerprint,
+        "adapted_fingerprint": encoder.fingerprint,
+    }
 
 
 def apply_saved_adapter(encoder: Encoder, tensors: dict[str, torch.Tensor], config: dict) -> Encoder:
@@ -116,12 +126,16 @@ def apply_saved_adapter(encoder: Encoder, tensors: dict[str, torch.Tensor], conf
     """
     base = config.get("base_fingerprint")
     if base is not None and base != encoder.fingerprint:
-        raise CheckpointError(None, f"the adapter was made for encoder fingerprint {base}; "
-                              f"this encoder has {encoder.fingerprint}")
+        raise CheckpointError(
+            None, f"the adapter was made for encoder fingerprint {base}; this encoder has {encoder.fingerprint}"
+        )
     modules = config.get("modules")
     if config.get("method", METHOD) != METHOD or not isinstance(modules, list):
-        raise CheckpointError(None, f"adapter format {config.get('method')!r} is not readable by this damagemap "
-                              "(re-run the few-shot adaptation)")
+        raise CheckpointError(
+            None,
+            f"adapter format {config.get('method')!r} is not readable by this damagemap "
+            "(re-run the few-shot adaptation)",
+        )
     for spec in modules:
         if spec.get("kind") not in ADAPTERS:
             raise CheckpointError(None, f"adapter kind {spec.get('kind')!r} is not known to this damagemap")
@@ -129,11 +143,19 @@ def apply_saved_adapter(encoder: Encoder, tensors: dict[str, torch.Tensor], conf
     own = dict(encoder.named_parameters())
     unexpected = sorted(set(tensors) - set(own))
     missing = sorted(set(config.get("keys", tensors)) - set(tensors))
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items()
-             if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    wrong = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in tensors.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if unexpected or missing or wrong:
-        raise CheckpointError(None, f"adapter tensors do not fit the encoder {encoder.name}"
-                              + (f" (shapes: {'; '.join(wrong[:5])})" if wrong else ""), missing, unexpected)
+        raise CheckpointError(
+            None,
+            f"adapter tensors do not fit the encoder {encoder.name}"
+            + (f" (shapes: {'; '.join(wrong[:5])})" if wrong else ""),
+            missing,
+            unexpected,
+        )
     with torch.no_grad():
         for k, v in tensors.items():
             own[k].copy_(v)
@@ -141,6 +163,7 @@ def apply_saved_adapter(encoder: Encoder, tensors: dict[str, torch.Tensor], conf
     encoder.invalidate_fingerprint()
     expected = config.get("adapted_fingerprint")
     if expected is not None and encoder.fingerprint != expected:
-        raise CheckpointError(None, f"adapted encoder fingerprint {encoder.fingerprint} differs from the "
-                              f"recorded {expected}")
+        raise CheckpointError(
+            None, f"adapted encoder fingerprint {encoder.fingerprint} differs from the recorded {expected}"
+        )
     return encoder

@@ -18,6 +18,7 @@ app.add_typer(video.app, name="video")
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    """Run the ``damagemap`` command line."""
     app()
 
 

@@ -109,8 +109,9 @@ def parse_degrees(value: str | Degrees) -> Degrees:
         pairs = [item.split("=") for item in _items(value)]
         return Degrees({k.strip(): float(v) for k, v in pairs})
     except ValueError:
-        raise typer.BadParameter(f"expected class=weight pairs such as undamaged=0,damaged=0.5,debris=1, "
-                                 f"got {value!r}") from None
+        raise typer.BadParameter(
+            f"expected class=weight pairs such as undamaged=0,damaged=0.5,debris=1, got {value!r}"
+        ) from None
 
 
 def parse_datetime(value: str | datetime) -> datetime:
@@ -120,8 +121,9 @@ def parse_datetime(value: str | datetime) -> datetime:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"expected an ISO 8601 date-time such as 2023-02-06T10:15:00Z, "
-                                 f"got {value!r}") from None
+        raise typer.BadParameter(
+            f"expected an ISO 8601 date-time such as 2023-02-06T10:15:00Z, got {value!r}"
+        ) from None
 
 
 def names_list(value: Names | None) -> list[str] | None:
@@ -130,11 +132,19 @@ def names_list(value: Names | None) -> list[str] | None:
 
 
 # -- options shared by several commands ------------------------------------------------------------
-CacheOpt = Annotated[Optional[Path], typer.Option(
-    "--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features).")]
+CacheOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache-dir", help="Feature cache folder (default: $DAMAGEMAP_CACHE or ~/.cache/damagemap/features)."
+    ),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable).")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable)."
+    ),
+]
 
 
 def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:

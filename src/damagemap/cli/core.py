@@ -29,8 +29,12 @@ from damagemap.cli.common import (
 
 app = typer.Typer()
 
-DomainsOpt = Annotated[Optional[Names], typer.Option(
-    parser=parse_names, metavar="A,B", help="Comma-separated domains (default: all).")]
+DEFAULT_SHOTS = Ints((1, 3, 5, 10))
+DTYPE_SCALE = ScaleArg()  # scale by the data type's range
+
+DomainsOpt = Annotated[
+    Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Comma-separated domains (default: all).")
+]
 
 
 @app.command()
@@ -43,8 +47,13 @@ def encoders() -> None:
     table.add_column("name", no_wrap=True, min_width=18)
     table.columns.insert(0, table.columns.pop())
     for spec in list_encoders():
-        table.add_row(spec.name, "*" if spec.name == DEFAULT_ENCODER else "", spec.family,
-                      "yes" if spec.offline_weights else "checkpoint=PATH", spec.description)
+        table.add_row(
+            spec.name,
+            "*" if spec.name == DEFAULT_ENCODER else "",
+            spec.family,
+            "yes" if spec.offline_weights else "checkpoint=PATH",
+            spec.description,
+        )
     out.print(table)
 
 
@@ -55,8 +64,9 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder in the recipe's data format.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     domains: DomainsOpt = None,
-    val_domains: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="A,B", help="Domains used only for epoch selection.")] = None,
+    val_domains: Annotated[
+        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Domains used only for epoch selection.")
+    ] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
     overrides: SetOpt = None,
     cache: CacheOpt = None,
@@ -80,11 +90,15 @@ def train(
         if val:
             model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
     save_model(model, out_dir)
-    console.print(f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
-                  f"(val score {result.best_score:.3f}) → {out_dir}")
+    console.print(
+        f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
+        f"(val score {result.best_score:.3f}) → {out_dir}"
+    )
     if counts := model.metrics.get("parameters"):
-        console.print(f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} "
-                      f"({100 * counts['share']:.2f} %; encoder-side {counts['encoder_trainable']:,})")
+        console.print(
+            f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} "
+            f"({100 * counts['share']:.2f} %; encoder-side {counts['encoder_trainable']:,})"
+        )
 
 
 @app.command()
@@ -110,11 +124,13 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(scores, default=float))
         return
-    table = Table("domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall",
-                  title=f"{model.recipe.name} on {data}")
+    table = Table(
+        "domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall", title=f"{model.recipe.name} on {data}"
+    )
     for domain, s in scores.items():
-        table.add_row(domain, str(s["n_samples"]), *(f"{s[k]:.3f}" for k in
-                      ("miou", "damage_iou", "f1", "precision", "recall")))
+        table.add_row(
+            domain, str(s["n_samples"]), *(f"{s[k]:.3f}" for k in ("miou", "damage_iou", "f1", "precision", "recall"))
+        )
     out.print(table)
 
 
@@ -142,26 +158,37 @@ def predict(
 def experiment(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset folder (the first recipe's data format).")],
-    protocol: Annotated[Literal["lodo", "ssdc", "kfold", "fewshot"], typer.Option(
-        help="lodo | ssdc | kfold | fewshot")] = "lodo",
+    protocol: Annotated[
+        Literal["lodo", "ssdc", "kfold", "fewshot"], typer.Option(help="lodo | ssdc | kfold | fewshot")
+    ] = "lodo",
     out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")] = Path("experiment"),
-    sources: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="A,B", help="SSDC source domains, comma-separated.")] = None,
-    shots: Annotated[Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated.")]
-    = Ints((1, 3, 5, 10)),
-    targets: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="A,B", help="Target domains (default: every domain).")] = None,
-    variants: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="V,V",
-        help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] and each ATL "
-        "recipe as atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off]; others run once.")] = None,
+    sources: Annotated[
+        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="SSDC source domains, comma-separated.")
+    ] = None,
+    shots: Annotated[
+        Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated.")
+    ] = DEFAULT_SHOTS,
+    targets: Annotated[
+        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Target domains (default: every domain).")
+    ] = None,
+    variants: Annotated[
+        Optional[Names],
+        typer.Option(
+            parser=parse_names,
+            metavar="V,V",
+            help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] and each ATL "
+            "recipe as atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off]; others run once.",
+        ),
+    ] = None,
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per domain.")] = 5,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override every recipe's epoch count.")] = None,
-    domains: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="A,B", help="Only read these domains.")] = None,
+    domains: Annotated[
+        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Only read these domains.")
+    ] = None,
     overrides: SetOpt = None,
-    report_only: Annotated[bool, typer.Option(
-        "--report-only", help="Train nothing: rebuild the reports from the folds finished so far.")] = False,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Train nothing: rebuild the reports from the folds finished so far.")
+    ] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
@@ -184,11 +211,20 @@ def experiment(
         loaded = expand_variants(loaded, list(variants))
     first = loaded[0]
     samples = load_samples(data, first.data, len(first.classes), names_list(domains))
-    fold_list = make_folds(samples, protocol, tuple(first.damage_classes), folds, names_list(sources),
-                           list(shots), names_list(targets), first.train.seed)
+    fold_list = make_folds(
+        samples,
+        protocol,
+        tuple(first.damage_classes),
+        folds,
+        names_list(sources),
+        list(shots),
+        names_list(targets),
+        first.train.seed,
+    )
     with make_progress() as progress:
-        results = run_experiment(loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress,
-                                 compute=not report_only)
+        results = run_experiment(
+            loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress, compute=not report_only
+        )
     summary = write_reports(results, out_dir, f"{protocol} on {data}")
     typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
@@ -202,24 +238,35 @@ def map_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (COGs, GeoPackage, CSV).")],
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
-    grid_m: Annotated[float, typer.Option("--grid-m", min=0, help="Statistics grid cell size in metres (0 = none).")]
-    = 250.0,
+    grid_m: Annotated[
+        float, typer.Option("--grid-m", min=0, help="Statistics grid cell size in metres (0 = none).")
+    ] = 250.0,
     workers: Annotated[int, typer.Option(min=0, help="Dask workers on this machine (0 = in process).")] = 0,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler.")] = None,
-    tile: Annotated[Optional[int], typer.Option(min=16, help="Tile size in scene pixels (default: as trained).")]
-    = None,
+    tile: Annotated[
+        Optional[int], typer.Option(min=16, help="Tile size in scene pixels (default: as trained).")
+    ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Overlap between tiles in pixels.")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 8,
-    bands: Annotated[Optional[Ints], typer.Option(
-        parser=parse_bands, metavar="N,N,N", help="1-based scene bands in model order, e.g. 3,2,1.")] = None,
-    scale: Annotated[ScaleArg, typer.Option(
-        parser=parse_scale, metavar="dtype|MIN,MAX",
-        help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.")] = ScaleArg(),
+    bands: Annotated[
+        Optional[Ints],
+        typer.Option(parser=parse_bands, metavar="N,N,N", help="1-based scene bands in model order, e.g. 3,2,1."),
+    ] = None,
+    scale: Annotated[
+        ScaleArg,
+        typer.Option(
+            parser=parse_scale,
+            metavar="dtype|MIN,MAX",
+            help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.",
+        ),
+    ] = DTYPE_SCALE,
     replicate_single_band: Annotated[bool, typer.Option(help="Repeat a 1-band scene for an RGB model.")] = False,
-    threshold: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="Damage probability threshold (default: model's).")] = None,
-    precision: Annotated[Literal["fp32", "bf16"], typer.Option(
-        help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")] = "fp32",
+    threshold: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="Damage probability threshold (default: model's).")
+    ] = None,
+    precision: Annotated[
+        Literal["fp32", "bf16"], typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")
+    ] = "fp32",
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
     from damagemap.artifact import read_manifest
@@ -234,34 +281,47 @@ def map_command(
     else:
         rb = predictor.model.recipe.input.bands
         band_idx = None if rb is None else tuple(b + 1 for b in rb)
-    spec = SceneInputSpec(bands=band_idx, scale=tuple(scale) if scale else "dtype",
-                          replicate_single_band=replicate_single_band)
+    spec = SceneInputSpec(
+        bands=band_idx, scale=tuple(scale) if scale else "dtype", replicate_single_band=replicate_single_band
+    )
     options = MapOptions(
-        tile=tile or predictor.native_tile, overlap=overlap, batch=batch, spec=spec,
+        tile=tile or predictor.native_tile,
+        overlap=overlap,
+        batch=batch,
+        spec=spec,
         threshold=predictor.model.threshold if threshold is None else threshold,
-        workers=workers, scheduler=scheduler, footprints=footprints, zones=zones, grid_m=grid_m or None,
+        workers=workers,
+        scheduler=scheduler,
+        footprints=footprints,
+        zones=zones,
+        grid_m=grid_m or None,
     )
     with make_progress() as progress:
         result = map_scene(predictor, scene, out_dir, options, progress)
     st = result.stats
-    console.print(f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
-                  f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}")
+    console.print(
+        f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
+        f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}"
+    )
 
 
 @app.command()
 @clean_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (event/, model/, map/, report.html).")]
-    = Path("demo-out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (event/, model/, map/, report.html).")] = Path(
+        "demo-out"
+    ),
     size: Annotated[int, typer.Option(min=256, help="Scene width and height in pixels (0.5 m pixels).")] = 1024,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo recipe's).")]
-    = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated event.")] = 0,
 ) -> None:
-    """End-to-end demo, offline: generate a georeferenced post-event scene with footprints and a
-    responder's label polygons on its west part, adapt the embedded model on them, map the whole
-    scene (COGs, damage.gpkg, per-building and 100 m grid tables), check the held-out east
-    buildings against the generator's truth and write OUT/report.html."""
+    """End-to-end demo, offline, on a generated event.
+
+    Generate a georeferenced post-event scene with footprints and a responder's label polygons on
+    its west part, adapt the embedded model on them, map the whole scene (COGs, damage.gpkg,
+    per-building and 100 m grid tables), check the held-out east buildings against the
+    generator's truth and write OUT/report.html.
+    """
     from damagemap.demo import DEMO_EPOCHS, run_demo
 
     run_demo(out_dir, size=size, epochs=epochs or DEMO_EPOCHS, seed=seed)

@@ -15,17 +15,45 @@ app = typer.Typer()
 @app.command()
 @clean_errors
 def severity(
-    model_dir: Annotated[Path, typer.Argument(help="Segmentation model directory (e.g. trained with recipes/severity_lite.yaml).")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="Segmentation model directory (e.g. trained with recipes/severity_lite.yaml).")
+    ],
     photos: Annotated[Path, typer.Argument(help="Folder of photos (JPEG/PNG/…; EXIF GPS is used when present).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: scores.csv/json, overlays/, severity.gpkg, *.geojson.")],
-    depth_model: Annotated[Optional[Path], typer.Option("--depth-model", help="Local Hugging Face depth-estimation folder (Depth Anything, DPT). Default: flat ground-plane depth.")] = None,
-    grid_m: Annotated[float, typer.Option("--grid-m", help="Aggregate scored points per square cell of this many metres (local UTM); 0 = no grid.")] = 250.0,
-    zones: Annotated[Optional[Path], typer.Option("--zones", help="Polygons (GPKG/GeoJSON/SHP, any CRS) to aggregate over instead of a grid.")] = None,
-    degrees: Annotated[Optional[Degrees], typer.Option("--degrees", parser=parse_degrees, metavar="CLASS=W,…", help="Degree of damage per structure class, e.g. undamaged=0,damaged=0.5,debris=1 (default: the model recipe's severity section).")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Output folder: scores.csv/json, overlays/, severity.gpkg, *.geojson.")
+    ],
+    depth_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--depth-model",
+            help="Local Hugging Face depth-estimation folder (Depth Anything, DPT). Default: flat ground-plane depth.",
+        ),
+    ] = None,
+    grid_m: Annotated[
+        float,
+        typer.Option(
+            "--grid-m", help="Aggregate scored points per square cell of this many metres (local UTM); 0 = no grid."
+        ),
+    ] = 250.0,
+    zones: Annotated[
+        Optional[Path],
+        typer.Option("--zones", help="Polygons (GPKG/GeoJSON/SHP, any CRS) to aggregate over instead of a grid."),
+    ] = None,
+    degrees: Annotated[
+        Optional[Degrees],
+        typer.Option(
+            "--degrees",
+            parser=parse_degrees,
+            metavar="CLASS=W,…",
+            help="Degree of damage per structure class, e.g. undamaged=0,damaged=0.5,debris=1 "
+            "(default: the model recipe's severity section).",
+        ),
+    ] = None,
 ) -> None:
     """Severity of every photo in PHOTOS: depth-weighted damage score in [0, 1], band, pixel score.
 
-    Unreadable files are listed with status 'error' and make the command exit with code 1 after all other photos are scored; photos with no structure pixels get the band 'undefined'.
+    Unreadable files are listed with status 'error' and make the command exit with code 1 after
+    all other photos are scored; photos with no structure pixels get the band 'undefined'.
     """
     from damagemap.artifact import load_model
     from damagemap.progress import make_progress
@@ -35,8 +63,16 @@ def severity(
     model = load_model(model_dir)
     depth = DepthModel.from_pretrained(depth_model) if depth_model else None
     with make_progress() as progress:
-        result = score_folder(model, photos, out_dir, depth_model=depth, degrees=dict(degrees) if degrees else None,
-                              grid_m=None if zones else (grid_m or None), zones=zones, progress=progress)
+        result = score_folder(
+            model,
+            photos,
+            out_dir,
+            depth_model=depth,
+            degrees=dict(degrees) if degrees else None,
+            grid_m=None if zones else (grid_m or None),
+            zones=zones,
+            progress=progress,
+        )
     ok = [r for r in result.rows if r["status"] == "ok"]
     located = sum(r["lat"] is not None for r in ok)
     undefined = sum(r["score"] is None for r in ok)

@@ -12,11 +12,16 @@ from rich.table import Table
 
 from damagemap.cli.common import Names, clean_errors, console, names_list, out, parse_datetime, parse_names
 
-app = typer.Typer(help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).", no_args_is_help=True
+)
 
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a recipe value, e.g. --set train.iterations=50 --set model.gate=iou (repeatable).")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set", help="Override a recipe value, e.g. --set train.iterations=50 --set model.gate=iou (repeatable)."
+    ),
+]
 
 
 @app.command()
@@ -24,26 +29,36 @@ SetOpt = Annotated[Optional[list[str]], typer.Option(
 def convert_xbd(
     root: Annotated[Path, typer.Argument(help="xBD folder with images/ and labels/.")],
     out_json: Annotated[Path, typer.Option("--out", help="COCO JSON to write.")],
-    tiles: Annotated[Optional[Names], typer.Option(
-        parser=parse_names, metavar="T,T", help="Comma-separated tile names (default: all).")] = None,
+    tiles: Annotated[
+        Optional[Names],
+        typer.Option(parser=parse_names, metavar="T,T", help="Comma-separated tile names (default: all)."),
+    ] = None,
 ) -> None:
     """Convert xBD post-disaster labels to an ISBDA-like COCO file (minor→Slight, major→Severe, destroyed→Debris)."""
     from damagemap.video.xbd_convert import xbd_to_coco
 
     doc = xbd_to_coco(root, out_json, names_list(tiles))
-    console.print(f"{len(doc['images'])} images, {len(doc['buildings'])} buildings, "
-                  f"{len(doc['annotations'])} damage instances → {out_json}")
+    console.print(
+        f"{len(doc['images'])} images, {len(doc['buildings'])} buildings, "
+        f"{len(doc['annotations'])} damage instances → {out_json}"
+    )
 
 
 @app.command()
 @clean_errors
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Video recipe YAML (recipes/video/msnet.yaml, recipes/video/maskrcnn_baseline.yaml).")],
+    recipe: Annotated[
+        Path, typer.Argument(help="Video recipe YAML (recipes/video/msnet.yaml, recipes/video/maskrcnn_baseline.yaml).")
+    ],
     data: Annotated[Path, typer.Option("--data", help="COCO instances JSON (ISBDA layout).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
-    videos: Annotated[Optional[list[Path]], typer.Option("--video", help="Video or frame folder to train the SRN on (repeatable).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Backbone checkpoint (torchvision resnet50 or maskrcnn state dict).")] = None,
+    videos: Annotated[
+        Optional[list[Path]], typer.Option("--video", help="Video or frame folder to train the SRN on (repeatable).")
+    ] = None,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Backbone checkpoint (torchvision resnet50 or maskrcnn state dict).")
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
     """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it."""
@@ -70,12 +85,20 @@ def train(
         srn_losses = []
         for video in videos or []:
             frames = list(read_frames(video, r.video.every, r.video.folder_fps))
-            srn_losses += train_srn(model, [torch.from_numpy(f.image) for f in frames], [f.time for f in frames],
-                                    r.srn, r.train.seed, progress)
+            srn_losses += train_srn(
+                model,
+                [torch.from_numpy(f.image) for f in frames],
+                [f.time for f in frames],
+                r.srn,
+                r.train.seed,
+                progress,
+            )
         metrics["srn_loss"] = srn_losses[-1] if srn_losses else None
     save_video_model(model, r, out_dir, metrics)
-    console.print(f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
-                  f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {len(srn_losses)} → {out_dir}")
+    console.print(
+        f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
+        f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {len(srn_losses)} → {out_dir}"
+    )
 
 
 @app.command()
@@ -112,13 +135,22 @@ def evaluate(
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     video: Annotated[Path, typer.Argument(help="Video file (any format FFmpeg decodes) or folder of frames.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for detections.json, damage_points.gpkg, heatmap.png.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for detections.json, damage_points.gpkg, heatmap.png.")
+    ],
     track: Annotated[Optional[Path], typer.Option("--gps", help="GPS track: .gpx or .csv (time,lat,lon).")] = None,
-    every: Annotated[Optional[int], typer.Option(
-        min=1, help="Use every k-th frame (default: the recipe's video.every).")] = None,
-    video_start: Annotated[Optional[datetime], typer.Option(
-        parser=parse_datetime, metavar="ISO-8601", help="ISO date-time of the first frame, for tracks with absolute times (default: the video's "
-             "creation_time tag, else the first track point).")] = None,
+    every: Annotated[
+        Optional[int], typer.Option(min=1, help="Use every k-th frame (default: the recipe's video.every).")
+    ] = None,
+    video_start: Annotated[
+        Optional[datetime],
+        typer.Option(
+            parser=parse_datetime,
+            metavar="ISO-8601",
+            help="ISO date-time of the first frame, for tracks with absolute times (default: the video's "
+            "creation_time tag, else the first track point).",
+        ),
+    ] = None,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Keep the raw confidences.")] = False,
 ) -> None:
     """Detect damage on a flight, refine scores across adjacent frames, map them along the GPS track."""
@@ -134,5 +166,7 @@ def predict(
         start = video_start_time(video)
     with make_progress() as progress:
         summary = predict_video(model, recipe, video, out_dir, track, every, start, progress)
-    console.print(f"{summary['frames']} frames, {summary['detections']} detections "
-                  f"({summary['refined']} scores refined) → {out_dir}")
+    console.print(
+        f"{summary['frames']} frames, {summary['detections']} detections "
+        f"({summary['refined']} scores refined) → {out_dir}"
+    )

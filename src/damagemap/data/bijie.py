@@ -35,8 +35,11 @@ def read_bijie(root: str | Path, include_non_landslide: bool = True) -> list[Sam
     """
     root = Path(root)
     if not (root / LANDSLIDE / "image").is_dir():
-        raise InputError(root, f"not a Bijie dataset folder (expected {LANDSLIDE}/image/ and "
-                               f"{LANDSLIDE}/mask/, optionally {NON_LANDSLIDE}/image/)")
+        raise InputError(
+            root,
+            f"not a Bijie dataset folder (expected {LANDSLIDE}/image/ and "
+            f"{LANDSLIDE}/mask/, optionally {NON_LANDSLIDE}/image/)",
+        )
     domain = root.name
     samples = []
     images = _files_by_stem(root / LANDSLIDE / "image", required=True)
@@ -48,16 +51,25 @@ def read_bijie(root: str | Path, include_non_landslide: bool = True) -> list[Sam
         image = read_image(image_path)
         mask = binary_mask(read_mask(mask_path), mask_path)
         if mask.shape != image.shape[1:]:
-            raise InputError(mask_path, f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
-                                        f"{image_path} is {image.shape[1]}x{image.shape[2]}")
-        samples.append(Sample(image, mask, domain, f"{LANDSLIDE}-{stem}",
-                              meta={"image_path": str(image_path), "mask_path": str(mask_path)}))
+            raise InputError(
+                mask_path,
+                f"mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image "
+                f"{image_path} is {image.shape[1]}x{image.shape[2]}",
+            )
+        samples.append(
+            Sample(
+                image,
+                mask,
+                domain,
+                f"{LANDSLIDE}-{stem}",
+                meta={"image_path": str(image_path), "mask_path": str(mask_path)},
+            )
+        )
     if include_non_landslide and (root / NON_LANDSLIDE / "image").is_dir():
         for stem, image_path in _files_by_stem(root / NON_LANDSLIDE / "image", required=False).items():
             image = read_image(image_path)
             mask = np.zeros(image.shape[1:], dtype=np.int64)
-            samples.append(Sample(image, mask, domain, f"{NON_LANDSLIDE}-{stem}",
-                                  meta={"image_path": str(image_path)}))
+            samples.append(Sample(image, mask, domain, f"{NON_LANDSLIDE}-{stem}", meta={"image_path": str(image_path)}))
     return samples
 
 

@@ -9,8 +9,10 @@ from damagemap.types import GeoInfo, Sample
 
 
 def chip_samples(samples: Sequence[Sample], size: int) -> list[Sample]:
-    """Split each sample into ``size``×``size`` chips (edge remainders smaller than ``size``
-    are dropped); ids get a ``_r{row}c{col}`` suffix, georeferencing is shifted per chip.
+    """Split each sample into ``size``×``size`` chips.
+
+    Edge remainders smaller than ``size`` are dropped; ids get a ``_r{row}c{col}`` suffix and
+    georeferencing is shifted per chip.
 
     Samples no larger than ``size`` are kept whole.
     """
@@ -27,14 +29,16 @@ def chip_samples(samples: Sequence[Sample], size: int) -> list[Sample]:
                 if s.geo is not None:
                     a, b, c0, d, e, f = s.geo.transform
                     geo = GeoInfo(s.geo.crs, (a, b, c0 + a * x + b * y, d, e, f + d * x + e * y))
-                out.append(replace(
-                    s,
-                    image=s.image[:, win[0], win[1]],
-                    mask=None if s.mask is None else s.mask[win],
-                    buildings=None if s.buildings is None else s.buildings[win],
-                    id=f"{s.id}_r{r}c{c}",
-                    geo=geo,
-                    instances=None,
-                    meta={**s.meta, "parent": s.id, "window": (y, x, size, size)},
-                ))
+                out.append(
+                    replace(
+                        s,
+                        image=s.image[:, win[0], win[1]],
+                        mask=None if s.mask is None else s.mask[win],
+                        buildings=None if s.buildings is None else s.buildings[win],
+                        id=f"{s.id}_r{r}c{c}",
+                        geo=geo,
+                        instances=None,
+                        meta={**s.meta, "parent": s.id, "window": (y, x, size, size)},
+                    )
+                )
     return out

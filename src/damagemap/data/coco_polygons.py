@@ -39,8 +39,10 @@ def read_coco_json(json_path: str | Path, labels: Mapping[str, int], domain: str
         raise InputError(json_path, f"not a COCO annotations file ({type(exc).__name__}: {exc})") from None
     unknown = sorted({n for n in categories.values() if n not in labels})
     if unknown:
-        raise InputError(json_path, f"categories {unknown} are not in the label table "
-                         f"(data.labels: {', '.join(sorted(labels)) or 'empty'})")
+        raise InputError(
+            json_path,
+            f"categories {unknown} are not in the label table (data.labels: {', '.join(sorted(labels)) or 'empty'})",
+        )
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco = COCO()
         coco.dataset = data
@@ -60,19 +62,23 @@ def read_coco_json(json_path: str | Path, labels: Mapping[str, int], domain: str
         image_path = _find_image(json_path, info["file_name"])
         image = read_image(image_path)
         if image.shape[1:] != (h, w):
-            raise InputError(image_path, f"image is {image.shape[1]}x{image.shape[2]} (HxW) but {json_path} says {h}x{w}")
+            raise InputError(
+                image_path, f"image is {image.shape[1]}x{image.shape[2]} (HxW) but {json_path} says {h}x{w}"
+            )
         meta = {"image_path": str(image_path), "annotations": str(json_path)}
         samples.append(Sample(image=image, mask=mask, domain=domain, id=Path(info["file_name"]).stem, meta=meta))
     return samples
 
 
-def read_coco_polygons(root: str | Path, labels: Mapping[str, int] | None,
-                       domains: Sequence[str] | None = None) -> list[Sample]:
+def read_coco_polygons(
+    root: str | Path, labels: Mapping[str, int] | None, domains: Sequence[str] | None = None
+) -> list[Sample]:
     """Read ``<root>/<domain>/*.json`` COCO annotations (or ``<root>/*.json`` as one domain)."""
     root = Path(root)
     if not labels:
-        raise InputError(root, "COCO polygons need a label table: set data.labels in the recipe "
-                         "(category name → class name)")
+        raise InputError(
+            root, "COCO polygons need a label table: set data.labels in the recipe (category name → class name)"
+        )
     if any(root.glob("*.json")) and not domains:
         groups = {root.name: sorted(root.glob("*.json"))}
     else:

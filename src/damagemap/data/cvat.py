@@ -89,14 +89,26 @@ def read_cvat_xml(xml_path: str | Path, labels: Mapping[str, int], domain: str) 
         for order, poly in enumerate(node.iter("polygon")):
             label = poly.get("label", "")
             if label not in labels:
-                raise InputError(xml_path, f"image {name!r}: label {label!r} is not in the label table "
-                                 f"(data.labels: {', '.join(sorted(labels)) or 'empty'})")
-            shapes.append((int(poly.get("z_order", "0") or 0), order, _points(poly.get("points", ""), xml_path, name), labels[label]))
+                raise InputError(
+                    xml_path,
+                    f"image {name!r}: label {label!r} is not in the label table "
+                    f"(data.labels: {', '.join(sorted(labels)) or 'empty'})",
+                )
+            shapes.append(
+                (
+                    int(poly.get("z_order", "0") or 0),
+                    order,
+                    _points(poly.get("points", ""), xml_path, name),
+                    labels[label],
+                )
+            )
         shapes.sort(key=lambda s: (s[0], s[1]))
         image_path = _find_image(xml_path, name)
         image = read_image(image_path)
         if image.shape[1:] != (height, width):
-            raise InputError(image_path, f"image is {image.shape[1]}x{image.shape[2]} (HxW) but {xml_path} says {height}x{width}")
+            raise InputError(
+                image_path, f"image is {image.shape[1]}x{image.shape[2]} (HxW) but {xml_path} says {height}x{width}"
+            )
         mask = rasterize_polygons([(s[2], s[3]) for s in shapes], height, width)
         meta = {"image_path": str(image_path), "annotations": str(xml_path)}
         samples.append(Sample(image=image, mask=mask, domain=domain, id=Path(name).stem, meta=meta))
@@ -107,8 +119,9 @@ def read_cvat(root: str | Path, labels: Mapping[str, int] | None, domains: Seque
     """Read ``<root>/<domain>/*.xml`` CVAT annotations (or ``<root>/*.xml`` as one domain)."""
     root = Path(root)
     if not labels:
-        raise InputError(root, "CVAT polygons need a label table: set data.labels in the recipe "
-                         "(annotation label → class name)")
+        raise InputError(
+            root, "CVAT polygons need a label table: set data.labels in the recipe (annotation label → class name)"
+        )
     if any(root.glob("*.xml")) and not domains:
         groups = {root.name: sorted(root.glob("*.xml"))}
     else:

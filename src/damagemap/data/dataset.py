@@ -9,9 +9,7 @@ import numpy as np
 from damagemap.types import Sample
 
 
-def damaged_fractions(
-    samples: Sequence[Sample], damage_classes: Sequence[int] = (1,)
-) -> np.ndarray:
+def damaged_fractions(samples: Sequence[Sample], damage_classes: Sequence[int] = (1,)) -> np.ndarray:
     """Damaged-pixel fraction of each sample (for stratified splits).
 
     Args:

@@ -46,8 +46,12 @@ def read_image_mask_folders(
     """
     root = Path(root)
     samples = []
-    for domain_dir in domain_dirs(root, domains, lambda d: (d / images_dir).is_dir(),
-                                  f"no domain folders found (expected <root>/<domain>/{images_dir}/<id>.png)"):
+    for domain_dir in domain_dirs(
+        root,
+        domains,
+        lambda d: (d / images_dir).is_dir(),
+        f"no domain folders found (expected <root>/<domain>/{images_dir}/<id>.png)",
+    ):
         images = _files_by_stem(domain_dir / images_dir, required=True)
         masks = _files_by_stem(domain_dir / masks_dir, required=False)
         for stem, image_path in images.items():
@@ -55,17 +59,18 @@ def read_image_mask_folders(
             if mask_path is None:
                 expected = domain_dir / masks_dir / f"{stem}.png"
                 raise InputError(image_path, f"no mask for this image: expected {expected}")
-            samples.append(
-                _read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes)
-            )
+            samples.append(_read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes))
     return samples
 
 
-def domain_dirs(root: Path, domains: Sequence[str] | None, is_domain: Callable[[Path], bool],
-                expected: str) -> list[Path]:
-    """Resolve the domain folders to read: the named ones (checked to exist), ``root`` itself if
-    it is a domain, else its non-hidden subfolders that are; ``expected`` describes the layout
-    in the error when none is found."""
+def domain_dirs(
+    root: Path, domains: Sequence[str] | None, is_domain: Callable[[Path], bool], expected: str
+) -> list[Path]:
+    """Resolve the domain folders to read.
+
+    The named ones (checked to exist), ``root`` itself if it is a domain, else its non-hidden
+    subfolders that are; ``expected`` describes the layout in the error when none is found.
+    """
     if not root.is_dir():
         raise InputError(root, "dataset folder not found")
     if domains is not None:
@@ -114,9 +119,7 @@ def _read_pair(
     mask = read_mask(mask_path)
     if mask.shape != image.shape[1:]:
         (mh, mw), (ih, iw) = mask.shape, image.shape[1:]
-        raise InputError(
-            mask_path, f"mask is {mh}x{mw} (HxW) but its image {image_path} is {ih}x{iw}"
-        )
+        raise InputError(mask_path, f"mask is {mh}x{mw} (HxW) but its image {image_path} is {ih}x{iw}")
     if mask_values is not None:
         mask = remap_mask(mask, mask_values, mask_path)
     if num_classes is not None:
@@ -130,9 +133,7 @@ def remap_mask(mask: np.ndarray, mask_values: Mapping[int, int], path: str | Pat
     values, inverse = np.unique(mask, return_inverse=True)
     unknown = [int(v) for v in values if int(v) not in mask_values]
     if unknown:
-        raise InputError(
-            path, f"unexpected mask values {unknown}; expected only {sorted(mask_values)}"
-        )
+        raise InputError(path, f"unexpected mask values {unknown}; expected only {sorted(mask_values)}")
     lut = np.array([mask_values[int(v)] for v in values], dtype=np.int64)
     return lut[inverse].reshape(mask.shape)
 

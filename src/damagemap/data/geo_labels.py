@@ -30,9 +30,9 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import InputError
-from damagemap.geo.vector import read_vectors
 from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, open_scene, read_tiles
 from damagemap.geo.spec import Scale, SceneInputSpec
+from damagemap.geo.vector import read_vectors
 from damagemap.types import IGNORE_INDEX, GeoInfo, Sample
 
 PathLike = str | os.PathLike
@@ -102,8 +102,9 @@ def read_geotiff_labels(
                 hits = labels.sindex.query(tile_box, predicate="intersects")
                 if len(hits) == 0:
                     continue
-                mask = _burn([shapes[i] for i in np.flatnonzero(np.isin(order, hits))], transform,
-                             (size_h, size_w), fill)
+                mask = _burn(
+                    [shapes[i] for i in np.flatnonzero(np.isin(order, hits))], transform, (size_h, size_w), fill
+                )
                 x, valid = read_tiles(scene.plan, [(row, col)], max(size_h, size_w))
                 mask[~valid[0, :size_h, :size_w]] = IGNORE_INDEX
                 if not (mask != IGNORE_INDEX).any():
@@ -112,15 +113,17 @@ def read_geotiff_labels(
                 if footprints is not None:
                     geoms = footprints.geometry.iloc[footprints.sindex.query(tile_box, predicate="intersects")]
                     buildings = _burn([(g, 1) for g in geoms], transform, (size_h, size_w), 0).astype(np.uint8)
-                samples.append(Sample(
-                    image=np.ascontiguousarray(x[0, :, :size_h, :size_w]),
-                    mask=mask.astype(np.int64),
-                    domain=domain or name,
-                    id=f"{name}_r{row}_c{col}",
-                    geo=GeoInfo(wkt, tuple(transform)[:6]),
-                    buildings=buildings,
-                    meta={"scene": str(scene_path), "window": (row, col, size_h, size_w)},
-                ))
+                samples.append(
+                    Sample(
+                        image=np.ascontiguousarray(x[0, :, :size_h, :size_w]),
+                        mask=mask.astype(np.int64),
+                        domain=domain or name,
+                        id=f"{name}_r{row}_c{col}",
+                        geo=GeoInfo(wkt, tuple(transform)[:6]),
+                        buildings=buildings,
+                        meta={"scene": str(scene_path), "window": (row, col, size_h, size_w)},
+                    )
+                )
     except SceneReadError as exc:
         raise InputError(exc.path, exc.problem) from None
     finally:
@@ -141,9 +144,7 @@ def _open(path: PathLike, bands: Sequence[int] | None, scale: Scale) -> SceneInf
     return open_scene(path, SceneInputSpec(scale=scale), probe.count)
 
 
-def _classes(
-    labels: gpd.GeoDataFrame, path: PathLike, column: str, class_map: Mapping[str, int] | None
-) -> np.ndarray:
+def _classes(labels: gpd.GeoDataFrame, path: PathLike, column: str, class_map: Mapping[str, int] | None) -> np.ndarray:
     """Each polygon's class index (uint8 0..254)."""
     if column not in labels.columns:
         cols = ", ".join(c for c in map(str, labels.columns) if c != labels.geometry.name)
@@ -155,16 +156,14 @@ def _classes(
         known = {str(k): int(v) for k, v in class_map.items()}
         unknown = sorted({str(v) for v in values} - set(known))
         if unknown:
-            raise InputError(
-                path, f"unknown class name(s) {unknown} in {column!r}; known: {sorted(known)}"
-            )
+            raise InputError(path, f"unknown class name(s) {unknown} in {column!r}; known: {sorted(known)}")
         out = np.array([known[str(v)] for v in values], dtype=np.int64)
     elif pd.api.types.is_numeric_dtype(values) and (values % 1 == 0).all():
         out = values.to_numpy().astype(np.int64)
     else:
         raise InputError(
-            path, f"{column!r} holds names {sorted({str(v) for v in values})[:8]}; "
-            "pass class_map (name → index) to use them"
+            path,
+            f"{column!r} holds names {sorted({str(v) for v in values})[:8]}; pass class_map (name → index) to use them",
         )
     if len(out) and (out.min() < 0 or out.max() >= IGNORE_INDEX):
         raise InputError(path, f"class indexes must be 0..{IGNORE_INDEX - 1}, got {out.min()}..{out.max()}")
@@ -178,8 +177,9 @@ def _labelled_window(labels: gpd.GeoDataFrame, scene: SceneInfo, path: PathLike)
     extent = _bounds(scene.transform, scene.width, scene.height)
     if not labels.intersects(box(*extent)).any():
         raise InputError(
-            path, f"labels do not overlap the scene (labels {np.round(labels.total_bounds, 2).tolist()}, "
-            f"scene {np.round(extent, 2).tolist()} in {scene.crs.to_string()})"
+            path,
+            f"labels do not overlap the scene (labels {np.round(labels.total_bounds, 2).tolist()}, "
+            f"scene {np.round(extent, 2).tolist()} in {scene.crs.to_string()})",
         )
     minx, miny, maxx, maxy = labels.total_bounds
     inv = ~scene.transform

@@ -164,7 +164,5 @@ def _select_bands(image: np.ndarray, bands: Sequence[int], path: Path) -> np.nda
     n = image.shape[0]
     bad = [b for b in bands if not 0 <= int(b) < n]
     if not bands or bad:
-        raise InputError(
-            path, f"cannot select bands {bands}: the image has {n} band(s) (0..{n - 1})"
-        )
+        raise InputError(path, f"cannot select bands {bands}: the image has {n} band(s) (0..{n - 1})")
     return image[bands]

@@ -69,9 +69,13 @@ def read_landslide4sense(
     """
     root = Path(root)
     samples = []
-    for domain_dir in domain_dirs(root, domains, _is_split,
-                                  "no Landslide4Sense patches found (expected img/image_N.h5 + mask/mask_N.h5, "
-                                  "or .h5 files holding both 'img' and 'mask')"):
+    for domain_dir in domain_dirs(
+        root,
+        domains,
+        _is_split,
+        "no Landslide4Sense patches found (expected img/image_N.h5 + mask/mask_N.h5, "
+        "or .h5 files holding both 'img' and 'mask')",
+    ):
         for image_path, mask_path in _pairs(domain_dir):
             samples.append(read_patch(image_path, mask_path, domain_dir.name, n_bands))
     return samples
@@ -85,8 +89,11 @@ def read_patch(image_path: Path, mask_path: Path | None, domain: str, n_bands: i
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     if mask.shape != image.shape[1:]:
-        raise InputError(mpath, f"'mask' has shape {list(mask.shape)}, expected {list(image.shape[1:])} "
-                                f"(the size of its image {image_path.name})")
+        raise InputError(
+            mpath,
+            f"'mask' has shape {list(mask.shape)}, expected {list(image.shape[1:])} "
+            f"(the size of its image {image_path.name})",
+        )
     if not np.isfinite(mask).all():
         raise InputError(mpath, "'mask' holds NaN or inf values")
     mask = mask.astype(np.int64)
@@ -126,7 +133,7 @@ def _pairs(folder: Path) -> list[tuple[Path, Path | None]]:
     pairs = []
     for image_path in images:
         stem = image_path.stem
-        mask_name = ("mask" + stem[len("image"):] if stem.startswith("image") else stem) + ".h5"
+        mask_name = ("mask" + stem[len("image") :] if stem.startswith("image") else stem) + ".h5"
         mask_path = folder / "mask" / mask_name
         if not mask_path.is_file():
             raise InputError(image_path, f"no mask for this image: expected {mask_path}")

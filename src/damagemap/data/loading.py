@@ -31,7 +31,9 @@ def _folders(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequ
     return read_image_mask_folders(root, domains, num_classes=num_classes)
 
 
-def _smart_transfer(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+def _smart_transfer(
+    root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None
+) -> list[Sample]:
     return read_smart_transfer(root, domains)
 
 
@@ -47,7 +49,9 @@ def _coco(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequenc
     return read_coco_polygons(root, cfg.labels, domains)
 
 
-def _landslide4sense(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
+def _landslide4sense(
+    root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None
+) -> list[Sample]:
     return read_landslide4sense(root, domains)
 
 
@@ -67,8 +71,9 @@ READERS: dict[str, Reader] = {
 """Reader of each ``data.format`` (the README's data-format table describes the layouts)."""
 
 
-def load_samples(root: str | Path, cfg: DataConfig, num_classes: int | None = None,
-                 domains: list[str] | None = None) -> list[Sample]:
+def load_samples(
+    root: str | Path, cfg: DataConfig, num_classes: int | None = None, domains: list[str] | None = None
+) -> list[Sample]:
     """Read every labelled sample under ``root`` in the recipe's data format.
 
     ``domains`` (or else ``cfg.domains``) restricts reading to those domains.

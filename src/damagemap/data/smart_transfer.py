@@ -26,6 +26,4 @@ def read_smart_transfer(root: str | Path, regions: Sequence[str] | None = None) 
         InputError: as :func:`~damagemap.data.folders.read_image_mask_folders`, and for label
             values other than 0, 1 and 255.
     """
-    return read_image_mask_folders(
-        root, regions, mask_values=BINARY_LABEL_VALUES, num_classes=2, masks_dir="labels"
-    )
+    return read_image_mask_folders(root, regions, mask_values=BINARY_LABEL_VALUES, num_classes=2, masks_dir="labels")

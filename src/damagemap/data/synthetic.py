@@ -31,8 +31,12 @@ class SceneStyle:
 
 STYLES = {
     "north": SceneStyle(),
-    "south": SceneStyle(ground=(0.62, 0.55, 0.40), vegetation=(0.30, 0.38, 0.18),
-                        roofs=((0.80, 0.55, 0.35), (0.85, 0.85, 0.80), (0.35, 0.40, 0.55)), brightness=1.1),
+    "south": SceneStyle(
+        ground=(0.62, 0.55, 0.40),
+        vegetation=(0.30, 0.38, 0.18),
+        roofs=((0.80, 0.55, 0.35), (0.85, 0.85, 0.80), (0.35, 0.40, 0.55)),
+        brightness=1.1,
+    ),
 }
 
 
@@ -52,8 +56,12 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 
 
 def generate_scene(
-    height: int, width: int, seed: int = 0, style: SceneStyle | str = "north",
-    building_density: float = 1.0, damaged_share: float = 0.35,
+    height: int,
+    width: int,
+    seed: int = 0,
+    style: SceneStyle | str = "north",
+    building_density: float = 1.0,
+    damaged_share: float = 0.35,
 ) -> SyntheticScene:
     """Generate one scene; deterministic for a given seed."""
     st = STYLES[style] if isinstance(style, str) else style
@@ -107,6 +115,7 @@ def synthetic_tiles(domain: str, n: int, size: int = 128, seed: int = 0, damaged
     samples = []
     for i in range(n):
         sc = generate_scene(size, size, seed=seed * 1000 + i, style=style, damaged_share=damaged_share)
-        samples.append(Sample(sc.image, sc.damage.astype(np.int64), domain, f"{domain}_{i:03d}",
-                              buildings=sc.buildings))
+        samples.append(
+            Sample(sc.image, sc.damage.astype(np.int64), domain, f"{domain}_{i:03d}", buildings=sc.buildings)
+        )
     return samples

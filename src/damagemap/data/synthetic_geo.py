@@ -1,5 +1,6 @@
-"""A synthetic georeferenced event on disk: post-event GeoTIFF, building footprints, and the few
-label polygons a responder would draw (for the demo and tests).
+"""A synthetic georeferenced event on disk (for the demo and tests).
+
+A post-event GeoTIFF, building footprints, and the few label polygons a responder would draw.
 
 Pixels come from :func:`damagemap.data.synthetic.generate_scene`. Files written to ``out_dir``:
 
@@ -96,17 +97,25 @@ def write_synthetic_event(
         geoms.append(affine_transform(box(x0, y0, x0 + w, y0 + h), to_world))
         parts.append("west" if x0 + w / 2 < split else "east")
     fp = gpd.GeoDataFrame(
-        {"building_id": [f["id"] for f in sc.footprints], "damaged": [f["damaged"] for f in sc.footprints],
-         "part": parts},
-        geometry=geoms, crs=crs,
+        {
+            "building_id": [f["id"] for f in sc.footprints],
+            "damaged": [f["damaged"] for f in sc.footprints],
+            "part": parts,
+        },
+        geometry=geoms,
+        crs=crs,
     ).to_crs(LABEL_CRS)
     fp_path = _write_vectors(fp, out / "footprints.gpkg", "GPKG")
 
     polygons, damage = [_checked_area(sc, split)], [0]
     polygons += _rubble_outlines(sc, split)
     damage += [1] * (len(polygons) - 1)
-    roofs = [box(x0, y0, x0 + w, y0 + h) for y0, x0, h, w in
-             (f["bbox"] for f in sc.footprints if not f["damaged"] and f["bbox"][1] + f["bbox"][3] < split)]
+    roofs = [
+        box(x0, y0, x0 + w, y0 + h)
+        for y0, x0, h, w in (
+            f["bbox"] for f in sc.footprints if not f["damaged"] and f["bbox"][1] + f["bbox"][3] < split
+        )
+    ]
     polygons += roofs[:intact_roofs]
     damage += [0] * len(roofs[:intact_roofs])
     polygons = [affine_transform(g, to_world) for g in polygons]
@@ -116,11 +125,15 @@ def write_synthetic_event(
     x0, y0 = transform @ (0, 0)
     x1, y1 = transform @ (split, height)
     return SyntheticEvent(
-        scene=scene_path, footprints=fp_path, labels=labels_path,
+        scene=scene_path,
+        footprints=fp_path,
+        labels=labels_path,
         train_window=Window(0, 0, split, height),
         train_bounds=(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)),
-        crs=crs, transform=tuple(transform)[:6],
-        n_buildings=len(sc.footprints), n_damaged=sum(f["damaged"] for f in sc.footprints),
+        crs=crs,
+        transform=tuple(transform)[:6],
+        n_buildings=len(sc.footprints),
+        n_damaged=sum(f["damaged"] for f in sc.footprints),
         n_labels=len(labels),
     )
 
@@ -133,9 +146,21 @@ def _write_scene(path: Path, sc: SyntheticScene, transform, crs: str) -> Path:
     rows, cols = np.ogrid[:height, :width]
     data[:, (width - 1 - cols) + rows < corner] = 0
     tmp = path.with_name(f".{path.name}.tmp")
-    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=crs,
-                   transform=transform, nodata=0, tiled=True, blockxsize=256, blockysize=256,
-                   compress="deflate", photometric="RGB")
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        photometric="RGB",
+    )
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
         factors = [f for f in (2, 4, 8, 16) if min(height, width) // f >= 64]

@@ -18,8 +18,9 @@ from damagemap.data.landslide4sense import N_BANDS
 SIGNAL_BANDS = (11, 12)
 
 
-def synthetic_patch(rng: np.random.Generator, size: int = 128, signal_bands: Sequence[int] = SIGNAL_BANDS,
-                    strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_patch(
+    rng: np.random.Generator, size: int = 128, signal_bands: Sequence[int] = SIGNAL_BANDS, strength: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """One ``(img [H, W, 14] float32, mask [H, W] uint8)`` pair."""
     yy, xx = np.mgrid[:size, :size]
     mask = np.zeros((size, size), dtype=bool)
@@ -36,8 +37,15 @@ def synthetic_patch(rng: np.random.Generator, size: int = 128, signal_bands: Seq
     return np.moveaxis(img, 0, -1).astype(np.float32), mask.astype(np.uint8)
 
 
-def write_landslide4sense(root: str | Path, n: int, seed: int = 0, size: int = 128, layout: str = "official",
-                          start: int = 1, signal_bands: Sequence[int] = SIGNAL_BANDS) -> Path:
+def write_landslide4sense(
+    root: str | Path,
+    n: int,
+    seed: int = 0,
+    size: int = 128,
+    layout: str = "official",
+    start: int = 1,
+    signal_bands: Sequence[int] = SIGNAL_BANDS,
+) -> Path:
     """Write ``n`` patches under ``root``; returns ``root``.
 
     ``layout="official"`` writes ``img/image_N.h5`` (key ``img``) and ``mask/mask_N.h5`` (key

@@ -30,6 +30,7 @@ class View:
 
     @property
     def key(self) -> str:
+        """Cache key: the sample key and the view's window."""
         y0, x0, h, w = self.window
         return f"{self.sample_key}@{y0},{x0},{h},{w}"
 
@@ -63,8 +64,11 @@ def select_bands(image: np.ndarray, bands: list[int] | None, where: str) -> np.n
         return image
     bad = [b for b in bands if not 0 <= b < image.shape[0]]
     if bad:  # InputError is a ValueError; its message is "<where>: <problem>"
-        raise InputError(where, f"band index {bad} out of range for an image with {image.shape[0]} bands "
-                                f"(valid 0-based indices: 0..{image.shape[0] - 1})")
+        raise InputError(
+            where,
+            f"band index {bad} out of range for an image with {image.shape[0]} bands "
+            f"(valid 0-based indices: 0..{image.shape[0] - 1})",
+        )
     return image[bands]
 
 
@@ -86,9 +90,12 @@ def standardize_image(image: np.ndarray) -> np.ndarray:
 
 
 def standardize_with_stats(image: np.ndarray, mean: list[float], std: list[float], where: str = "image") -> np.ndarray:
-    """``standardize: dataset``: map the given per-band ``mean``/``std`` (of the training split)
-    to ``REFERENCE_MEAN``/``REFERENCE_STD``, clipped to [0, 1] — the same target as
-    :func:`standardize_image`, so the encoder's own normalisation still applies afterwards."""
+    """``standardize: dataset``: map stored per-band statistics to the reference ones.
+
+    The given ``mean``/``std`` (of the training split) go to ``REFERENCE_MEAN``/``REFERENCE_STD``,
+    clipped to [0, 1] — the same target as :func:`standardize_image`, so the encoder's own
+    normalisation still applies afterwards.
+    """
     if len(mean) != image.shape[0]:
         raise InputError(where, f"has {image.shape[0]} band(s) but the stored band statistics are for {len(mean)}")
     m = np.asarray(mean, np.float32)[:, None, None]
@@ -102,8 +109,10 @@ def standardize(image: np.ndarray, cfg: InputConfig, where: str = "image") -> np
         return standardize_image(image)
     if cfg.standardize == "dataset":
         if cfg.band_stats is None:
-            raise ConfigError("input.standardize is 'dataset' but no band statistics are stored; "
-                              "they are computed from the training split when the model is trained")
+            raise ConfigError(
+                "input.standardize is 'dataset' but no band statistics are stored; "
+                "they are computed from the training split when the model is trained"
+            )
         return standardize_with_stats(image, cfg.band_stats.mean, cfg.band_stats.std, where)
     return image
 
@@ -114,8 +123,9 @@ def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
     y0, x0, h, w = view.window
     x = torch.from_numpy(np.ascontiguousarray(image[:, y0 : y0 + h, x0 : x0 + w]))
     if cfg.mode == "resize":
-        return F.interpolate(x[None], size=(cfg.size, cfg.size), mode="bilinear",
-                             align_corners=False, antialias=True)[0]
+        return F.interpolate(x[None], size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)[
+            0
+        ]
     return _pad_to(x, cfg.size, 0.0)
 
 

@@ -64,15 +64,11 @@ def read_xbd(
         InputError: folders or images are missing, or a label file is malformed.
     """
     if damage not in ("grades", *_DAMAGED_FROM):
-        raise ValueError(
-            f"damage must be 'grades', 'binary-major' or 'binary-minor', got {damage!r}"
-        )
+        raise ValueError(f"damage must be 'grades', 'binary-major' or 'binary-minor', got {damage!r}")
     root = Path(root)
     labels_dir = root / "labels"
     if not labels_dir.is_dir():
-        raise InputError(
-            labels_dir, f"xBD labels folder not found (expected <root>/labels/*{_POST}.json)"
-        )
+        raise InputError(labels_dir, f"xBD labels folder not found (expected <root>/labels/*{_POST}.json)")
     label_files = sorted(labels_dir.glob(f"*{_POST}.json"))
     if not label_files:
         raise InputError(labels_dir, f"no label files found in folder (expected *{_POST}.json)")
@@ -133,9 +129,7 @@ def _parse_buildings(doc: dict[str, Any], label_path: Path) -> list[dict[str, An
             raise InputError(label_path, f"feature {uid}: invalid WKT polygon ({err})") from err
         if polygon is None or polygon.is_empty:
             continue
-        buildings.append(
-            {"uid": uid, "subtype": subtype, "grade": DAMAGE_GRADES[subtype], "polygon": polygon}
-        )
+        buildings.append({"uid": uid, "subtype": subtype, "grade": DAMAGE_GRADES[subtype], "polygon": polygon})
     return buildings
 
 
@@ -170,9 +164,7 @@ def damage_lut(damage: DamageMode) -> np.ndarray:
     return lut
 
 
-def _read_tile(
-    root: Path, tile: str, event: str, label_path: Path, use_pre: bool, damage: DamageMode
-) -> Sample:
+def _read_tile(root: Path, tile: str, event: str, label_path: Path, use_pre: bool, damage: DamageMode) -> Sample:
     """Read one tile: image(s), polygons, and the rasterised masks."""
     post_path = root / "images" / f"{tile}{_POST}.png"
     pre_path = root / "images" / f"{tile}_pre_disaster.png"

@@ -51,23 +51,20 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Normalise a [0, 1] batch and return its feature maps (one per stride)."""
         if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"encoder {self.name} expects [B,{self.in_chans},H,W] input, got {tuple(x.shape)}"
-            )
+            raise ValueError(f"encoder {self.name} expects [B,{self.in_chans},H,W] input, got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
-            raise ValueError(
-                f"encoder {self.name} needs H and W divisible by {self.size_multiple}, got {h}x{w}"
-            )
+            raise ValueError(f"encoder {self.name} needs H and W divisible by {self.size_multiple}, got {h}x{w}")
         return self.extract((x - self._mean) / self._std)
 
-    def freeze(self) -> "Encoder":
+    def freeze(self) -> Encoder:
         """Put the encoder in eval mode with every parameter frozen; returns self."""
         for p in self.parameters():
             p.requires_grad_(False)
         return self.eval()
 
-    def train(self, mode: bool = True) -> "Encoder":
+    def train(self, mode: bool = True) -> Encoder:
+        """Stay in eval mode whatever ``mode`` says (the encoder is frozen)."""
         # A frozen encoder stays in eval mode (BatchNorm statistics, dropout) whatever the
         # caller does; adapters that need training mode (LoRA) call ``super().train`` on parts.
         return super().train(False)

@@ -90,7 +90,7 @@ def load_state_dict(path: str | Path) -> StateDict:
         raise CheckpointError(path, f"cannot read {kind} checkpoint ({msg})") from exc
     state = _unwrap(state, path)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -98,7 +98,7 @@ def strip_prefix(state: StateDict, prefixes: Iterable[str]) -> StateDict:
     """Remove the first of ``prefixes`` that every key starts with (e.g. ``'model.'``)."""
     for prefix in prefixes:
         if state and all(k.startswith(prefix) for k in state):
-            return {k[len(prefix):]: v for k, v in state.items()}
+            return {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 

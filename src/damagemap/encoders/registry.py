@@ -1,4 +1,4 @@
-"""The encoder registry: :data:`ENCODERS` (name → :class:`EncoderSpec`), :func:`build_encoder`, :func:`list_encoders`."""
+"""The encoder registry: :data:`ENCODERS` (name → spec), :func:`build_encoder`, :func:`list_encoders`."""
 
 from __future__ import annotations
 

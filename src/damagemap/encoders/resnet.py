@@ -9,7 +9,6 @@ two share key names); the classifier ``fc.*`` is ignored.
 from __future__ import annotations
 
 from functools import partial
-
 from pathlib import Path
 
 import timm
@@ -87,19 +86,19 @@ def build_resnet(
 
 SPECS = [
     EncoderSpec(
-    name="resnet18",
-    builder=partial(build_resnet, "resnet18"),
-    family="resnet",
-    description="ResNet-18 (timm); 4 maps, channels 64/128/256/512 at strides 4/8/16/32. "
-    "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
-    "pretrained=False gives random weights.",
+        name="resnet18",
+        builder=partial(build_resnet, "resnet18"),
+        family="resnet",
+        description="ResNet-18 (timm); 4 maps, channels 64/128/256/512 at strides 4/8/16/32. "
+        "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
+        "pretrained=False gives random weights.",
     ),
     EncoderSpec(
-    name="resnet152",
-    builder=partial(build_resnet, "resnet152"),
-    family="resnet",
-    description="ResNet-152 (timm); 4 maps, channels 256/512/1024/2048 at strides 4/8/16/32. "
-    "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
-    "pretrained=False gives random weights.",
-),
+        name="resnet152",
+        builder=partial(build_resnet, "resnet152"),
+        family="resnet",
+        description="ResNet-152 (timm); 4 maps, channels 256/512/1024/2048 at strides 4/8/16/32. "
+        "ImageNet weights need network or checkpoint=PATH (timm/torchvision layout); "
+        "pretrained=False gives random weights.",
+    ),
 ]

@@ -93,9 +93,10 @@ def check_sam_size(state: StateDict, embed_dim: int, depth: int, name: str, path
         got = SAM_SIZES.get(got_dim, "an unknown size")
         want = SAM_SIZES.get(embed_dim, "another size")
         raise CheckpointError(
-            path, f"checkpoint is a SAM {got} image encoder ({got_dim} ch, {got_depth} blocks) but "
+            path,
+            f"checkpoint is a SAM {got} image encoder ({got_dim} ch, {got_depth} blocks) but "
             f"encoder {name} is SAM {want} ({embed_dim} ch, {depth} blocks); pick the matching "
-            "sam-vitb / sam-vitl / sam-vith encoder"
+            "sam-vitb / sam-vitl / sam-vith encoder",
         )
 
 
@@ -108,7 +109,7 @@ def sam_decoder_state(state: StateDict, path: Path | None) -> StateDict:
     ``shared_image_embedding.positional_embedding``). Returns keys ``mask_decoder.*``,
     ``no_mask_embed.weight`` and ``pe.positional_embedding``.
     """
-    decoder = {k[len("mask_decoder."):]: v for k, v in state.items() if k.startswith("mask_decoder.")}
+    decoder = {k[len("mask_decoder.") :]: v for k, v in state.items() if k.startswith("mask_decoder.")}
     if not decoder:
         raise CheckpointError(path, "no mask_decoder.* weights: not a SAM (official or Hugging Face) checkpoint")
     official = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in state
@@ -116,11 +117,19 @@ def sam_decoder_state(state: StateDict, path: Path | None) -> StateDict:
         decoder = _rename(decoder, _OFFICIAL_DECODER)
         pe = state["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"]
     else:
-        pe = state.get("shared_image_embedding.positional_embedding",
-                       state.get("prompt_encoder.shared_embedding.positional_embedding"))
+        pe = state.get(
+            "shared_image_embedding.positional_embedding",
+            state.get("prompt_encoder.shared_embedding.positional_embedding"),
+        )
     no_mask = state.get("prompt_encoder.no_mask_embed.weight")
-    missing = [n for n, t in (("prompt_encoder.no_mask_embed.weight", no_mask),
-                              ("positional embedding (pe_layer / shared_image_embedding)", pe)) if t is None]
+    missing = [
+        n
+        for n, t in (
+            ("prompt_encoder.no_mask_embed.weight", no_mask),
+            ("positional embedding (pe_layer / shared_image_embedding)", pe),
+        )
+        if t is None
+    ]
     if missing:
         raise CheckpointError(path, "SAM checkpoint lacks prompt-encoder weights", missing=missing)
     out = {f"mask_decoder.{k}": v for k, v in decoder.items()}

@@ -91,13 +91,14 @@ def _load_strict(folder: Path, cfg: object, where: Path) -> torch.nn.Module:
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # we report problems ourselves
     try:
-        body, info = SegformerModel.from_pretrained(folder, config=cfg, local_files_only=True,
-                                                    output_loading_info=True)
+        body, info = SegformerModel.from_pretrained(folder, config=cfg, local_files_only=True, output_loading_info=True)
     except (OSError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if "mismatched" in msg:
-            msg = (f"weight shapes differ from the config (hidden_sizes {list(cfg.hidden_sizes)}, "
-                   f"depths {list(cfg.depths)}): is it the right MiT size?")
+            msg = (
+                f"weight shapes differ from the config (hidden_sizes {list(cfg.hidden_sizes)}, "
+                f"depths {list(cfg.depths)}): is it the right MiT size?"
+            )
         raise CheckpointError(where, f"checkpoint does not match the SegFormer config: {msg}") from None
     finally:
         hf_logging.set_verbosity(level)
@@ -106,9 +107,13 @@ def _load_strict(folder: Path, cfg: object, where: Path) -> torch.nn.Module:
     missing = list(info.get("missing_keys", []))
     mismatched = [str(m) for m in info.get("mismatched_keys", [])]
     if missing or unexpected or mismatched:
-        raise CheckpointError(where, "checkpoint does not match the SegformerModel architecture"
-                              + (f"; shape mismatches: {', '.join(mismatched[:5])}" if mismatched else ""),
-                              missing, unexpected)
+        raise CheckpointError(
+            where,
+            "checkpoint does not match the SegformerModel architecture"
+            + (f"; shape mismatches: {', '.join(mismatched[:5])}" if mismatched else ""),
+            missing,
+            unexpected,
+        )
     return body
 
 
@@ -133,8 +138,11 @@ def build_segformer(
         if not pretrained:
             return SegFormerEncoder(name, SegformerModel(SegformerConfig(**(VARIANTS[variant] | kwargs))))
         if not _hub_reachable():
-            raise CheckpointError(None, f"{name}: model hub unreachable; pass checkpoint=PATH to a local "
-                                  f"Hugging Face folder (e.g. a download of nvidia/mit-{variant})")
+            raise CheckpointError(
+                None,
+                f"{name}: model hub unreachable; pass checkpoint=PATH to a local "
+                f"Hugging Face folder (e.g. a download of nvidia/mit-{variant})",
+            )
         return SegFormerEncoder(name, SegformerModel.from_pretrained(f"nvidia/mit-{variant}", **kwargs))
     ckpt = Path(checkpoint)
     if not ckpt.exists():

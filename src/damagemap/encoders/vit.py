@@ -19,9 +19,8 @@ can build tiny models.
 
 from __future__ import annotations
 
-from functools import partial
-
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -71,26 +70,43 @@ class ViTVariant:
 
 
 VARIANTS: dict[str, ViTVariant] = {
-    "dinov3-vits16": ViTVariant("dinov3", "vit_small_patch16_dinov3", "lvd1689m", 16,
-                                description="DINOv3 ViT-S/16 (LVD-1689M), 384 ch"),
-    "dinov3-vitb16": ViTVariant("dinov3", "vit_base_patch16_dinov3", "lvd1689m", 16,
-                                description="DINOv3 ViT-B/16 (LVD-1689M), 768 ch"),
-    "dinov3-vitl16": ViTVariant("dinov3", "vit_large_patch16_dinov3", "lvd1689m", 16,
-                                description="DINOv3 ViT-L/16 (LVD-1689M), 1024 ch"),
-    "dinov3-vitl16-sat": ViTVariant("dinov3", "vit_large_patch16_dinov3", "sat493m", 16,
-                                    SAT493M_MEAN, SAT493M_STD,
-                                    "DINOv3 ViT-L/16 satellite (SAT-493M), 1024 ch"),
-    "dinov2-vits14": ViTVariant("dinov2", "vit_small_patch14_dinov2", "lvd142m", 14,
-                                description="DINOv2 ViT-S/14, 384 ch"),
-    "dinov2-vitb14": ViTVariant("dinov2", "vit_base_patch14_dinov2", "lvd142m", 14,
-                                description="DINOv2 ViT-B/14, 768 ch"),
-    "sam-vitb": ViTVariant("sam", "samvit_base_patch16", "sa1b", 16,
-                           description="SAM ViT-B/16 image encoder, neck output "
-                           "(conv-LN-conv-LN) 256 ch"),
-    "sam-vitl": ViTVariant("sam", "samvit_large_patch16", "sa1b", 16,
-                           description="SAM ViT-L/16 image encoder, neck output 256 ch"),
-    "sam-vith": ViTVariant("sam", "samvit_huge_patch16", "sa1b", 16,
-                           description="SAM ViT-H/16 image encoder, neck output 256 ch"),
+    "dinov3-vits16": ViTVariant(
+        "dinov3", "vit_small_patch16_dinov3", "lvd1689m", 16, description="DINOv3 ViT-S/16 (LVD-1689M), 384 ch"
+    ),
+    "dinov3-vitb16": ViTVariant(
+        "dinov3", "vit_base_patch16_dinov3", "lvd1689m", 16, description="DINOv3 ViT-B/16 (LVD-1689M), 768 ch"
+    ),
+    "dinov3-vitl16": ViTVariant(
+        "dinov3", "vit_large_patch16_dinov3", "lvd1689m", 16, description="DINOv3 ViT-L/16 (LVD-1689M), 1024 ch"
+    ),
+    "dinov3-vitl16-sat": ViTVariant(
+        "dinov3",
+        "vit_large_patch16_dinov3",
+        "sat493m",
+        16,
+        SAT493M_MEAN,
+        SAT493M_STD,
+        "DINOv3 ViT-L/16 satellite (SAT-493M), 1024 ch",
+    ),
+    "dinov2-vits14": ViTVariant(
+        "dinov2", "vit_small_patch14_dinov2", "lvd142m", 14, description="DINOv2 ViT-S/14, 384 ch"
+    ),
+    "dinov2-vitb14": ViTVariant(
+        "dinov2", "vit_base_patch14_dinov2", "lvd142m", 14, description="DINOv2 ViT-B/14, 768 ch"
+    ),
+    "sam-vitb": ViTVariant(
+        "sam",
+        "samvit_base_patch16",
+        "sa1b",
+        16,
+        description="SAM ViT-B/16 image encoder, neck output (conv-LN-conv-LN) 256 ch",
+    ),
+    "sam-vitl": ViTVariant(
+        "sam", "samvit_large_patch16", "sa1b", 16, description="SAM ViT-L/16 image encoder, neck output 256 ch"
+    ),
+    "sam-vith": ViTVariant(
+        "sam", "samvit_huge_patch16", "sa1b", 16, description="SAM ViT-H/16 image encoder, neck output 256 ch"
+    ),
 }
 
 
@@ -115,11 +131,8 @@ class ViTEncoder(Encoder):
         if self.family == "sam":
             return [self.model.forward_features(x)]
         b, _, h, w = x.shape
-        if self.family == "dinov2":
-            tokens = _dinov2_features(self.model, x)
-        else:
-            tokens = self.model.forward_features(x)
-        tokens = tokens[:, self.model.num_prefix_tokens:]
+        tokens = _dinov2_features(self.model, x) if self.family == "dinov2" else self.model.forward_features(x)
+        tokens = tokens[:, self.model.num_prefix_tokens :]
         p = self.size_multiple
         return [tokens.reshape(b, h // p, w // p, -1).permute(0, 3, 1, 2).contiguous()]
 
@@ -139,27 +152,23 @@ def _dinov2_pos_embed(model: nn.Module, h: int, w: int) -> torch.Tensor:
         return pos
     dim = patch.shape[-1]
     grid = patch.float().reshape(1, m, m, dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(
-        grid, scale_factor=((h + 0.1) / m, (w + 0.1) / m), mode="bicubic", antialias=False
-    )
+    grid = F.interpolate(grid, scale_factor=((h + 0.1) / m, (w + 0.1) / m), mode="bicubic", antialias=False)
     if tuple(grid.shape[-2:]) != (h, w):  # cannot happen with the 0.1 offset; be explicit
-        grid = F.interpolate(patch.float().reshape(1, m, m, dim).permute(0, 3, 1, 2),
-                             size=(h, w), mode="bicubic", antialias=False)
+        grid = F.interpolate(
+            patch.float().reshape(1, m, m, dim).permute(0, 3, 1, 2), size=(h, w), mode="bicubic", antialias=False
+        )
     grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, dim).to(pos.dtype)
     return torch.cat([prefix, grid], dim=1)
 
 
 def _dinov2_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """timm ``VisionTransformer.forward_features`` with the official DINOv2 pos-embed resizing."""
+    """Timm ``VisionTransformer.forward_features`` with the official DINOv2 pos-embed resizing."""
     x = model.patch_embed(x)  # [B, H, W, C] (dynamic_img_size)
     b, h, w, c = x.shape
     pos = _dinov2_pos_embed(model, h, w)
     x = x.reshape(b, h * w, c)
     prefix = [t.expand(b, -1, -1) for t in (model.cls_token, model.reg_token) if t is not None]
-    if model.no_embed_class:
-        x = torch.cat(prefix + [x + pos], dim=1)
-    else:
-        x = torch.cat(prefix + [x], dim=1) + pos
+    x = torch.cat(prefix + [x + pos], dim=1) if model.no_embed_class else torch.cat(prefix + [x], dim=1) + pos
     x = model.norm_pre(model.patch_drop(model.pos_drop(x)))
     return model.norm(model.blocks(x))
 
@@ -256,8 +265,7 @@ def build_vit(
             converted = _to_timm(variant.family, state, model)
         except (KeyError, RuntimeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
-                path, f"cannot convert checkpoint to the {arch} layout "
-                f"({type(exc).__name__}: {exc})"
+                path, f"cannot convert checkpoint to the {arch} layout ({type(exc).__name__}: {exc})"
             ) from exc
         if variant.family == "sam":
             check_sam_size(converted, int(model.embed_dim), len(model.blocks), name, path)

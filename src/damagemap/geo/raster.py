@@ -77,9 +77,7 @@ def open_scene(path: str | os.PathLike, spec: SceneInputSpec, in_bands: int) -> 
     try:
         src = rasterio.open(path)
     except RasterioError as exc:
-        raise InputError(
-            path, f"cannot open as a raster (corrupt or not a GeoTIFF/COG?): {describe(exc)}"
-        ) from exc
+        raise InputError(path, f"cannot open as a raster (corrupt or not a GeoTIFF/COG?): {describe(exc)}") from exc
     with src:
         if src.crs is None:
             raise InputError(
@@ -89,9 +87,7 @@ def open_scene(path: str | os.PathLike, spec: SceneInputSpec, in_bands: int) -> 
             )
         t = src.transform
         if t.b != 0 or t.d != 0:
-            raise InputError(
-                path, "scene has a rotated/sheared geotransform; warp it north-up first (gdalwarp)"
-            )
+            raise InputError(path, "scene has a rotated/sheared geotransform; warp it north-up first (gdalwarp)")
         indexes, repeat = _select_bands(path, spec, src.count, in_bands)
         lo, hi = spec.ranges(src.dtypes[indexes[0] - 1], len(indexes))
         try:  # a truncated file opens fine but fails on its last blocks
@@ -99,9 +95,7 @@ def open_scene(path: str | os.PathLike, spec: SceneInputSpec, in_bands: int) -> 
                 src.read(list(indexes), window=window)
                 src.read_masks(list(indexes), window=window)
         except RasterioError as exc:
-            raise InputError(
-                path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}"
-            ) from exc
+            raise InputError(path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from exc
         plan = ReadPlan(str(path), indexes, repeat, tuple(lo), tuple(hi), src.width, src.height)
         return SceneInfo(plan, src.crs, src.transform, src.width, src.height, src.count, src.dtypes[0])
 
@@ -182,9 +176,7 @@ def read_tiles(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
                 x[i, :, :h, :w] = scaled
                 valid[i, :h, :w] = ok
     except RasterioError as exc:
-        raise SceneReadError(
-            plan.path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}"
-        ) from None
+        raise SceneReadError(plan.path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from None
     if plan.repeat > 1:
         x = np.repeat(x, plan.repeat, axis=1)
     return x, valid

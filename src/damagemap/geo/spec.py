@@ -74,9 +74,7 @@ class SceneInputSpec:
         else:
             pairs = [(float(a), float(b)) for a, b in scale]
             if len(pairs) != n_bands:
-                raise ConfigError(
-                    f"SceneInputSpec.scale gives {len(pairs)} (min, max) ranges for {n_bands} bands"
-                )
+                raise ConfigError(f"SceneInputSpec.scale gives {len(pairs)} (min, max) ranges for {n_bands} bands")
         if any(hi <= lo for lo, hi in pairs):
             raise ConfigError(f"SceneInputSpec.scale: every range needs max > min, got {pairs}")
         lo_arr, hi_arr = (np.array(v, dtype=np.float64) for v in zip(*pairs))

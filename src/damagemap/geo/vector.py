@@ -1,5 +1,7 @@
-"""Vector helpers shared by the mapper and scene training: reading in the scene CRS, areas in m²,
-pixel windows of geometries, and reproducible GeoPackage writing.
+"""Vector helpers shared by the mapper and scene training.
+
+Reading in the scene CRS, areas in m², pixel windows of geometries, and reproducible
+GeoPackage writing.
 
 Areas: in a projected CRS, areas are computed in its own units converted to metres (e.g. US
 feet are handled). In a geographic CRS (degrees), geometries are reprojected to the local UTM
@@ -38,9 +40,7 @@ def read_vectors(path: str | os.PathLike, scene_crs: CRS | object, what: str) ->
     try:
         gdf = pyogrio.read_dataframe(path)
     except Exception as exc:  # noqa: BLE001 - pyogrio raises several error types
-        raise InputError(
-            path, f"cannot read {what} as a vector file (GeoJSON/GeoPackage/shapefile): {exc}"
-        ) from exc
+        raise InputError(path, f"cannot read {what} as a vector file (GeoJSON/GeoPackage/shapefile): {exc}") from exc
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name is None:
         raise InputError(path, f"{what} file has no geometry column")
     target = CRS.from_user_input(scene_crs)

@@ -20,15 +20,12 @@ from damagemap.heads.unet import UNetHead
 from damagemap.heads.yolo_fpn import YoloFPNHead
 
 HEADS: dict[str, type[Head]] = {
-    cls.kind: cls
-    for cls in (ProgressiveHead, FPNHead, UNetHead, YoloFPNHead, SegFormerMLPHead, SamDecoderHead)
+    cls.kind: cls for cls in (ProgressiveHead, FPNHead, UNetHead, YoloFPNHead, SegFormerMLPHead, SamDecoderHead)
 }
 """Head classes by the ``kind`` name used in recipes and manifests."""
 
 
-def build_head(
-    kind: str, in_channels: Sequence[int], out_channels: int, **options: Any
-) -> Head:
+def build_head(kind: str, in_channels: Sequence[int], out_channels: int, **options: Any) -> Head:
     """Build a head by kind name.
 
     Args:
@@ -47,9 +44,7 @@ def build_head(
     allowed = [p for p in inspect.signature(cls).parameters if p not in fixed]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ConfigError(
-            f"head {kind!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
-        )
+        raise ConfigError(f"head {kind!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     try:
         return cls(in_channels=tuple(in_channels), out_channels=out_channels, **options)
     except CheckpointError:  # a head initialised from a checkpoint file (sam_decoder)

@@ -70,9 +70,7 @@ class Head(nn.Module):
         """The decoder's last feature map ``[B, embed_channels, h, w]``."""
         raise NotImplementedError
 
-    def forward(
-        self, features: list[torch.Tensor], out_size: tuple[int, int]
-    ) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         """Logits ``[B, out_channels, *out_size]``."""
         return self.classify(self.decode(features), out_size)
 
@@ -88,8 +86,7 @@ def single_pixel_map(features: list[torch.Tensor], bands: int, head: str) -> tor
     """The one input map of a trainable end-to-end head (the ``pixels`` encoder's output)."""
     if len(features) != 1:
         raise ValueError(
-            f"{head} takes one input map (normalised pixels), got {len(features)} maps; "
-            "use the 'pixels' encoder"
+            f"{head} takes one input map (normalised pixels), got {len(features)} maps; use the 'pixels' encoder"
         )
     if features[0].shape[1] != bands:
         raise ValueError(f"{head} was built for {bands} bands, got {features[0].shape[1]}")

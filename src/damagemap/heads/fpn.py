@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -58,9 +57,7 @@ class FPNHead(Head):
         self.fpn_channels = int(fpn_channels)
         self.embed_channels = int(embed_channels)
         self.laterals = nn.ModuleList(nn.Conv2d(c, self.fpn_channels, 1) for c in self.in_channels)
-        self.smooth = nn.ModuleList(
-            _conv_bn_relu(self.fpn_channels, self.fpn_channels) for _ in self.in_channels
-        )
+        self.smooth = nn.ModuleList(_conv_bn_relu(self.fpn_channels, self.fpn_channels) for _ in self.in_channels)
         self.fuse = _conv_bn_relu(self.fpn_channels, self.embed_channels)
         self.classifier = nn.Conv2d(self.embed_channels, self.out_channels, kernel_size=1)
 
@@ -78,7 +75,5 @@ class FPNHead(Head):
         size = levels[0].shape[-2:]
         fused = self.smooth[0](levels[0])
         for smooth, level in zip(self.smooth[1:], levels[1:]):
-            fused = fused + F.interpolate(
-                smooth(level), size=size, mode="bilinear", align_corners=False
-            )
+            fused = fused + F.interpolate(smooth(level), size=size, mode="bilinear", align_corners=False)
         return self.fuse(fused)

@@ -7,7 +7,6 @@ C→256→…→256, then a 1×1 conv to ``out_channels`` logits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn

@@ -61,8 +61,13 @@ class SamDecoderHead(Head):
         self.in_channels = (width,)
         # the checkpoint only initialises: a saved model's head weights are in head.safetensors,
         # so the manifest config rebuilds the architecture without needing the SAM file
-        cfg = SamMaskDecoderConfig(hidden_size=width, mlp_dim=mlp_dim, num_hidden_layers=num_layers,
-                                   num_attention_heads=num_heads, iou_head_hidden_dim=iou_head_hidden_dim)
+        cfg = SamMaskDecoderConfig(
+            hidden_size=width,
+            mlp_dim=mlp_dim,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            iou_head_hidden_dim=iou_head_hidden_dim,
+        )
         cfg._attn_implementation = "sdpa"
         self.mask_decoder = SamMaskDecoder(cfg)
         self.no_mask_embed = nn.Embedding(1, width)
@@ -94,7 +99,11 @@ class SamDecoderHead(Head):
         sparse = image.new_zeros(b, 1, 0, c)  # no prompts
         dense = self.no_mask_embed.weight.reshape(1, c, 1, 1).expand(b, c, h, w)
         pos = self.image_positional_embedding(h, w).expand(b, -1, -1, -1)
-        masks, _ = self.mask_decoder(image_embeddings=image, image_positional_embeddings=pos,
-                                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                     multimask_output=False)
+        masks, _ = self.mask_decoder(
+            image_embeddings=image,
+            image_positional_embeddings=pos,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
         return masks[:, 0]  # [B, 1, 4h, 4w]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -113,7 +112,7 @@ def load_segformer_decode_head(head: SegFormerMLPHead, checkpoint: str | Path) -
 
     path = resolve_checkpoint(checkpoint)
     state = {
-        k[len("decode_head."):].replace("linear_projections.", "linear_c."): v
+        k[len("decode_head.") :].replace("linear_projections.", "linear_c."): v
         for k, v in load_state_dict(path).items()
         if k.startswith("decode_head.")
     }

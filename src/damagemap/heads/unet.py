@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -135,7 +134,7 @@ class UNetHead(Head):
         self.encoder_checkpoint_sha256 = sha256_file(path)
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """smp's decoder output ``[B, decoder_channels[-1], H, W]`` at input size."""
+        """Smp's decoder output ``[B, decoder_channels[-1], H, W]`` at input size."""
         x = single_pixel_map(features, self.in_channels[0], "UNetHead")
         h, w = x.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple

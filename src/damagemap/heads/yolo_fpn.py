@@ -26,7 +26,6 @@ available offline. About 2.4 M parameters with the defaults.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -45,6 +44,7 @@ class ConvBNSiLU(nn.Module):
         self.act = nn.SiLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv → BatchNorm → SiLU."""
         return self.act(self.bn(self.conv(x)))
 
 
@@ -58,6 +58,7 @@ class Bottleneck(nn.Module):
         self.add = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Two 3×3 convs, plus the input when ``shortcut``."""
         y = self.cv2(self.cv1(x))
         return x + y if self.add else y
 
@@ -73,6 +74,7 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Split, run the bottlenecks, concatenate every partial output, fuse."""
         y = list(self.cv1(x).chunk(2, 1))
         for m in self.m:
             y.append(m(y[-1]))
@@ -90,6 +92,7 @@ class SPPF(nn.Module):
         self.pool = nn.MaxPool2d(k, stride=1, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Max-pool three times and fuse the four maps."""
         y = [self.cv1(x)]
         for _ in range(3):
             y.append(self.pool(y[-1]))
@@ -138,9 +141,7 @@ class YoloFPNHead(Head):
         if len(depths) != 4 or min(depths) < 1:
             raise ValueError(f"depths needs 4 values >= 1 (one per backbone stage), got {depths}")
         if embed_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"embed_channels and out_channels must be >= 1, got {embed_channels}, {out_channels}"
-            )
+            raise ValueError(f"embed_channels and out_channels must be >= 1, got {embed_channels}, {out_channels}")
         self.in_channels = (int(channels[0]),)
         self.out_channels = int(out_channels)
         self.width = int(width)

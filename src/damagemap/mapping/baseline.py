@@ -28,11 +28,10 @@ class BrightnessPredictor:
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
-            self.fingerprint = (
-                f"brightness:{self.in_bands}:{self.num_outputs}:{self.band}:{self.lo}:{self.hi}"
-            )
+            self.fingerprint = f"brightness:{self.in_bands}:{self.num_outputs}:{self.band}:{self.lo}:{self.hi}"
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """Damage probabilities ``[B, K, T, T]`` from tile brightness."""
         p = np.clip((tiles[:, self.band] - self.lo) / (self.hi - self.lo), 0.0, 1.0).astype(np.float32)
         if self.num_outputs == 1:
             return p[:, None]

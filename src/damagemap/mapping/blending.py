@@ -30,6 +30,7 @@ def ramp(overlap: int) -> np.ndarray:
 
 
 def weight_1d(size: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
+    """1 over ``size`` pixels, with a rising / falling ramp over ``overlap`` pixels at either end."""
     w = np.ones(size, dtype=np.float64)
     if overlap > 0:
         r = ramp(overlap)
@@ -117,4 +118,5 @@ class BandAccumulator:
 
     @property
     def live_blocks(self) -> int:
+        """Blocks currently holding partial sums."""
         return len(self._live)

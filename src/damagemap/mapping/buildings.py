@@ -31,8 +31,8 @@ import rasterio
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
-from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
 from damagemap.geo.vector import inside, pixel_window
+from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
 
 ID_COLUMNS = ("building_id", "id", "osm_id", "uid", "fid")
 COLUMNS = [
@@ -51,9 +51,7 @@ def building_ids(gdf: gpd.GeoDataFrame, id_column: str | None, source: Path | st
     """The id column's values (``id_column`` or the first known id column) or the row index."""
     if id_column is not None:
         if id_column not in gdf.columns:
-            raise InputError(
-                source, f"id column {id_column!r} not found (columns: {', '.join(map(str, gdf.columns))})"
-            )
+            raise InputError(source, f"id column {id_column!r} not found (columns: {', '.join(map(str, gdf.columns))})")
         return gdf[id_column].reset_index(drop=True)
     for name in ID_COLUMNS:
         if name in gdf.columns and gdf[name].notna().all():

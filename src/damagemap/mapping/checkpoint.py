@@ -44,6 +44,7 @@ def scene_identity(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def ledger_key(params: dict[str, Any]) -> str:
+    """The hash of every parameter that can change a block's bytes."""
     blob = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -83,6 +84,7 @@ class Checkpoint:
             _atomic_write_bytes(ledger, body.encode())
 
     def clear_tmp(self) -> None:
+        """Empty the output-assembly folder."""
         if self.tmp_dir.exists():
             shutil.rmtree(self.tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -91,9 +93,11 @@ class Checkpoint:
         return self.blocks_dir / f"{block.name}.npy"
 
     def done(self, block: Block) -> bool:
+        """Whether ``block`` is already checkpointed."""
         return self._path(block).exists()
 
     def save(self, block: Block, layers: dict[str, np.ndarray]) -> None:
+        """Checkpoint a finished block atomically (temporary name, then rename)."""
         path = self._path(block)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         with open(tmp, "wb") as f:
@@ -101,11 +105,14 @@ class Checkpoint:
         os.replace(tmp, path)
 
     def load(self, block: Block) -> dict[str, np.ndarray]:
+        """The encoded layers of a checkpointed block."""
         stacked = np.load(self._path(block))
         return dict(zip(LAYERS, stacked))
 
     def has_blocks(self) -> bool:
+        """Whether any finished block is on disk."""
         return self.blocks_dir.exists() and any(self.blocks_dir.glob("*.npy"))
 
     def remove(self) -> None:
+        """Delete the whole work directory."""
         shutil.rmtree(self.root, ignore_errors=True)

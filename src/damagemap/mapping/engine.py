@@ -29,14 +29,14 @@ import geopandas as gpd
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
+from damagemap.geo.raster import SceneReadError, close_datasets, gdal_env, open_scene
+from damagemap.geo.spec import SceneInputSpec
+from damagemap.geo.vector import load_vectors
 from damagemap.mapping.checkpoint import Checkpoint, scene_identity
 from damagemap.mapping.encoding import damaged_classes
 from damagemap.mapping.execution import make_executor
-from damagemap.geo.vector import load_vectors
 from damagemap.mapping.products import ALL_OUTPUTS, make_products
-from damagemap.geo.raster import SceneReadError, close_datasets, gdal_env, open_scene
 from damagemap.mapping.result import MappingResult
-from damagemap.geo.spec import SceneInputSpec
 from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
 from damagemap.mapping.windows import BAND_PX, TileGrid

@@ -27,8 +27,11 @@ from damagemap.geo.raster import ReadPlan, read_tiles
 
 @dataclass
 class BatchResult:
-    """Predictions for one batch: ``probs [n_data, K, T, T]`` for the tiles that have any valid
-    pixel (``has_data``), and the validity masks ``valid [B, T, T]`` of all tiles."""
+    """Predictions for one batch.
+
+    ``probs [n_data, K, T, T]`` for the tiles that have any valid pixel (``has_data``), and the
+    validity masks ``valid [B, T, T]`` of all tiles.
+    """
 
     probs: np.ndarray
     has_data: np.ndarray
@@ -69,10 +72,12 @@ class LocalExecutor:
         self.predictor = predictor
 
     def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 1) -> Iterator[BatchResult]:
+        """Predict each job in turn, in submission order."""
         for plan, origins, size, k in jobs:
             yield predict_batch(plan, self.predictor, origins, size, k)
 
     def close(self) -> None:
+        """Nothing to release in process."""
         pass
 
 
@@ -102,6 +107,7 @@ class DaskExecutor:
         self.workers = len(self.client.scheduler_info().get("workers", {})) or max(workers, 1)
 
     def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int | None = None) -> Iterator[BatchResult]:
+        """Predict jobs on the cluster with at most ``prefetch`` in flight; results in submission order."""
         limit = prefetch or 2 * self.workers + 1
         pending: deque = deque()
         it = iter(jobs)
@@ -127,6 +133,7 @@ class DaskExecutor:
                 future.cancel()
 
     def close(self) -> None:
+        """Close the client and any cluster this executor started."""
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()

@@ -28,11 +28,11 @@ from typing import Any
 import geopandas as gpd
 
 from damagemap.errors import InputError
+from damagemap.geo.raster import SceneInfo
+from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
 from damagemap.mapping.buildings import building_damage
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY
-from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
-from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.vectorize import damaged_regions
 from damagemap.mapping.windows import TileGrid
 from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog
@@ -44,6 +44,8 @@ ALL_OUTPUTS = (*FILENAMES.values(), GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY
 
 @dataclass
 class Products:
+    """The finished outputs (final name → temporary path) and their totals."""
+
     files: dict[str, Path] = field(default_factory=dict)  # final name -> temporary path
     stats: dict[str, Any] = field(default_factory=dict)
 

@@ -38,6 +38,8 @@ class MappingResult:
 
     @classmethod
     def from_files(cls, out: Path, files: dict[str, Path], stats: dict[str, Any]) -> MappingResult:
+        """The result for the published ``files`` in ``out``."""
+
         def opt(name: str) -> Path | None:
             return out / name if name in files else None
 

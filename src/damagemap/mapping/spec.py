@@ -11,6 +11,8 @@ import hashlib
 import pickle
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from damagemap.errors import ConfigError
 
 
@@ -32,7 +34,9 @@ class TilePredictor(Protocol):
     in_bands: int
     num_outputs: int
 
-    def __call__(self, tiles: np.ndarray) -> np.ndarray: ...
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities ``[B, num_outputs, T, T]`` of float tiles ``[B, in_bands, T, T]``."""
+        ...
 
 
 def predictor_fingerprint(predictor: object) -> str:

@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 from rich.progress import Progress
 
+from damagemap.geo.raster import ReadPlan
 from damagemap.mapping.blending import BandAccumulator
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import encode
-from damagemap.geo.raster import ReadPlan
 from damagemap.mapping.windows import Tile, TileGrid
 
 
 @dataclass
 class StreamStats:
+    """Counts of one prediction pass."""
+
     tiles_predicted: int = 0
     tiles_nodata: int = 0
     blocks_written: int = 0
@@ -65,9 +67,7 @@ def predict_blocks(
     stats = StreamStats()
     starts = {band: first_open_row(grid, checkpoint, band) for band in range(grid.n_bands)}
     stats.blocks_resumed = sum(checkpoint.done(b) for b in grid.blocks())
-    accumulators = {
-        band: BandAccumulator(grid, band, num_outputs, first_row=r0) for band, r0 in starts.items()
-    }
+    accumulators = {band: BandAccumulator(grid, band, num_outputs, first_row=r0) for band, r0 in starts.items()}
     next_row = dict(starts)  # per band: the next block row to finish
 
     def finish_rows(band: int, upto: int) -> None:

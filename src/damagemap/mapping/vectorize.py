@@ -30,8 +30,8 @@ from scipy import ndimage
 from shapely.geometry import shape
 from shapely.strtree import STRtree
 
-from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
 from damagemap.geo.vector import areas_m2, metre_factor
+from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
 
 COLUMNS = ["region_id", "damage_class", "n_pixels", "area_m2", "mean_probability"]
 _FOUR = ndimage.generate_binary_structure(2, 1)
@@ -83,9 +83,8 @@ def _merge(open_pieces: list[tuple[int, object, int, float]]) -> list[tuple[int,
     tree = STRtree(geoms)
     left, right = tree.query(geoms, predicate="intersects")
     for i, j in zip(left.tolist(), right.tolist()):
-        if i < j and open_pieces[i][0] == open_pieces[j][0]:
-            if geoms[i].intersection(geoms[j]).length > 0:
-                parent[find(j)] = find(i)
+        if i < j and open_pieces[i][0] == open_pieces[j][0] and geoms[i].intersection(geoms[j]).length > 0:
+            parent[find(j)] = find(i)
     groups: dict[int, list[int]] = {}
     for i in range(len(geoms)):
         groups.setdefault(find(i), []).append(i)
@@ -120,9 +119,7 @@ def damaged_regions(
 
         def frame(items):
             nonlocal next_id
-            geoms = gpd.GeoSeries(
-                [shapely.affinity.affine_transform(g, to_crs) for _, g, _, _ in items], crs=crs
-            )
+            geoms = gpd.GeoSeries([shapely.affinity.affine_transform(g, to_crs) for _, g, _, _ in items], crs=crs)
             n_px = np.array([n for _, _, n, _ in items], dtype=np.int64)
             area = n_px * px_area * factor**2 if factor is not None else areas_m2(geoms)
             ids = np.arange(next_id, next_id + len(items), dtype=np.int64)

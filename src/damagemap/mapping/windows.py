@@ -41,6 +41,7 @@ class Tile:
 
     @property
     def window(self) -> Window:
+        """The tile's read window."""
         return Window(self.col, self.row, self.size, self.size)
 
 
@@ -57,10 +58,12 @@ class Block:
 
     @property
     def name(self) -> str:
+        """File name of the block's checkpoint."""
         return f"r{self.r:05d}_c{self.c:05d}"
 
     @property
     def window(self) -> Window:
+        """The block's write window."""
         return Window(self.col, self.row, self.width, self.height)
 
 
@@ -85,9 +88,7 @@ def tile_starts(size: int, tile: int, stride: int) -> list[int]:
 class TileGrid:
     """Tiles, blocks, bands and units over a ``height × width`` raster."""
 
-    def __init__(
-        self, width: int, height: int, *, tile: int, overlap: int, block: int, band_px: int = BAND_PX
-    ) -> None:
+    def __init__(self, width: int, height: int, *, tile: int, overlap: int, block: int, band_px: int = BAND_PX) -> None:
         if tile < 16:
             raise ConfigError(f"tile must be >= 16 pixels, got {tile}")
         if not 0 <= overlap <= tile // 2:
@@ -110,16 +111,19 @@ class TileGrid:
         return len(self.rows) * len(self.cols)
 
     def make_tile(self, row: int, col: int) -> Tile:
+        """The tile at ``(row, col)`` with its scene-edge flags."""
         t = self.tile
         edges = (row == 0, row + t >= self.height, col == 0, col + t >= self.width)
         return Tile(row, col, t, edges)
 
     def block(self, r: int, c: int) -> Block:
+        """Block ``(r, c)`` of the block grid."""
         b = self.block_px
         row, col = r * b, c * b
         return Block(r, c, row, col, min(b, self.height - row), min(b, self.width - col))
 
     def blocks(self) -> Iterator[Block]:
+        """Every block, row-major."""
         for r in range(self.n_block_rows):
             for c in range(self.n_block_cols):
                 yield self.block(r, c)
@@ -130,6 +134,7 @@ class TileGrid:
         return range(start, min(start + self.band_blocks, self.n_block_cols))
 
     def band_blocks_in_row(self, band: int, r: int) -> list[Block]:
+        """The blocks of ``band`` in block row ``r``."""
         return [self.block(r, c) for c in self.band_columns(band)]
 
     def tile_block_rows(self, tile: Tile) -> range:

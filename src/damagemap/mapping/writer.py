@@ -24,6 +24,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 
+from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import (
     CLASS,
@@ -35,7 +36,6 @@ from damagemap.mapping.encoding import (
     UNCERTAINTY,
     damaged_mask,
 )
-from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.windows import TileGrid
 
 FILENAMES = {PROBABILITY: "damage_probability.tif", CLASS: "damage_class.tif", UNCERTAINTY: "uncertainty.tif"}
@@ -93,9 +93,7 @@ def assemble(checkpoint: Checkpoint, grid: TileGrid, scene: SceneInfo, num_outpu
     return paths
 
 
-def raster_stats(
-    class_path: Path, prob_path: Path, grid: TileGrid, damaged: Iterable[int]
-) -> dict[str, float]:
+def raster_stats(class_path: Path, prob_path: Path, grid: TileGrid, damaged: Iterable[int]) -> dict[str, float]:
     """Valid / damaged pixel counts and mean damage probability, read block by block."""
     damaged = list(damaged)
     valid = hit = 0

@@ -30,8 +30,8 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import ConfigError
-from damagemap.mapping.encoding import NODATA, damaged_mask
 from damagemap.geo.vector import inside, metre_factor, pixel_area_m2, pixel_window
+from damagemap.mapping.encoding import NODATA, damaged_mask
 
 
 def regular_grid(crs, transform, width: int, height: int, grid_m: float) -> gpd.GeoDataFrame:
@@ -131,12 +131,8 @@ def zonal_stats(
     joined = joined.sort_values(["building", "index_right"]).drop_duplicates("building")
     per_zone = joined.groupby("index_right")
     count = per_zone.size().reindex(range(len(zones)), fill_value=0).to_numpy()
-    assessed = (
-        per_zone["status"].apply(lambda s: int((s == "ok").sum())).reindex(range(len(zones)), fill_value=0)
-    )
-    dmg = (
-        per_zone["damage_class"].apply(lambda s: int((s >= 1).sum())).reindex(range(len(zones)), fill_value=0)
-    )
+    assessed = per_zone["status"].apply(lambda s: int((s == "ok").sum())).reindex(range(len(zones)), fill_value=0)
+    dmg = per_zone["damage_class"].apply(lambda s: int((s >= 1).sum())).reindex(range(len(zones)), fill_value=0)
     out["building_count"] = count.astype(np.int64)
     out["assessed_building_count"] = assessed.to_numpy().astype(np.int64)
     out["damaged_building_count"] = dmg.to_numpy().astype(np.int64)

@@ -38,6 +38,7 @@ class ObjectiveTerm(nn.Module):
     """One loss term. Subclasses implement ``forward(output, batch) -> scalar tensor``."""
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:  # pragma: no cover
+        """The term's value for one batch."""
         raise NotImplementedError
 
 
@@ -50,6 +51,7 @@ class WeightedSum(nn.Module):
         self.terms = nn.ModuleDict({name: term for name, (_, term) in terms.items()})
 
     def forward(self, output: ForwardOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted total and each term's (unweighted) value."""
         total = output.logits.new_zeros(())
         parts: dict[str, float] = {}
         for name, term in self.terms.items():

@@ -31,6 +31,7 @@ class CrossEntropyLoss(ObjectiveTerm):
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
+        """Weighted mean cross-entropy over non-ignored pixels."""
         logits, mask = output.logits, batch["mask"]
         if logits.ndim != 4 or logits.shape[1] < 2:
             raise ValueError(
@@ -40,10 +41,7 @@ class CrossEntropyLoss(ObjectiveTerm):
         weight = None if self.weight is None else self.weight.to(logits.dtype)
         loss = F.cross_entropy(logits, mask, weight, ignore_index=IGNORE_INDEX, reduction="sum")
         valid = mask != IGNORE_INDEX
-        if weight is None:
-            denom = valid.sum().to(logits.dtype)
-        else:
-            denom = weight[mask[valid]].sum()
+        denom = valid.sum().to(logits.dtype) if weight is None else weight[mask[valid]].sum()
         return loss / denom.clamp_min(torch.finfo(logits.dtype).tiny)
 
 

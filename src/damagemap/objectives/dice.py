@@ -34,6 +34,7 @@ class DiceLoss(ObjectiveTerm):
         self.positive_classes = tuple(int(c) for c in positive_classes)
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
+        """Soft Dice loss of the batch."""
         logits, mask = output.logits, batch["mask"]
         if logits.shape[1] == 1:
             target, valid = binary_target(logits, mask, self.positive_classes)

@@ -172,13 +172,12 @@ class DistancePenalizedTripletLoss(ObjectiveTerm):
         self.form: Form = form
         self.grid, self.max_anchors = grid, max_anchors
         self.margin, self.beta, self.tau = margin, beta, tau
-        self.thresholds = {
-            "building_min": building_min, "undamaged_max": undamaged_max, "damaged_min": damaged_min
-        }
+        self.thresholds = {"building_min": building_min, "undamaged_max": undamaged_max, "damaged_min": damaged_min}
         self.generator = torch.Generator().manual_seed(seed)
         self.register_buffer("centres", patch_centres(grid), persistent=False)
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
+        """Mean triplet loss over the triplets drawn from every image of the batch."""
         patches = pool_patches(output.embedding, self.grid)  # [B, P, E]
         masks, buildings = batch["mask"].cpu(), batch.get("buildings")
         rows, cols = [], []
@@ -195,8 +194,16 @@ class DistancePenalizedTripletLoss(ObjectiveTerm):
         c = self.centres
         ca, cp, cn = c[cols_t[:, 0]], c[cols_t[:, 1]], c[cols_t[:, 2]]
         return triplet_loss(
-            a, p, n, (ca - cp).norm(dim=-1), (ca - cn).norm(dim=-1), (cp - cn).norm(dim=-1),
-            self.form, self.margin, self.beta, self.tau,
+            a,
+            p,
+            n,
+            (ca - cp).norm(dim=-1),
+            (ca - cn).norm(dim=-1),
+            (cp - cn).norm(dim=-1),
+            self.form,
+            self.margin,
+            self.beta,
+            self.tau,
         )
 
 

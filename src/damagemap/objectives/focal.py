@@ -51,19 +51,16 @@ class BinaryFocalLoss(ObjectiveTerm):
             negative.
     """
 
-    def __init__(
-        self, alpha: float = 0.7, gamma: float = 2.0, positive_classes: Sequence[int] = (1,)
-    ) -> None:
+    def __init__(self, alpha: float = 0.7, gamma: float = 2.0, positive_classes: Sequence[int] = (1,)) -> None:
         super().__init__()
         if not (0 <= alpha <= 1 or alpha == -1) or gamma < 0:
-            raise ValueError(
-                f"focal loss needs alpha in [0,1] or -1 and gamma >= 0, got {alpha}, {gamma}"
-            )
+            raise ValueError(f"focal loss needs alpha in [0,1] or -1 and gamma >= 0, got {alpha}, {gamma}")
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.positive_classes = tuple(int(c) for c in positive_classes)
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
+        """Mean focal loss over non-ignored pixels."""
         target, valid = binary_target(output.logits, batch["mask"], self.positive_classes)
         loss = sigmoid_focal_loss(output.logits, target, self.alpha, self.gamma, reduction="none")
         return masked_mean(loss, valid)

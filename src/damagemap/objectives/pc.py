@@ -44,10 +44,12 @@ class RandomProjection(nn.Module):
 
     @property
     def in_channels(self) -> int:
+        """Encoder channels C."""
         return int(self.weight.shape[1])
 
     @property
     def out_channels(self) -> int:
+        """Projected channels (50 by default)."""
         return int(self.weight.shape[0])
 
     @torch.no_grad()
@@ -94,8 +96,11 @@ class Prototypes:
 def _sample_pixels(
     mask: torch.Tensor, n: int, damaged_share: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel indices of ≤ n damaged / undamaged pixels (damaged_share damaged where available,
-    the rest undamaged; whichever class runs short is topped up from the other)."""
+    """Flat pixel indices of ≤ n damaged / undamaged pixels.
+
+    ``damaged_share`` of them damaged where available, the rest undamaged; whichever class runs
+    short is topped up from the other.
+    """
     flat = mask.reshape(-1).cpu().numpy()
     damaged = np.flatnonzero(flat == DAMAGED)
     undamaged = np.flatnonzero((flat != DAMAGED) & (flat != IGNORE_INDEX))
@@ -189,6 +194,7 @@ class PixelClusteringLoss(ObjectiveTerm):
         return F.interpolate(y, size=size, mode="nearest")[:, 0]
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
+        """BCE towards the prototype labels on the pixels where they agree with the ground truth."""
         logits = output.logits[:, 0]
         y_proto = self.prototype_labels(output.features[self.feature_index], tuple(logits.shape[-2:]))
         mask = batch["mask"]
@@ -203,7 +209,7 @@ PROJECTION_PREFIX, PROTOTYPES_PREFIX = "pc.projection.", "pc.prototypes."
 
 
 def _stored(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def build_pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
@@ -223,8 +229,9 @@ def build_pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
     seed = int(opts.pop("seed", ctx.recipe.train.seed))
     stored_projection, stored_prototypes = _stored(ctx.state, PROJECTION_PREFIX), _stored(ctx.state, PROTOTYPES_PREFIX)
     if stored_projection and stored_prototypes:
-        return PixelClusteringLoss(RandomProjection.from_dict(stored_projection),
-                                   Prototypes.from_dict(stored_prototypes), feature_index)
+        return PixelClusteringLoss(
+            RandomProjection.from_dict(stored_projection), Prototypes.from_dict(stored_prototypes), feature_index
+        )
     projection = RandomProjection(ctx.encoder_channels[feature_index], dim, seed=seed)
     if not any(bool((it.mask == DAMAGED).any()) for it in ctx.train_items):
         # Documented fallback: without damaged source pixels there are no damaged prototypes;
@@ -233,7 +240,9 @@ def build_pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
         return None
     prototypes = build_prototypes(
         ((it.features[feature_index].float(), it.mask) for it in ctx.train_items),
-        projection, seed=seed, **opts,
+        projection,
+        seed=seed,
+        **opts,
     )
     ctx.state.update({PROJECTION_PREFIX + k: v for k, v in projection.to_dict().items()})
     ctx.state.update({PROTOTYPES_PREFIX + k: v for k, v in prototypes.to_dict().items()})

@@ -38,9 +38,12 @@ def summarise(results: Sequence[FoldResult]) -> dict:
         for m in METRICS:
             vals = np.array([r.scores.get(m, math.nan) for r in rs], dtype=float)
             ok = vals[~np.isnan(vals)]
-            stats[m] = {"mean": float(ok.mean()) if ok.size else math.nan,
-                        "std": float(ok.std()) if ok.size else math.nan,
-                        "n": int(ok.size), "n_nan": int(np.isnan(vals).sum())}
+            stats[m] = {
+                "mean": float(ok.mean()) if ok.size else math.nan,
+                "std": float(ok.std()) if ok.size else math.nan,
+                "n": int(ok.size),
+                "n_nan": int(np.isnan(vals).sum()),
+            }
         entry["domains"][target] = stats
     for entry in table.values():
         domains = {d: s["miou"]["mean"] for d, s in entry["domains"].items() if not math.isnan(s["miou"]["mean"])}
@@ -58,8 +61,10 @@ def markdown_table(summary: dict) -> str:
     for recipe, entry in summary.items():
         for target, s in sorted(entry["domains"].items()):
             worst = " **(worst)**" if target == entry["worst_domain"] and len(entry["domains"]) > 1 else ""
-            lines.append(f"| {recipe} | {target}{worst} | {_fmt(s['miou'])} | {_fmt(s['damage_iou'])} | "
-                         f"{_fmt(s['f1'])} | {s['miou']['n'] + s['miou']['n_nan']} |")
+            lines.append(
+                f"| {recipe} | {target}{worst} | {_fmt(s['miou'])} | {_fmt(s['damage_iou'])} | "
+                f"{_fmt(s['f1'])} | {s['miou']['n'] + s['miou']['n_nan']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -74,10 +79,20 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
-    payload = {"title": title, "summary": summary,
-               "folds": [{"recipe": r.recipe, "fold": r.fold, "target_domain": r.target_domain,
-                          "n_shots": r.meta.get("n_shots"), **{m: r.scores.get(m) for m in METRICS}}
-                         for r in results]}
+    payload = {
+        "title": title,
+        "summary": summary,
+        "folds": [
+            {
+                "recipe": r.recipe,
+                "fold": r.fold,
+                "target_domain": r.target_domain,
+                "n_shots": r.meta.get("n_shots"),
+                **{m: r.scores.get(m) for m in METRICS},
+            }
+            for r in results
+        ],
+    }
     _atomic_write(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
     tmp = out_dir / ".results.csv.tmp"
     with tmp.open("w", newline="") as fh:
@@ -104,8 +119,7 @@ def plot_summary(summary: dict, path: Path, title: str = "") -> None:
     for i, recipe in enumerate(recipes):
         means = [summary[recipe]["domains"].get(d, {}).get("miou", {}).get("mean", np.nan) for d in domains]
         stds = [summary[recipe]["domains"].get(d, {}).get("miou", {}).get("std", np.nan) for d in domains]
-        ax.bar(np.arange(len(domains)) + i * width - 0.4 + width / 2, means, width, yerr=stds,
-               capsize=3, label=recipe)
+        ax.bar(np.arange(len(domains)) + i * width - 0.4 + width / 2, means, width, yerr=stds, capsize=3, label=recipe)
     ax.set_xticks(np.arange(len(domains)), domains, rotation=20, ha="right")
     ax.set_ylabel("mIoU (mean ± std over folds)")
     ax.set_ylim(0, 1)

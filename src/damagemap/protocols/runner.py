@@ -93,8 +93,12 @@ def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, p
     test = pick(fold.test)
     scores = evaluate_model(model, test, cache_dir, progress)
     target = fold.target_domain or next(iter(scores))
-    record = {"scores": scores.get(target, scores["all"]), "best_epoch": result.best_epoch,
-              "history": result.history, "notes": model.metrics.get("notes", [])}
+    record = {
+        "scores": scores.get(target, scores["all"]),
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "notes": model.metrics.get("notes", []),
+    }
     shots, fewshot = fold.meta.get("shots"), recipe.fewshot
     if shots and fewshot is not None and fewshot.enabled:
         from damagemap.training.fewshot import adapt_encoder_lora, lora_supported
@@ -145,17 +149,27 @@ def run_experiment(
                 started = time.perf_counter()
                 record = run_fold(recipe, fold, by_key, cache_dir, progress)
                 record["seconds"] = round(time.perf_counter() - started, 1)
-                record.update({"config_hash": chash, "recipe": recipe.name, "fold": fold.name,
-                               "target_domain": fold.target_domain, "meta": fold.meta,
-                               "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test)})
+                record.update(
+                    {
+                        "config_hash": chash,
+                        "recipe": recipe.name,
+                        "fold": fold.name,
+                        "target_domain": fold.target_domain,
+                        "meta": fold.meta,
+                        "n_train": len(fold.train),
+                        "n_val": len(fold.val),
+                        "n_test": len(fold.test),
+                    }
+                )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(record, indent=1, default=float))
                 os.replace(tmp, path)
                 for tid in [t for t in progress.task_ids if t != task] if progress is not None else []:
                     progress.remove_task(tid)  # keep the display to the folds bar
-            results.append(FoldResult(recipe.name, fold.name, record["target_domain"] or "all",
-                                      record["scores"], record["meta"]))
+            results.append(
+                FoldResult(recipe.name, fold.name, record["target_domain"] or "all", record["scores"], record["meta"])
+            )
             if progress is not None:
                 progress.advance(task)
     return results

@@ -96,9 +96,7 @@ def _split(folds: list[list[str]], f: int) -> tuple[list[str], list[str], list[s
     return train, folds[v], folds[f]
 
 
-def _sources(
-    folds: dict[str, list[list[str]]], domains: Sequence[str], f: int
-) -> tuple[list[str], list[str]]:
+def _sources(folds: dict[str, list[list[str]]], domains: Sequence[str], f: int) -> tuple[list[str], list[str]]:
     """(train, val) pooled over source ``domains``: everything but their fold-f val split / that split."""
     train: list[str] = []
     val: list[str] = []
@@ -128,11 +126,12 @@ def kfold_folds(samples: Sequence[Sample], k: int = 5, **kw: Any) -> list[Fold]:
     return out
 
 
-def lodo_folds(
-    samples: Sequence[Sample], k: int = 5, targets: Sequence[str] | None = None, **kw: Any
-) -> list[Fold]:
-    """Leave one domain out: for each target D and fold f, train / val on the other domains
-    (their fold-f val split is the val set), test on D's fold-f test split."""
+def lodo_folds(samples: Sequence[Sample], k: int = 5, targets: Sequence[str] | None = None, **kw: Any) -> list[Fold]:
+    """Leave one domain out.
+
+    For each target D and fold f, train / val on the other domains (their fold-f val split is
+    the val set), test on D's fold-f test split.
+    """
     folds = stratified_kfold(samples, k, **kw)
     domains = list(folds)
     if len(domains) < 2:
@@ -150,8 +149,10 @@ def lodo_folds(
 
 
 def ssdc_folds(samples: Sequence[Sample], sources: Sequence[str], k: int = 5, **kw: Any) -> list[Fold]:
-    """Specific source domain combination: train / val on ``sources`` (as in LODO), test on
-    fold f of every other domain."""
+    """Specific source domain combination.
+
+    Train / val on ``sources`` (as in LODO), test on fold f of every other domain.
+    """
     folds = stratified_kfold(samples, k, **kw)
     domains = list(folds)
     sources = list(sources)

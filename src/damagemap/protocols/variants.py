@@ -49,8 +49,11 @@ ATL_VARIANTS = {
 
 
 def variant_applies(recipe: Recipe, variant: str) -> bool:
-    """ATL variants vary recipes with an ``atl:`` section; PC/DPT variants vary recipes with
-    PC/DPT terms. Other recipes run once, as they are."""
+    """Whether ``variant`` varies ``recipe``.
+
+    ATL variants vary recipes with an ``atl:`` section; PC/DPT variants vary recipes with PC/DPT
+    terms. Other recipes run once, as they are.
+    """
     if variant in ATL_VARIANTS:
         return recipe.atl is not None
     if variant in VARIANTS:
@@ -60,8 +63,10 @@ def variant_applies(recipe: Recipe, variant: str) -> bool:
 
 
 def atl_variant(recipe: Recipe, variant: str) -> Recipe:
-    """A copy of ``recipe`` with the ATL placement / residual of ``variant``, named
-    ``<recipe>-<variant>`` (other ATL options are kept)."""
+    """A copy of ``recipe`` with the ATL placement / residual of ``variant``.
+
+    Named ``<recipe>-<variant>``; other ATL options are kept.
+    """
     enabled, placement, residual = ATL_VARIANTS[variant]
     atl = recipe.atl.model_copy(update={"enabled": enabled, "placement": placement, "residual": residual})
     return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "atl": atl}, deep=True)

@@ -1,1 +1,1 @@
-"""damagemap.report"""
+"""Reports for mapped scenes: the HTML page and its figures."""

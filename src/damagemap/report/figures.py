@@ -34,7 +34,9 @@ def overview_shape(path: PathLike, max_size: int) -> tuple[int, int]:
 
 
 def read_overview(
-    path: PathLike, shape: tuple[int, int], bands: list[int] | None = None,
+    path: PathLike,
+    shape: tuple[int, int],
+    bands: list[int] | None = None,
     resampling: Resampling = Resampling.average,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bands (1-based; default: all) resampled to ``shape`` → ``(data [C,h,w], valid [h,w])``."""

@@ -105,15 +105,19 @@ def _write_atomic(path: Path, text: str) -> Path:
 
 def _image(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f"<figure><img alt='{escape(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption class='note'>{escape(caption)}</figcaption></figure>")
+    return (
+        f"<figure><img alt='{escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption class='note'>{escape(caption)}</figcaption></figure>"
+    )
 
 
 def _scene_line(summary: Mapping[str, Any], scene_path: str | os.PathLike) -> str:
     sc = summary.get("scene", {})
     t = sc.get("transform", [float("nan")] * 6)
-    return (f"<p>Scene <code>{escape(str(scene_path))}</code>: {sc.get('width')} × {sc.get('height')} px, "
-            f"CRS {escape(str(sc.get('crs')))}, pixel {_fmt(abs(t[0]))} × {_fmt(abs(t[4]))}</p>")
+    return (
+        f"<p>Scene <code>{escape(str(scene_path))}</code>: {sc.get('width')} × {sc.get('height')} px, "
+        f"CRS {escape(str(sc.get('crs')))}, pixel {_fmt(abs(t[0]))} × {_fmt(abs(t[4]))}</p>"
+    )
 
 
 def _timing(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,24 +161,31 @@ def _metrics(metrics: Mapping[str, Any]) -> str:
 
 def _building_summary(df: pd.DataFrame) -> str:
     by_class = df["damage_class"].value_counts().sort_index()
-    rows = [(f"{CLASS_NAMES.get(int(c), f'class {int(c)}')} ({int(c)})", int(n), int(n) / max(len(df), 1))
-            for c, n in by_class.items()]
+    rows = [
+        (f"{CLASS_NAMES.get(int(c), f'class {int(c)}')} ({int(c)})", int(n), int(n) / max(len(df), 1))
+        for c, n in by_class.items()
+    ]
     rows.append(("total", len(df), 1.0 if len(df) else float("nan")))
     by_status = [(s, int(n)) for s, n in df["status"].value_counts().items()]
-    return (_table(["class", "buildings", "share"], rows) + _table(["status", "buildings"], by_status)
-            + "<p class='note'>Per-building rows: buildings.csv and the <code>buildings</code> layer of damage.gpkg.</p>")
+    return (
+        _table(["class", "buildings", "share"], rows)
+        + _table(["status", "buildings"], by_status)
+        + "<p class='note'>Per-building rows: buildings.csv and the <code>buildings</code> layer of damage.gpkg.</p>"
+    )
 
 
 def _zones(df: pd.DataFrame) -> str:
     note = ""
     if len(df) > MAX_ZONE_ROWS:
-        note = (f"<p class='note'>{MAX_ZONE_ROWS} of {len(df)} zones with the largest damaged area; "
-                "all rows in zones.csv.</p>")
+        note = (
+            f"<p class='note'>{MAX_ZONE_ROWS} of {len(df)} zones with the largest damaged area; "
+            "all rows in zones.csv.</p>"
+        )
         df = df.sort_values("damaged_area_m2", ascending=False, kind="stable").head(MAX_ZONE_ROWS)
     rows = [[_native(v) for v in row] for row in df.itertuples(index=False)]
     return note + _table([c.replace("_", " ") for c in df.columns], rows)
 
 
 def _native(v: Any) -> Any:
-    """numpy scalars → Python scalars (for formatting)."""
+    """Numpy scalars → Python scalars (for formatting)."""
     return v.item() if hasattr(v, "item") else v

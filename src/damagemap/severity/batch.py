@@ -50,6 +50,7 @@ class BatchResult:
 
     @property
     def n_errors(self) -> int:
+        """Photos that could not be scored."""
         return sum(r["status"] != "ok" for r in self.rows)
 
 
@@ -65,8 +66,10 @@ def severity_config(model: DamageModel, degrees: Mapping[str, float] | None = No
     classes = model.recipe.classes
     unknown = sorted(set(cfg.degrees) - set(classes))
     if unknown:
-        raise ConfigError(f"severity degrees name {unknown}, which the model does not predict (classes "
-                          f"{classes}); pass --degrees CLASS=WEIGHT,… for this model's classes")
+        raise ConfigError(
+            f"severity degrees name {unknown}, which the model does not predict (classes "
+            f"{classes}); pass --degrees CLASS=WEIGHT,… for this model's classes"
+        )
     return cfg
 
 
@@ -80,15 +83,24 @@ def _photo_files(folder: Path) -> list[Path]:
 
 
 def _row(path: Path, classes: list[str], cfg: SeverityConfig) -> dict:
-    row = {"photo": path.name, "status": "ok", "error": "", "score": None, "band": UNDEFINED,
-           "pixel_score": None, "pixel_band": UNDEFINED, "structure_fraction": None}
+    row = {
+        "photo": path.name,
+        "status": "ok",
+        "error": "",
+        "score": None,
+        "band": UNDEFINED,
+        "pixel_score": None,
+        "pixel_band": UNDEFINED,
+        "structure_fraction": None,
+    }
     row |= {f"share_{c}": None for c in cfg.degrees}
     row |= {f"pixel_share_{c}": None for c in classes}
     return row | {"depth_source": "", "lat": None, "lon": None}
 
 
-def score_photo(model: DamageModel, image: np.ndarray, cfg: SeverityConfig, depth_model: DepthModel | None,
-                where: str = "photo"):
+def score_photo(
+    model: DamageModel, image: np.ndarray, cfg: SeverityConfig, depth_model: DepthModel | None, where: str = "photo"
+):
     """Class map and :class:`SeverityScore` of one ``[3, H, W]`` photo."""
     labels = model.labels_from_proba(model.predict_proba(image, where))
     if depth_model is not None:
@@ -129,8 +141,14 @@ def score_folder(
             row.update(status="error", error=exc.problem)
         else:
             labels, s = score_photo(model, image, cfg, depth_model, str(path))
-            row.update(score=s.score, band=s.band, pixel_score=s.pixel_score, pixel_band=s.pixel_band,
-                       structure_fraction=s.structure_fraction, depth_source=s.depth_source)
+            row.update(
+                score=s.score,
+                band=s.band,
+                pixel_score=s.pixel_score,
+                pixel_band=s.pixel_band,
+                structure_fraction=s.structure_fraction,
+                depth_source=s.depth_source,
+            )
             row |= {f"share_{c}": v for c, v in s.area_shares.items()} if s.score is not None else {}
             row |= {f"pixel_share_{c}": v for c, v in s.pixel_shares.items()}
             if gps is not None:

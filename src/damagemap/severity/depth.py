@@ -57,8 +57,10 @@ def ground_plane_depth(height: int, width: int, cfg: GroundPlaneConfig | None = 
 
 def ground_plane_source(cfg: GroundPlaneConfig) -> str:
     """How ground-plane depth is described in outputs."""
-    return (f"ground-plane (horizon {cfg.horizon:g} of height, camera {cfg.camera_height_m:g} m, "
-            f"hfov {cfg.hfov_deg:g} deg, cap {cfg.max_depth_m:g} m)")
+    return (
+        f"ground-plane (horizon {cfg.horizon:g} of height, camera {cfg.camera_height_m:g} m, "
+        f"hfov {cfg.hfov_deg:g} deg, cap {cfg.max_depth_m:g} m)"
+    )
 
 
 @dataclass
@@ -74,6 +76,7 @@ class DepthModel:
 
     @property
     def source(self) -> str:
+        """How depth was obtained, for the outputs."""
         kind = "metric depth" if self.metric else "relative inverse depth → 1/x"
         return f"{type(self.model).__name__} {self.path} ({kind})"
 
@@ -93,9 +96,12 @@ class DepthModel:
         try:
             config = AutoConfig.from_pretrained(path, local_files_only=True)
             model, info = AutoModelForDepthEstimation.from_pretrained(
-                path, config=config, local_files_only=True, output_loading_info=True)
+                path, config=config, local_files_only=True, output_loading_info=True
+            )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(path, f"cannot load a depth-estimation model ({str(exc).splitlines()[0][:200]})") from None
+            raise CheckpointError(
+                path, f"cannot load a depth-estimation model ({str(exc).splitlines()[0][:200]})"
+            ) from None
         missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
         mismatched = [str(m) for m in info.get("mismatched_keys", [])]
         if missing or unexpected or mismatched:

@@ -33,11 +33,16 @@ def _aggregate(points: gpd.GeoDataFrame, key: str) -> pd.DataFrame:
     score = pd.to_numeric(points["score"], errors="coerce")
     pixel = pd.to_numeric(points["pixel_score"], errors="coerce")
     g = pd.DataFrame({key: points[key], "score": score, "pixel": pixel}).groupby(key)
-    return pd.DataFrame({
-        "count": g["score"].count(), "n_undefined": g["score"].apply(lambda s: int(s.isna().sum())),
-        "mean": g["score"].mean(), "max": g["score"].max(),
-        "pixel_mean": g["pixel"].mean(), "pixel_max": g["pixel"].max(),
-    })
+    return pd.DataFrame(
+        {
+            "count": g["score"].count(),
+            "n_undefined": g["score"].apply(lambda s: int(s.isna().sum())),
+            "mean": g["score"].mean(),
+            "max": g["score"].max(),
+            "pixel_mean": g["pixel"].mean(),
+            "pixel_max": g["pixel"].max(),
+        }
+    )
 
 
 def grid_aggregate(points: gpd.GeoDataFrame, grid_m: float) -> gpd.GeoDataFrame:
@@ -69,8 +74,11 @@ def zone_aggregate(points: gpd.GeoDataFrame, zones_path: str | Path) -> gpd.GeoD
         raise InputError(zones_path, "zones have no CRS")
     zones = zones.reset_index(drop=True).assign(zone=lambda z: z.index.astype(int))
     joined = gpd.sjoin(points.to_crs(zones.crs), zones[["zone", "geometry"]], predicate="within")
-    stats = _aggregate(joined, "zone") if not joined.empty else pd.DataFrame(
-        columns=["count", "n_undefined", "mean", "max", "pixel_mean", "pixel_max"])
+    stats = (
+        _aggregate(joined, "zone")
+        if not joined.empty
+        else pd.DataFrame(columns=["count", "n_undefined", "mean", "max", "pixel_mean", "pixel_max"])
+    )
     out = zones.merge(stats, left_on="zone", right_index=True, how="left")
     out[["count", "n_undefined"]] = out[["count", "n_undefined"]].fillna(0).astype(int)
     return out
@@ -90,4 +98,3 @@ def write_geojson(path: Path, frame: gpd.GeoDataFrame) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(frame.to_crs(WGS84).to_json(na="null", drop_id=True))
     os.replace(tmp, path)
-

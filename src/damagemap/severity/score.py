@@ -73,7 +73,9 @@ def band_of(score: float | None, bands: Mapping[str, float]) -> str:
     return name
 
 
-def _weighted(labels: np.ndarray, weights: np.ndarray, degree: np.ndarray, structure: np.ndarray) -> tuple[float | None, np.ndarray]:
+def _weighted(
+    labels: np.ndarray, weights: np.ndarray, degree: np.ndarray, structure: np.ndarray
+) -> tuple[float | None, np.ndarray]:
     """Damage-weighted share and per-class area sums for per-pixel area ``weights``."""
     k = len(degree)
     area = np.bincount(labels.ravel(), weights=weights.ravel(), minlength=k)[:k]
@@ -133,8 +135,9 @@ def severity_score(
         band=band_of(score, bands),
         pixel_score=pixel_score,
         pixel_band=band_of(pixel_score, bands),
-        area_shares={c: float(area[i] / s_total) if s_total > 0 else 0.0
-                     for i, c in enumerate(classes) if structure[i]},
+        area_shares={
+            c: float(area[i] / s_total) if s_total > 0 else 0.0 for i, c in enumerate(classes) if structure[i]
+        },
         pixel_shares={c: float(pixel_area[i] / n) for i, c in enumerate(classes)},
         structure_fraction=float(pixel_area[structure].sum() / n),
         depth_source=depth_source if depth is not None else "none (pixel counts)",

@@ -85,13 +85,22 @@ def adapt_encoder_lora(
     torch.manual_seed(recipe.train.seed)  # LoRA A initialisation
     encoder = copy.deepcopy(model.encoder).freeze()
     head = copy.deepcopy(model.head).requires_grad_(False).eval()
-    attach_adapter(encoder, "lora", {"r": cfg.lora_r, "alpha": cfg.lora_alpha,
-                                     "target_modules": list(cfg.target_modules)})
+    attach_adapter(
+        encoder, "lora", {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": list(cfg.target_modules)}
+    )
     for name, p in encoder.named_parameters():
         p.requires_grad_(".lora_" in name)
     params = [p for p in encoder.parameters() if p.requires_grad]
-    train = recipe.train.model_copy(update={"lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                                            "select_by": "last", "scheduler": "none", "color_jitter": None})
+    train = recipe.train.model_copy(
+        update={
+            "lr": cfg.lr,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "select_by": "last",
+            "scheduler": "none",
+            "color_jitter": None,
+        }
+    )
     result = fit(head, objective, items, [], FitSpec.for_recipe(recipe, "LoRA", train), progress, LiveEncoder(encoder))
 
     n_modules = len({k.rsplit(".lora_", 1)[0] for k, _ in encoder.named_parameters() if ".lora_" in k})
@@ -99,7 +108,15 @@ def adapt_encoder_lora(
     encoder.freeze()
     adapter, adapter_config = adapter_tensors(encoder), adapter_record(encoder)
     metrics = dict(model.metrics)
-    metrics["lora"] = {"history": result.history, "n_shots": len(samples), "n_views": len(items),
-                       "epochs": cfg.epochs, "lr": cfg.lr, "n_modules": n_modules, "trainable_params": trainable}
-    return dataclasses.replace(model, encoder=encoder, head=head, metrics=metrics,
-                               adapter=adapter, adapter_config=adapter_config)
+    metrics["lora"] = {
+        "history": result.history,
+        "n_shots": len(samples),
+        "n_views": len(items),
+        "epochs": cfg.epochs,
+        "lr": cfg.lr,
+        "n_modules": n_modules,
+        "trainable_params": trainable,
+    }
+    return dataclasses.replace(
+        model, encoder=encoder, head=head, metrics=metrics, adapter=adapter, adapter_config=adapter_config
+    )

@@ -45,8 +45,7 @@ class FitSpec:
     @classmethod
     def for_recipe(cls, recipe: Recipe, description: str = "train", train: TrainConfig | None = None) -> FitSpec:
         """The spec of ``recipe`` (optionally with other optimisation settings ``train``)."""
-        return cls(train or recipe.train, len(recipe.classes), recipe.binary, tuple(recipe.damage_classes),
-                   description)
+        return cls(train or recipe.train, len(recipe.classes), recipe.binary, tuple(recipe.damage_classes), description)
 
 
 @dataclass

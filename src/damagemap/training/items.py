@@ -68,8 +68,10 @@ def make_item(sample: Sample, view: View, cfg: InputConfig, features: list[torch
 
 def image_items(samples: Sequence[Sample], cfg: InputConfig) -> list[Item]:
     """Items whose ``features`` hold the encoder-input image ``[C, S, S]`` (not yet encoded)."""
-    return [make_item(samples[v.sample_index], v, cfg, [view_image(samples[v.sample_index], v, cfg)])
-            for v in make_views(list(samples), cfg)]
+    return [
+        make_item(samples[v.sample_index], v, cfg, [view_image(samples[v.sample_index], v, cfg)])
+        for v in make_views(list(samples), cfg)
+    ]
 
 
 def cached_items(

@@ -95,9 +95,7 @@ class ConfusionMatrix:
         iou = [_ratio(tp_k[i], union[i]) for i in range(self.num_classes)]
         present = [v for v in iou if not np.isnan(v)]
         if not damage_classes or not all(0 <= c < self.num_classes for c in damage_classes):
-            raise ValueError(
-                f"damage_classes {tuple(damage_classes)} not in [0, {self.num_classes})"
-            )
+            raise ValueError(f"damage_classes {tuple(damage_classes)} not in [0, {self.num_classes})")
         damage = np.zeros(self.num_classes, dtype=bool)
         damage[list(damage_classes)] = True
         tp = m[np.ix_(damage, damage)].sum()

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from damagemap.adapters import adapter_record, adapter_specs, adapter_tensors, has_trainable_parameters, parameter_counts
+from damagemap.adapters import (
+    adapter_record,
+    adapter_specs,
+    adapter_tensors,
+    has_trainable_parameters,
+    parameter_counts,
+)
 from damagemap.adapters.recipe import attach_recipe_adapters
 from damagemap.data.band_stats import fit_input_stats
 from damagemap.encoders import build_encoder
@@ -34,12 +40,15 @@ from damagemap.types import Sample
 
 def encoder_for(recipe: Recipe) -> Encoder:
     """Build the recipe's frozen encoder and check the input size fits it."""
-    enc = build_encoder(recipe.encoder.name, checkpoint=recipe.encoder.checkpoint,
-                        pretrained=recipe.encoder.pretrained, **recipe.encoder.options)
+    enc = build_encoder(
+        recipe.encoder.name,
+        checkpoint=recipe.encoder.checkpoint,
+        pretrained=recipe.encoder.pretrained,
+        **recipe.encoder.options,
+    )
     if recipe.input.size % enc.size_multiple:
         raise ConfigError(
-            f"input.size {recipe.input.size} is not a multiple of {enc.size_multiple}, "
-            f"which encoder {enc.name} needs"
+            f"input.size {recipe.input.size} is not a multiple of {enc.size_multiple}, which encoder {enc.name} needs"
         )
     return enc
 
@@ -92,8 +101,9 @@ def train_model(
     """
     torch.manual_seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
-    encoder = attach_recipe_adapters(encoder or encoder_for(recipe), recipe, train_samples,
-                                     copy_first=encoder is not None)
+    encoder = attach_recipe_adapters(
+        encoder or encoder_for(recipe), recipe, train_samples, copy_first=encoder is not None
+    )
     if val_samples is None:
         train_samples, val_samples = split_validation(train_samples, recipe.train.val_fraction, recipe.train.seed)
     # standardize: dataset — per-band statistics from the training split only, kept in the recipe
@@ -113,8 +123,9 @@ def train_model(
     ctx = ObjectiveContext(recipe, term_items, encoder.channels)
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
-    head = build_head(recipe.head.kind, in_channels=tuple(encoder.channels),
-                      out_channels=recipe.num_outputs, **recipe.head.options)
+    head = build_head(
+        recipe.head.kind, in_channels=tuple(encoder.channels), out_channels=recipe.num_outputs, **recipe.head.options
+    )
     counts = parameter_counts(encoder, head)
     result = fit(head, objective, train_items, val_items, FitSpec.for_recipe(recipe, description), progress, source)
     adapted = bool(adapter_specs(encoder))
@@ -122,9 +133,13 @@ def train_model(
     config = adapter_record(encoder) if adapted else None
     encoder.freeze()
     model = DamageModel(recipe, encoder, head, dict(ctx.state), adapter=adapter, adapter_config=config)
-    model.metrics = {"best_epoch": result.best_epoch, "history": result.history,
-                     "native_view_size": _median_view_size(train_samples, recipe), "notes": ctx.notes,
-                     "parameters": counts}
+    model.metrics = {
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "native_view_size": _median_view_size(train_samples, recipe),
+        "notes": ctx.notes,
+        "parameters": counts,
+    }
     return model, result
 
 

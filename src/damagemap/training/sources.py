@@ -19,7 +19,9 @@ from damagemap.errors import ConfigError
 from damagemap.training.items import Item, encode_items
 
 
-def collate(items: Sequence[Item], transforms: Sequence | None = None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+def collate(
+    items: Sequence[Item], transforms: Sequence | None = None
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Stack items (each through its own dihedral transform, if given) into maps and targets."""
     n_levels = len(items[0].features)
     feats: list[list[torch.Tensor]] = [[] for _ in range(n_levels)]
@@ -62,8 +64,11 @@ class FeatureSource:
 
 
 def color_jitter(images: torch.Tensor, params: Sequence[float]) -> torch.Tensor:
-    """torchvision ColorJitter(brightness, contrast, saturation, hue) on the first three bands of
-    each image of ``[B, C, H, W]`` in [0, 1], drawn independently per image (global torch RNG)."""
+    """Torchvision ColorJitter(brightness, contrast, saturation, hue) on the first three bands.
+
+    Applied to each image of ``[B, C, H, W]`` in [0, 1], drawn independently per image (global
+    torch RNG).
+    """
     from torchvision.transforms import v2
 
     if images.shape[1] < 3:
@@ -80,21 +85,26 @@ class LiveEncoder(FeatureSource):
         self.encoder, self.jitter = encoder, jitter
 
     def parameters(self) -> list[torch.nn.Parameter]:
+        """The encoder's trainable parameters."""
         return [p for p in self.encoder.parameters() if p.requires_grad]
 
     def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
+        """The batch run through the encoder (colour-jittered first, if asked)."""
         images, batch = super().step_inputs(chunk, transforms)
         x = images[0] if not self.jitter else color_jitter(images[0], self.jitter)
         return self.encoder(x), batch
 
     def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
+        """Validation items encoded with the current weights."""
         self.encoder.invalidate_fingerprint()  # its trainable weights changed since the last epoch
         return encode_items(self.encoder, items)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
+        """The encoder's trainable tensors."""
         return trainable_state(self.encoder)
 
     def restore(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy a snapshot back into the encoder."""
         own = dict(self.encoder.named_parameters())
         with torch.no_grad():
             for k, v in state.items():
@@ -103,8 +113,11 @@ class LiveEncoder(FeatureSource):
 
 
 class EncodedOnDemand(Sequence[Item]):
-    """Image items seen through ``encoder``, encoded on first access (for objective builders such
-    as PC that need encoder maps of the source items when training runs end to end)."""
+    """Image items seen through ``encoder``, encoded on first access.
+
+    For objective builders such as PC that need encoder maps of the source items when training
+    runs end to end.
+    """
 
     def __init__(self, encoder: Encoder, items: Sequence[Item]) -> None:
         self.encoder, self.items = encoder, items

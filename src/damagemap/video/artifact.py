@@ -26,13 +26,18 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
 
-def save_video_model(model: MSNet, recipe: VideoRecipe, out_dir: str | Path,
-                     metrics: dict[str, Any] | None = None) -> Path:
+def save_video_model(
+    model: MSNet, recipe: VideoRecipe, out_dir: str | Path, metrics: dict[str, Any] | None = None
+) -> Path:
     """Write the artifact atomically (temporary sibling directory, then rename)."""
     manifest = {
-        "schema_version": SCHEMA_VERSION, "kind": KIND, "damagemap_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "damagemap_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "classes": recipe.classes, "rpn": recipe.model.rpn, "metrics": metrics or {},
+        "classes": recipe.classes,
+        "rpn": recipe.model.rpn,
+        "metrics": metrics or {},
         "recipe": recipe.model_dump(mode="json"),
     }
 
@@ -57,8 +62,10 @@ def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[st
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: corrupt manifest ({exc})") from None
     if manifest.get("kind") != KIND or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{path}: not an MSNet manifest of schema {SCHEMA_VERSION} "
-                          f"(kind {manifest.get('kind')!r}, schema {manifest.get('schema_version')!r})")
+        raise ConfigError(
+            f"{path}: not an MSNet manifest of schema {SCHEMA_VERSION} "
+            f"(kind {manifest.get('kind')!r}, schema {manifest.get('schema_version')!r})"
+        )
     recipe = VideoRecipe.model_validate(manifest["recipe"])
     recipe.model.backbone_checkpoint = None
     # the saved weights decide the norm layers: a model trained from a checkpoint has frozen BN
@@ -70,6 +77,10 @@ def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[st
         raise CheckpointError(model_dir / WEIGHTS, f"cannot read weights ({exc})") from None
     result = model.load_state_dict(weights, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(model_dir / WEIGHTS, "weights do not match the manifest's network",
-                              result.missing_keys, result.unexpected_keys)
+        raise CheckpointError(
+            model_dir / WEIGHTS,
+            "weights do not match the manifest's network",
+            result.missing_keys,
+            result.unexpected_keys,
+        )
     return model.eval(), recipe, manifest

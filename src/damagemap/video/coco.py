@@ -80,8 +80,9 @@ class CocoDamageDataset(torch.utils.data.Dataset):
         image = read_image(self.image_path(im))[:3]
         h, w = image.shape[1:]
         if (im.get("height", h), im.get("width", w)) != (h, w):
-            raise InputError(self.image_path(im), f"image is {h}x{w} but {self.path.name} says "
-                                                  f"{im.get('height')}x{im.get('width')}")
+            raise InputError(
+                self.image_path(im), f"image is {h}x{w} but {self.path.name} says {im.get('height')}x{im.get('width')}"
+            )
         anns = [a for a in self.coco.imgToAnns.get(im["id"], []) if not a.get("iscrowd", 0)]
         masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
         keep = masks.reshape(len(anns), -1).any(1) if anns else np.zeros(0, bool)

@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from damagemap.config import StrictModel, apply_overrides, read_yaml_mapping, validate
-from damagemap.errors import ConfigError
 
 CLASSES = ["Slight", "Severe", "Debris"]
 
@@ -80,7 +79,7 @@ class SRNConfig(StrictModel):
     lr: float = Field(1e-3, gt=0)
 
     @model_validator(mode="after")
-    def _gap(self) -> "SRNConfig":
+    def _gap(self) -> SRNConfig:
         if self.negative_s <= self.positive_s:
             raise ValueError("negative_s must be larger than positive_s")
         return self
@@ -99,7 +98,7 @@ class RefineConfig(StrictModel):
     roi_size: int = Field(7, ge=1)
 
     @model_validator(mode="after")
-    def _order(self) -> "RefineConfig":
+    def _order(self) -> RefineConfig:
         if self.c0 > self.c1:
             raise ValueError(f"c0 ({self.c0}) must not exceed c1 ({self.c1})")
         return self

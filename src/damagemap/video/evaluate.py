@@ -23,8 +23,12 @@ def detections_to_coco(image_id: int, det: dict[str, Tensor], label_to_category:
     masks = det["masks"][:, 0].numpy() > 0.5 if "masks" in det else None
     for i, (score, label) in enumerate(zip(det["scores"].tolist(), det["labels"].tolist())):
         x0, y0, x1, y1 = boxes[i]
-        entry = {"image_id": int(image_id), "category_id": label_to_category[int(label)],
-                 "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)}
+        entry = {
+            "image_id": int(image_id),
+            "category_id": label_to_category[int(label)],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "score": float(score),
+        }
         if masks is not None:
             rle = mask_utils.encode(np.asfortranarray(masks[i].astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")

@@ -34,8 +34,11 @@ def read_gpx(path: str | Path) -> Track:
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
-        points = [(_parse_time(p.findtext("{*}time")), float(p.get("lat")), float(p.get("lon")))
-                  for p in root.iter() if p.tag.endswith("trkpt")]
+        points = [
+            (_parse_time(p.findtext("{*}time")), float(p.get("lat")), float(p.get("lon")))
+            for p in root.iter()
+            if p.tag.endswith("trkpt")
+        ]
     except (OSError, ET.ParseError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(path, f"not a GPX track with timed trkpt points ({type(exc).__name__}: {exc})") from None
     return _track(points, True, path)
@@ -91,8 +94,11 @@ def align(track: Track, frame_times: np.ndarray, video_start: datetime | None = 
     rel = track.time - offset
     inside = (t >= rel[0]) & (t <= rel[-1])
     if not inside.any():
-        raise InputError(track.path, f"track covers {rel[0]:.1f}..{rel[-1]:.1f} s of video time but the frames "
-                                     f"span {t.min():.1f}..{t.max():.1f} s: no overlap")
+        raise InputError(
+            track.path,
+            f"track covers {rel[0]:.1f}..{rel[-1]:.1f} s of video time but the frames "
+            f"span {t.min():.1f}..{t.max():.1f} s: no overlap",
+        )
     out = np.full((len(t), 2), np.nan)
     out[inside, 0] = np.interp(t[inside], rel, track.lat)
     out[inside, 1] = np.interp(t[inside], rel, track.lon)

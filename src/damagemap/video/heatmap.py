@@ -39,8 +39,14 @@ def write_heatmap(points: pd.DataFrame, track: np.ndarray, out_dir: str | Path, 
     return {"gpkg": out_dir / GPKG, "png": out_dir / PNG}
 
 
-def density(lat: np.ndarray, lon: np.ndarray, weight: np.ndarray, extent: tuple[float, float, float, float],
-            bins: int = 64, sigma: float = 1.5) -> np.ndarray:
+def density(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    weight: np.ndarray,
+    extent: tuple[float, float, float, float],
+    bins: int = 64,
+    sigma: float = 1.5,
+) -> np.ndarray:
     """Score-weighted 2-D histogram over ``extent`` (lon0, lon1, lat0, lat1), Gaussian-smoothed; rows = lat."""
     from scipy.ndimage import gaussian_filter
 

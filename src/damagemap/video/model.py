@@ -30,6 +30,7 @@ class BuildingBoxTransform(GeneralizedRCNNTransform):
     """torchvision's transform, also resizing the targets' ``building_boxes``."""
 
     def resize(self, image: Tensor, target: Optional[dict[str, Tensor]] = None):
+        """Torchvision's resize, skipped when the image already has the target size."""
         size = image.shape[-2:]
         image, target = super().resize(image, target)
         if target is not None and "building_boxes" in target:
@@ -48,22 +49,35 @@ class MSNet(MaskRCNN):
         sizes = tuple((s,) for s in cfg.anchor_sizes)
         anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         rpn_args = dict(
-            rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+            rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+            rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
             rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
             rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
         )
         super().__init__(
-            backbone, num_classes=num_classes, min_size=cfg.min_size, max_size=cfg.max_size,
-            rpn_anchor_generator=anchors, box_batch_size_per_image=cfg.box_batch_size_per_image,
-            box_score_thresh=cfg.box_score_thresh, box_detections_per_img=cfg.box_detections_per_img, **rpn_args,
+            backbone,
+            num_classes=num_classes,
+            min_size=cfg.min_size,
+            max_size=cfg.max_size,
+            rpn_anchor_generator=anchors,
+            box_batch_size_per_image=cfg.box_batch_size_per_image,
+            box_score_thresh=cfg.box_score_thresh,
+            box_detections_per_img=cfg.box_detections_per_img,
+            **rpn_args,
         )
         t = self.transform
         self.transform = BuildingBoxTransform(t.min_size, t.max_size, t.image_mean, t.image_std)
         if cfg.rpn == "hierarchical":
             damage = self.rpn
-            self.rpn = HierarchicalRPN(_rpn_like(damage, RegionProposalNetwork), _rpn_like(damage, GatedRPN),
-                                       cfg.gate, cfg.gate_threshold, cfg.gate_proposals, cfg.gate_add_gt)
+            self.rpn = HierarchicalRPN(
+                _rpn_like(damage, RegionProposalNetwork),
+                _rpn_like(damage, GatedRPN),
+                cfg.gate,
+                cfg.gate_threshold,
+                cfg.gate_proposals,
+                cfg.gate_add_gt,
+            )
         self.srn = ScoreRefinementNetwork(backbone.out_channels, **(srn_cfg or {}))
 
     @torch.no_grad()
@@ -85,18 +99,26 @@ def _rpn_like(template: RegionProposalNetwork, cls: type) -> RegionProposalNetwo
     return cls(
         template.anchor_generator,
         RPNHead(head.conv[0][0].in_channels, head.cls_logits.out_channels),
-        template.proposal_matcher.high_threshold, template.proposal_matcher.low_threshold,
-        template.fg_bg_sampler.batch_size_per_image, template.fg_bg_sampler.positive_fraction,
-        dict(template._pre_nms_top_n), dict(template._post_nms_top_n), template.nms_thresh, template.score_thresh,
+        template.proposal_matcher.high_threshold,
+        template.proposal_matcher.low_threshold,
+        template.fg_bg_sampler.batch_size_per_image,
+        template.fg_bg_sampler.positive_fraction,
+        dict(template._pre_nms_top_n),
+        dict(template._post_nms_top_n),
+        template.nms_thresh,
+        template.score_thresh,
     )
 
 
 def build_msnet(recipe: VideoRecipe, checkpoint: str | Path | None = None, frozen_bn: bool = False) -> MSNet:
-    """Build the recipe's network. ``checkpoint`` (or ``recipe.model.backbone_checkpoint``)
-    loads backbone weights, freezes BatchNorm and trains only the top
-    ``trainable_backbone_layers``; without it everything is random-initialised and trainable
-    (plain BatchNorm), as torchvision does for an untrained backbone. ``frozen_bn`` builds the
-    checkpoint variant's layers without weights (to load a saved artifact into)."""
+    """Build the recipe's network.
+
+    ``checkpoint`` (or ``recipe.model.backbone_checkpoint``) loads backbone weights, freezes
+    BatchNorm and trains only the top ``trainable_backbone_layers``; without it everything is
+    random-initialised and trainable (plain BatchNorm), as torchvision does for an untrained
+    backbone. ``frozen_bn`` builds the checkpoint variant's layers without weights (to load a
+    saved artifact into).
+    """
     cfg = recipe.model
     ckpt = checkpoint if checkpoint is not None else cfg.backbone_checkpoint
     frozen = bool(ckpt) or frozen_bn
@@ -107,7 +129,7 @@ def build_msnet(recipe: VideoRecipe, checkpoint: str | Path | None = None, froze
         _load(body, {k: v for k, v in state.items() if not k.startswith("fc.")}, Path(ckpt), "resnet50")
     backbone = _resnet_fpn_extractor(body, cfg.trainable_backbone_layers if frozen else 5)
     if state is not None and any(k.startswith("backbone.") for k in state):
-        sub = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        sub = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
         _load(backbone, sub, Path(ckpt), "Mask R-CNN backbone")
     srn = recipe.srn
     return MSNet(backbone, len(recipe.classes) + 1, cfg, {"hidden": srn.hidden, "channels": srn.channels})
@@ -135,5 +157,6 @@ def _load(module: nn.Module, state: dict[str, Tensor], path: Path, layout: str) 
         raise CheckpointError(path, f"tensor shapes do not match a {layout} ({str(exc).splitlines()[0]})") from None
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
     if missing or result.unexpected_keys:
-        raise CheckpointError(path, f"keys do not match the torchvision {layout} layout",
-                              missing, result.unexpected_keys)
+        raise CheckpointError(
+            path, f"keys do not match the torchvision {layout} layout", missing, result.unexpected_keys
+        )

@@ -23,9 +23,16 @@ from damagemap.video.refine import refine_scores, roi_embeddings
 DETECTIONS = "detections.json"
 
 
-def predict_video(model: MSNet, recipe: VideoRecipe, video: str | Path, out_dir: str | Path,
-                  track: str | Path | None = None, every: int | None = None,
-                  video_start: datetime | None = None, progress: Progress | None = None) -> dict[str, Any]:
+def predict_video(
+    model: MSNet,
+    recipe: VideoRecipe,
+    video: str | Path,
+    out_dir: str | Path,
+    track: str | Path | None = None,
+    every: int | None = None,
+    video_start: datetime | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Detect on every ``every``-th frame, refine confidences in [c0, c1] and write outputs.
 
     Writes ``detections.json`` (per frame: time, lat/lon, boxes, labels, raw and refined
@@ -60,18 +67,41 @@ def predict_video(model: MSNet, recipe: VideoRecipe, video: str | Path, out_dir:
     records, rows = [], []
     for f, d, r, s, (lat, lon) in zip(frames, dets, raw, refined, where):
         labels = [recipe.classes[int(k) - 1] for k in d["labels"]]
-        records.append({"frame": f.index, "time": f.time, "lat": _num(lat), "lon": _num(lon),
-                        "boxes": d["boxes"].tolist(), "labels": labels,
-                        "raw_scores": r.tolist(), "scores": s.tolist()})
-        rows += [{"frame": f.index, "time": f.time, "label": lab, "raw_score": float(a), "score": float(b),
-                  "lat": lat, "lon": lon} for lab, a, b in zip(labels, r, s)]
+        records.append(
+            {
+                "frame": f.index,
+                "time": f.time,
+                "lat": _num(lat),
+                "lon": _num(lon),
+                "boxes": d["boxes"].tolist(),
+                "labels": labels,
+                "raw_scores": r.tolist(),
+                "scores": s.tolist(),
+            }
+        )
+        rows += [
+            {
+                "frame": f.index,
+                "time": f.time,
+                "label": lab,
+                "raw_score": float(a),
+                "score": float(b),
+                "lat": lat,
+                "lon": lon,
+            }
+            for lab, a, b in zip(labels, r, s)
+        ]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{DETECTIONS}.tmp"
-    tmp.write_text(json.dumps({"video": str(video), "every": every, "refine": cfg.model_dump(),
-                               "frames": records}, indent=1))
+    tmp.write_text(
+        json.dumps({"video": str(video), "every": every, "refine": cfg.model_dump(), "frames": records}, indent=1)
+    )
     os.replace(tmp, out_dir / DETECTIONS)
-    summary: dict[str, Any] = {"frames": len(frames), "detections": len(rows),
-                               "refined": int(sum(int((a != b).sum()) for a, b in zip(raw, refined)))}
+    summary: dict[str, Any] = {
+        "frames": len(frames),
+        "detections": len(rows),
+        "refined": int(sum(int((a != b).sum()) for a, b in zip(raw, refined))),
+    }
     if gps is not None:
         points = pd.DataFrame(rows, columns=["frame", "time", "label", "raw_score", "score", "lat", "lon"])
         points = points.dropna(subset=["lat", "lon"])

@@ -12,8 +12,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from damagemap.video.srn import LEVELS
 
 
-def roi_embeddings(srn_features: dict[str, Tensor], boxes: Tensor, image_size: tuple[int, int],
-                   output_size: int = 7) -> Tensor:
+def roi_embeddings(
+    srn_features: dict[str, Tensor], boxes: Tensor, image_size: tuple[int, int], output_size: int = 7
+) -> Tensor:
     """One flattened RoIAlign'ed SRN embedding per box (boxes in network-input coordinates).
 
     torchvision's :class:`MultiScaleRoIAlign` picks the FPN level of each box by its size, as
@@ -25,8 +26,9 @@ def roi_embeddings(srn_features: dict[str, Tensor], boxes: Tensor, image_size: t
     return pool(srn_features, [boxes], [image_size]).flatten(1)
 
 
-def refine_scores(scores: Sequence[Tensor], embeddings: Sequence[Tensor], c0: float, c1: float,
-                  labels: Sequence[Tensor] | None = None) -> list[Tensor]:
+def refine_scores(
+    scores: Sequence[Tensor], embeddings: Sequence[Tensor], c0: float, c1: float, labels: Sequence[Tensor] | None = None
+) -> list[Tensor]:
     """Refined confidences for a sequence of frames.
 
     For every detection of frame ``t`` with confidence in [c0, c1], the most similar detection

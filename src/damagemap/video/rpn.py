@@ -21,17 +21,22 @@ from damagemap.video.gate import GateKind, anchor_gate
 class GatedRPN(RegionProposalNetwork):
     """A torchvision RPN whose anchors can be switched off per image (``keep`` masks)."""
 
-    def compute_loss(self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor],
-                     regression_targets: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """torchvision's loss, but zero (not NaN) when the gate left nothing to sample."""
+    def compute_loss(
+        self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor], regression_targets: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Torchvision's loss, but zero (not NaN) when the gate left nothing to sample."""
         if not any(bool((lab >= 0).any()) for lab in labels):
             zero = objectness.sum() * 0 + pred_bbox_deltas.sum() * 0
             return zero, zero
         return super().compute_loss(objectness, pred_bbox_deltas, labels, regression_targets)
 
-    def forward(self, images: ImageList, features: dict[str, Tensor],
-                targets: Optional[list[dict[str, Tensor]]] = None,
-                keep: Optional[list[Tensor]] = None) -> tuple[list[Tensor], dict[str, Tensor]]:
+    def forward(
+        self,
+        images: ImageList,
+        features: dict[str, Tensor],
+        targets: Optional[list[dict[str, Tensor]]] = None,
+        keep: Optional[list[Tensor]] = None,
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """As :meth:`RegionProposalNetwork.forward`, restricted to anchors where ``keep`` is True."""
         if keep is None:
             return super().forward(images, features, targets)
@@ -65,8 +70,15 @@ class HierarchicalRPN(nn.Module):
     (``last_keep``, ``last_buildings``) for inspection.
     """
 
-    def __init__(self, building: RegionProposalNetwork, damage: GatedRPN, gate: GateKind = "ii",
-                 threshold: float = 0.3, top_buildings: int = 300, add_gt: bool = True) -> None:
+    def __init__(
+        self,
+        building: RegionProposalNetwork,
+        damage: GatedRPN,
+        gate: GateKind = "ii",
+        threshold: float = 0.3,
+        top_buildings: int = 300,
+        add_gt: bool = True,
+    ) -> None:
         super().__init__()
         self.building = building
         self.damage = damage
@@ -75,8 +87,9 @@ class HierarchicalRPN(nn.Module):
         self.last_keep: list[Tensor] = []
         self.last_buildings: list[Tensor] = []
 
-    def forward(self, images: ImageList, features: dict[str, Tensor],
-                targets: Optional[list[dict[str, Tensor]]] = None) -> tuple[list[Tensor], dict[str, Tensor]]:
+    def forward(
+        self, images: ImageList, features: dict[str, Tensor], targets: Optional[list[dict[str, Tensor]]] = None
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Damage proposals per image and ``loss_building_*`` + ``loss_damage_*`` RPN losses."""
         building_targets = None
         if self.training and targets is not None:

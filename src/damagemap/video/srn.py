@@ -18,8 +18,10 @@ class ScoreRefinementNetwork(nn.Module):
     def __init__(self, in_channels: int = 256, hidden: int = 256, channels: int = 128) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1),
         )
 
@@ -33,8 +35,9 @@ def consistency_distance(x: Tensor, y: Tensor) -> Tensor:
     return 1 - F.cosine_similarity(x, y, dim=1).flatten(1).mean(dim=1)
 
 
-def multiscale_consistency_loss(anchor: dict[str, Tensor], positive: dict[str, Tensor],
-                                negative: dict[str, Tensor], margin: float = 1.0) -> Tensor:
+def multiscale_consistency_loss(
+    anchor: dict[str, Tensor], positive: dict[str, Tensor], negative: dict[str, Tensor], margin: float = 1.0
+) -> Tensor:
     """Σ_levels max(0, D(X, X+) − D(X, X−) + m), averaged over the batch."""
     total = 0
     for k in anchor:
@@ -44,8 +47,13 @@ def multiscale_consistency_loss(anchor: dict[str, Tensor], positive: dict[str, T
     return total.mean()
 
 
-def sample_triplets(times: Sequence[float], positive_s: float = 0.5, negative_s: float = 10.0,
-                    n: int = 1, generator: torch.Generator | None = None) -> list[tuple[int, int, int]]:
+def sample_triplets(
+    times: Sequence[float],
+    positive_s: float = 0.5,
+    negative_s: float = 10.0,
+    n: int = 1,
+    generator: torch.Generator | None = None,
+) -> list[tuple[int, int, int]]:
     """``n`` random (anchor, positive, negative) frame-index triplets chosen by timestamp.
 
     Positive: another frame with |t − t_a| ≤ ``positive_s``; negative: |t − t_a| ≥ ``negative_s``.

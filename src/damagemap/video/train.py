@@ -28,8 +28,9 @@ def hflip(image: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, T
     return image.flip(-1), out
 
 
-def train_detector(model: MSNet, data: CocoDamageDataset, cfg: TrainConfig,
-                   progress: Progress | None = None) -> list[dict[str, float]]:
+def train_detector(
+    model: MSNet, data: CocoDamageDataset, cfg: TrainConfig, progress: Progress | None = None
+) -> list[dict[str, float]]:
     """SGD over random mini-batches for ``cfg.iterations`` steps; returns the loss history.
 
     The SRN is not touched (it has its own loss and loop). Images without damage instances
@@ -69,8 +70,14 @@ def train_detector(model: MSNet, data: CocoDamageDataset, cfg: TrainConfig,
     return history
 
 
-def train_srn(model: MSNet, frames: Sequence[Tensor], times: Sequence[float], cfg: SRNConfig,
-              seed: int = 42, progress: Progress | None = None) -> list[float]:
+def train_srn(
+    model: MSNet,
+    frames: Sequence[Tensor],
+    times: Sequence[float],
+    cfg: SRNConfig,
+    seed: int = 42,
+    progress: Progress | None = None,
+) -> list[float]:
     """Train only the SRN on (anchor, positive, negative) frame triplets; the detector is frozen.
 
     Returns the loss history (empty when the frames admit no triplet: the video is shorter
@@ -118,5 +125,9 @@ def evaluate_detector(model: MSNet, data: CocoDamageDataset, progress: Progress 
         results += detections_to_coco(int(target["image_id"]), detections[0], category_of)
         if progress:
             progress.update(task, advance=1)
-    return {"segm": coco_evaluate(data.doc, results, "segm"), "bbox": coco_evaluate(data.doc, results, "bbox"),
-            "n_images": len(data), "n_detections": len(results)}
+    return {
+        "segm": coco_evaluate(data.doc, results, "segm"),
+        "bbox": coco_evaluate(data.doc, results, "bbox"),
+        "n_images": len(data),
+        "n_detections": len(results),
+    }

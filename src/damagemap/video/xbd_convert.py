@@ -39,16 +39,27 @@ def xbd_to_coco(root: str | Path, out: str | Path, tiles: list[str] | None = Non
     missing = sorted(set(tiles or []) - set(by_tile))
     if missing:
         raise InputError(root / "labels", f"tiles not found: {missing}")
-    doc: dict[str, Any] = {"images": [], "annotations": [], "buildings": [],
-                           "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
+    doc: dict[str, Any] = {
+        "images": [],
+        "annotations": [],
+        "buildings": [],
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)],
+    }
     for image_id, tile in enumerate(tiles or sorted(by_tile), start=1):
         image_path = root / "images" / f"{tile}_post_disaster.png"
         if not image_path.is_file():
             raise InputError(by_tile[tile], f"image for this label file not found: {image_path}")
         with Image.open(image_path) as im:
             width, height = im.size
-        doc["images"].append({"id": image_id, "file_name": os.path.relpath(image_path.resolve(), out.parent.resolve()),
-                              "width": width, "height": height, "tile": tile})
+        doc["images"].append(
+            {
+                "id": image_id,
+                "file_name": os.path.relpath(image_path.resolve(), out.parent.resolve()),
+                "width": width,
+                "height": height,
+                "tile": tile,
+            }
+        )
         for b in read_xbd_buildings(by_tile[tile]):
             _add_building(doc, image_id, b)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,14 +75,22 @@ def _add_building(doc: dict[str, Any], image_id: int, building: dict[str, Any]) 
     x0, y0, x1, y1 = polygon.bounds
     bbox = [x0, y0, x1 - x0, y1 - y0]
     building_id = len(doc["buildings"]) + 1
-    doc["buildings"].append({"id": building_id, "image_id": image_id, "bbox": bbox,
-                             "uid": building["uid"], "subtype": building["subtype"]})
+    doc["buildings"].append(
+        {"id": building_id, "image_id": image_id, "bbox": bbox, "uid": building["uid"], "subtype": building["subtype"]}
+    )
     name = SUBTYPE_CLASS.get(building["subtype"])
     if name is None:
         return
     rings = [list(shapely.get_coordinates(p.exterior)[:-1].ravel()) for p in getattr(polygon, "geoms", [polygon])]
-    doc["annotations"].append({
-        "id": len(doc["annotations"]) + 1, "image_id": image_id, "building_id": building_id,
-        "category_id": CLASSES.index(name) + 1, "bbox": bbox, "area": float(polygon.area),
-        "segmentation": [r for r in rings if len(r) >= 6], "iscrowd": 0,
-    })
+    doc["annotations"].append(
+        {
+            "id": len(doc["annotations"]) + 1,
+            "image_id": image_id,
+            "building_id": building_id,
+            "category_id": CLASSES.index(name) + 1,
+            "bbox": bbox,
+            "area": float(polygon.area),
+            "segmentation": [r for r in rings if len(r) >= 6],
+            "iscrowd": 0,
+        }
+    )
