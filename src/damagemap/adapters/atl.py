@@ -1,4 +1,4 @@
-"""Adaptive Transfer Learning (ATL) modules for timm ViT encoders (TransLandSeg, METHODS.md §2).
+"""Adaptive Transfer Learning (ATL) modules for timm ViT encoders (TransLandSeg, docs/methods.md §2).
 
 Two forms, attached to the ViT inside a :class:`~damagemap.encoders.vit.ViTEncoder` with
 forward hooks (timm's model code is not copied):

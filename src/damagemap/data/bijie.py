@@ -1,4 +1,4 @@
-"""Reader for the Bijie landslide dataset (METHODS.md §2, Data).
+"""Reader for the Bijie landslide dataset (docs/methods.md §2, Data).
 
 Assumed layout (as distributed, e.g. ``Bijie-landslide-dataset/``)::
 

@@ -1,4 +1,4 @@
-"""Reader for Landslide4Sense HDF5 patches (METHODS.md §2, Data).
+"""Reader for Landslide4Sense HDF5 patches (docs/methods.md §2, Data).
 
 Each patch is an ``.h5`` file with a dataset ``img`` of shape ``[128, 128, 14]`` (float32,
 channels last) and a binary ``mask`` ``[128, 128]`` (0 = background, 1 = landslide). The 14

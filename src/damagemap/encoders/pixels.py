@@ -1,7 +1,7 @@
 """The identity encoder: normalised pixels, for fully trainable baseline heads.
 
 The Smart Transfer baselines (U-Net/ResNet-18, U-Net/ResNet-152, a YOLO-style FPN segmenter;
-METHODS.md §1) are whole networks trained end to end. They run through the same cached-feature
+docs/methods.md §1) are whole networks trained end to end. They run through the same cached-feature
 pipeline as the frozen-encoder methods by pairing this "encoder" — one map at stride 1, the
 image normalised with ImageNet statistics — with a head that *is* the whole network
 (``unet``, ``yolo_fpn``). The feature cache then simply stores the resized, normalised image,

@@ -1,4 +1,4 @@
-"""Smart Transfer's progressive decoder (METHODS.md §1).
+"""Smart Transfer's progressive decoder (docs/methods.md §1).
 
 ``n_stages`` × [3×3 conv (no bias) → BatchNorm → ReLU → nearest 2× upsample], channels
 C→256→…→256, then a 1×1 conv to ``out_channels`` logits.

@@ -1,4 +1,4 @@
-"""The SAM mask decoder as a prompt-free segmentation head (TransLandSeg, METHODS.md §2).
+"""The SAM mask decoder as a prompt-free segmentation head (TransLandSeg, docs/methods.md §2).
 
 Built from transformers' ``SamMaskDecoder`` and ``SamPositionalEmbedding`` (no hand-written
 SAM). Prompt-free use as in TransLandSeg: the sparse prompt is empty, the dense prompt is the

@@ -1,7 +1,7 @@
 """U-Net baselines (ResNet-18 / ResNet-152 encoder), fully trainable, as a damagemap head.
 
 The Smart Transfer paper compares its frozen-encoder method with U-Nets whose ResNet encoders
-are trained end to end (METHODS.md §1, *Baselines*). Here the U-Net is a :class:`Head` on top
+are trained end to end (docs/methods.md §1, *Baselines*). Here the U-Net is a :class:`Head` on top
 of the ``pixels`` identity encoder, so it trains through the same cached-feature pipeline.
 The network is ``segmentation_models_pytorch.Unet`` (smp 0.6), split into its parts:
 

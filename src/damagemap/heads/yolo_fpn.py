@@ -1,6 +1,6 @@
 """A small YOLO-style FPN segmenter, trainable end to end from pixels (Smart Transfer baseline).
 
-METHODS.md §1 lists "a small YOLO-style FPN segmenter" among the baselines. This is a
+docs/methods.md §1 lists "a small YOLO-style FPN segmenter" among the baselines. This is a
 self-contained re-implementation of the *semantic* part of a YOLOv8-seg-like network, "n"
 scale, without any detection branch (no ultralytics dependency, AGPL-free):
 

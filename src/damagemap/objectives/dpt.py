@@ -1,4 +1,4 @@
-"""DPT — Distance-Penalized Triplet loss: patch-level spatial autocorrelation (METHODS.md §1).
+"""DPT — Distance-Penalized Triplet loss: patch-level spatial autocorrelation (docs/methods.md §1).
 
 The head's last feature map is mean-pooled over a ``grid × grid`` grid of patches and
 L2-normalised. Patches are labelled from the ground truth (and building footprints): undamaged

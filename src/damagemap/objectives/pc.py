@@ -1,4 +1,4 @@
-"""PC — Pixel-wise Clustering: prototype-level global alignment (Smart Transfer, METHODS.md §1).
+"""PC — Pixel-wise Clustering: prototype-level global alignment (Smart Transfer, docs/methods.md §1).
 
 Before training, frozen encoder features of the source-domain training images are projected by
 a fixed random 1×1 conv, sampled per class and clustered into damaged / undamaged prototypes.

@@ -1,4 +1,4 @@
-"""Evaluation protocols as train / val / test key lists (METHODS.md §1).
+"""Evaluation protocols as train / val / test key lists (docs/methods.md §1).
 
 Every domain is split into ``k`` folds stratified on its damaged-pixel fraction. For fold f of a
 domain, test = fold f, val = fold (f+1) % k, train = the rest. Source domains in cross-domain

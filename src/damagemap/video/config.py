@@ -88,7 +88,7 @@ class SRNConfig(StrictModel):
 class RefineConfig(StrictModel):
     """Inference-time refinement of confidences in [c0, c1] across adjacent frames.
 
-    Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (METHODS.md leaves C0, C1
+    Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (docs/methods.md §4 leaves C0, C1
     open); confident detections and clear rejections are left alone.
     """
 
