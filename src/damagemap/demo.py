@@ -133,7 +133,7 @@ def run_demo(
 
     held_out = building_accuracy(mapping.buildings_csv, event.footprints, "east")
     best = fit.history[fit.best_epoch - 1] if 0 < fit.best_epoch <= len(fit.history) else {}
-    labelled = sum(int((s.mask != 255).sum()) for s in samples)
+    labelled = sum(int((s.mask != 255).sum()) for s in samples if s.mask is not None)
     metrics = {
         "training": {
             "label polygons": event.n_labels,

@@ -6,6 +6,7 @@ it as one line instead of a traceback from deep inside a library.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -16,7 +17,7 @@ class DamagemapError(Exception):
 class InputError(DamagemapError, ValueError):
     """A data file (image, mask, label, scene) is missing, unreadable or inconsistent."""
 
-    def __init__(self, path: str | Path | None, problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)

@@ -45,6 +45,6 @@ def predict_files(
         _save_png(labels, out_dir / f"{path.stem}_mask.png")
         _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{path.stem}_prob.png")
         written.append(out_dir / f"{path.stem}_mask.png")
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.advance(task)
     return written

@@ -16,6 +16,13 @@ from damagemap.config import apply_overrides as _apply_overrides
 from damagemap.errors import ConfigError
 from damagemap.severity.config import SeverityConfig
 
+Augment = Literal["hflip", "vflip", "rot90"]
+"""A part of the random dihedral augmentation (``train.augment``)."""
+
+
+def _all_augments() -> list[Augment]:
+    return ["hflip", "vflip", "rot90"]
+
 
 class EncoderConfig(StrictModel):
     """Which frozen backbone to use and where its weights are."""
@@ -106,7 +113,7 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float | None = 1.0
     seed: int = 42
-    augment: list[Literal["hflip", "vflip", "rot90"]] = Field(default_factory=lambda: ["hflip", "vflip", "rot90"])
+    augment: list[Augment] = Field(default_factory=_all_augments)
     val_fraction: float = Field(0.2, ge=0, lt=1)
     select_by: Literal["miou", "loss", "last"] = "miou"
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -207,8 +214,8 @@ class Recipe(StrictModel):
             if bad:
                 raise ValueError(f"data.labels {bad} name no class of {self.classes} (or 'ignore')")
             self.data.labels = {k: index[v] if isinstance(v, str) else v for k, v in self.data.labels.items()}
-        if self.severity and (bad := sorted(set(self.severity.degrees) - set(self.classes))):
-            raise ValueError(f"severity.degrees names {bad}, which are not classes {self.classes}")
+        if self.severity and (unknown := sorted(set(self.severity.degrees) - set(self.classes))):
+            raise ValueError(f"severity.degrees names {unknown}, which are not classes {self.classes}")
         return self
 
     @property

@@ -174,13 +174,15 @@ class ATL(nn.Module):
     def attach(self, vit: nn.Module) -> ATL:
         """Install the hooks on ``vit`` (a timm ViT with ``patch_embed`` and ``blocks``)."""
         self.detach()
+        blocks = list(vit.get_submodule("blocks").children())
         if self.placement == "prompt":
-            self._handles.append(vit.patch_embed.register_forward_hook(self._on_patch_embed))
-            for i, block in enumerate(vit.blocks):
+            self._handles.append(vit.get_submodule("patch_embed").register_forward_hook(self._on_patch_embed))
+            for i, block in enumerate(blocks):
                 self._handles.append(block.register_forward_pre_hook(partial(self._before_block, i), with_kwargs=True))
         else:
-            for i, block in enumerate(vit.blocks):
-                self._handles.append(block.attn.register_forward_hook(partial(self._after_attention, i)))
+            for i, block in enumerate(blocks):
+                hook = partial(self._after_attention, i)
+                self._handles.append(block.get_submodule("attn").register_forward_hook(hook))
         return self
 
     def detach(self) -> None:

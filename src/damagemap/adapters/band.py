@@ -45,6 +45,9 @@ _CANDIDATES = ("model.patch_embed.proj", "body.conv_stem", "model.conv_stem")
 class BandAdaptedConv(nn.Module):
     """``rgb_conv(x[:, rgb]) + extra_conv(x[:, extra])`` — frozen RGB conv, trainable extra conv."""
 
+    rgb_index: torch.Tensor  # buffers registered in __init__
+    extra_index: torch.Tensor
+
     def __init__(
         self, rgb_conv: nn.Conv2d, in_chans: int, rgb: Sequence[int], init: str = "zeros", scale: float = 0.1
     ) -> None:
@@ -118,7 +121,7 @@ def adapt_bands(
     setattr(parent, attr, adapted)
     mean, std = _place_stats(encoder.mean, adapted.rgb, in_chans), _place_stats(encoder.std, adapted.rgb, in_chans)
     device = encoder._mean.device
-    encoder.base_in_chans = encoder.in_chans  # type: ignore[attr-defined]  # what the manifest rebuilds
+    encoder.base_in_chans = encoder.in_chans  # what the manifest rebuilds
     encoder.mean, encoder.std, encoder.in_chans = mean, std, in_chans
     encoder._mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     encoder._std = torch.tensor(std, device=device).view(1, -1, 1, 1)

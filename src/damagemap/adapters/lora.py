@@ -66,10 +66,11 @@ def apply_lora(encoder: Encoder, options: dict) -> None:
     for name in names:  # Eva with qkv bias: make the fused-bias path go through the wrapped qkv
         parent = encoder.get_submodule(name.rsplit(".", 1)[0])
         if getattr(parent, "q_bias", None) is not None and hasattr(parent, "qkv_bias_separate"):
-            parent.qkv_bias_separate = True
+            # timm Eva/BEiT attention flag; torch types Module.__setattr__ values as Tensor | Module
+            parent.qkv_bias_separate = True  # type: ignore[assignment]
     config = LoraConfig(
         r=int(options["r"]),
-        lora_alpha=float(options["alpha"]),
+        lora_alpha=float(options["alpha"]),  # type: ignore[arg-type]  # peft annotates int; scaling = alpha / r
         lora_dropout=0.0,
         bias="none",
         target_modules="|".join(re.escape(n) for n in names),  # exact names (full match)

@@ -7,6 +7,7 @@ encoders used here it is the standard cheap substitute.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ class Dihedral:
         return x
 
 
-def random_dihedral(generator: torch.Generator, allowed: list[str]) -> Dihedral:
+def random_dihedral(generator: torch.Generator, allowed: Sequence[str]) -> Dihedral:
     """Draw a transform using only the ``allowed`` parts (``hflip``, ``vflip``, ``rot90``)."""
     draws = torch.randint(0, 4, (3,), generator=generator).tolist()
     return Dihedral(

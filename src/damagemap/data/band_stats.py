@@ -53,7 +53,7 @@ class RunningBandStats:
 
     def result(self) -> BandStats:
         """The statistics so far; bands without any valid pixel are an error."""
-        if self.n is None:
+        if self.n is None or self.mean is None or self.m2 is None:  # all three are set together
             raise ConfigError("band statistics: no images to compute them from")
         empty = [int(b) for b in np.nonzero(self.n == 0)[0]]
         if empty:

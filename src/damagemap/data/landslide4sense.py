@@ -130,7 +130,7 @@ def _pairs(folder: Path) -> list[tuple[Path, Path | None]]:
     images = sorted(p for p in img_dir.glob("*.h5") if not p.name.startswith("."))
     if not images:
         raise InputError(img_dir, "no .h5 files found")
-    pairs = []
+    pairs: list[tuple[Path, Path | None]] = []
     for image_path in images:
         stem = image_path.stem
         mask_name = ("mask" + stem[len("image") :] if stem.startswith("image") else stem) + ".h5"

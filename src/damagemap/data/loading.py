@@ -6,9 +6,9 @@ Every reader takes ``(root, data section, number of classes, domains)`` and retu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from damagemap.data.bijie import read_bijie
 from damagemap.data.chips import chip_samples
@@ -41,12 +41,17 @@ def _xbd(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence
     return read_xbd(root, damage=cfg.damage, domains=domains)
 
 
+def _label_indexes(cfg: DataConfig) -> Mapping[str, int] | None:
+    """``data.labels`` with class indexes: the recipe's validation replaced class names by indexes."""
+    return cast("Mapping[str, int] | None", cfg.labels)
+
+
 def _cvat(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
-    return read_cvat(root, cfg.labels, domains)
+    return read_cvat(root, _label_indexes(cfg), domains)
 
 
 def _coco(root: Path, cfg: DataConfig, num_classes: int | None, domains: Sequence[str] | None) -> list[Sample]:
-    return read_coco_polygons(root, cfg.labels, domains)
+    return read_coco_polygons(root, _label_indexes(cfg), domains)
 
 
 def _landslide4sense(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +33,14 @@ class Encoder(nn.Module):
     strides: tuple[int, ...] = ()
     size_multiple: int = 32
     in_chans: int = 3
+    _mean: torch.Tensor  # buffers [1, C, 1, 1] registered in __init__
+    _std: torch.Tensor
+    # Set only once adapters are attached (damagemap.adapters); deliberately no class values,
+    # so readers use ``getattr(encoder, name, default)``.
+    base_in_chans: int
+    base_fingerprint: str
+    adapter_specs: list[dict[str, Any]]
+    adapter_keys: list[str]
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

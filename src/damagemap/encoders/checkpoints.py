@@ -11,11 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from damagemap.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 StateDict = dict[str, torch.Tensor]
 
@@ -176,7 +180,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hub_create(name: str, arch: str, **kwargs: object) -> nn.Module:
+def timm_feature_info(model: nn.Module) -> FeatureInfo:
+    """``model.feature_info`` of a timm ``features_only`` model.
+
+    A plain attribute, which torch's typing of unknown module attributes (``Tensor | Module``)
+    cannot see.
+    """
+    return cast("FeatureInfo", model.feature_info)
+
+
+def hub_create(name: str, arch: str, **kwargs: Any) -> nn.Module:
     """``timm.create_model(arch, pretrained=True, **kwargs)``, failing fast when offline.
 
     Raises:

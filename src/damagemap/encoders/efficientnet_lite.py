@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -33,6 +34,7 @@ from damagemap.encoders.checkpoints import (
     resolve_checkpoint,
     sha256_file,
     strip_prefix,
+    timm_feature_info,
 )
 from damagemap.errors import CheckpointError
 
@@ -78,7 +80,10 @@ def embedded_weights_path(name: str) -> Path:
 
 def _block_index(model: nn.Module) -> list[tuple[int, int, bool]]:
     """Flat block number -> (stage, index in stage, is inverted residual) for a timm model."""
-    return [(s, j, hasattr(block, "conv_pwl")) for s, stage in enumerate(model.blocks) for j, block in enumerate(stage)]
+    stages = model.get_submodule("blocks").children()
+    return [
+        (s, j, hasattr(block, "conv_pwl")) for s, stage in enumerate(stages) for j, block in enumerate(stage.children())
+    ]
 
 
 def lukemelas_to_timm(state: StateDict, model: nn.Module, path: str | Path | None = None) -> StateDict:
@@ -132,8 +137,8 @@ class EfficientNetLiteEncoder(Encoder):
         self.name = name
         self.in_chans = in_chans
         self.body = body
-        self.channels = tuple(body.feature_info.channels())
-        self.strides = tuple(body.feature_info.reduction())
+        self.channels = tuple(timm_feature_info(body).channels())
+        self.strides = tuple(timm_feature_info(body).reduction())
         self.size_multiple = 32
 
     def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -152,7 +157,7 @@ def build_efficientnet_lite(
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
     in_chans: int = 3,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> EfficientNetLiteEncoder:
     """Build an EfficientNet-Lite encoder (embedded ImageNet weights unless told otherwise).
 

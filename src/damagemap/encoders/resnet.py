@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -25,6 +26,7 @@ from damagemap.encoders.checkpoints import (
     resolve_checkpoint,
     sha256_file,
     strip_prefix,
+    timm_feature_info,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,8 +43,8 @@ class ResNetEncoder(Encoder):
         self.name = name
         self.in_chans = in_chans
         self.body = body
-        self.channels = tuple(body.feature_info.channels())
-        self.strides = tuple(body.feature_info.reduction())
+        self.channels = tuple(timm_feature_info(body).channels())
+        self.strides = tuple(timm_feature_info(body).reduction())
         self.size_multiple = 32
 
     def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -55,7 +57,7 @@ def build_resnet(
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
     in_chans: int = 3,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> ResNetEncoder:
     """Build a ResNet encoder.
 

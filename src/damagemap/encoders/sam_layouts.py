@@ -113,6 +113,7 @@ def sam_decoder_state(state: StateDict, path: Path | None) -> StateDict:
     if not decoder:
         raise CheckpointError(path, "no mask_decoder.* weights: not a SAM (official or Hugging Face) checkpoint")
     official = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in state
+    pe: torch.Tensor | None
     if official:
         decoder = _rename(decoder, _OFFICIAL_DECODER)
         pe = state["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"]
@@ -122,15 +123,15 @@ def sam_decoder_state(state: StateDict, path: Path | None) -> StateDict:
             state.get("prompt_encoder.shared_embedding.positional_embedding"),
         )
     no_mask = state.get("prompt_encoder.no_mask_embed.weight")
-    missing = [
-        n
-        for n, t in (
-            ("prompt_encoder.no_mask_embed.weight", no_mask),
-            ("positional embedding (pe_layer / shared_image_embedding)", pe),
-        )
-        if t is None
-    ]
-    if missing:
+    if no_mask is None or pe is None:
+        missing = [
+            n
+            for n, t in (
+                ("prompt_encoder.no_mask_embed.weight", no_mask),
+                ("positional embedding (pe_layer / shared_image_embedding)", pe),
+            )
+            if t is None
+        ]
         raise CheckpointError(path, "SAM checkpoint lacks prompt-encoder weights", missing=missing)
     out = {f"mask_decoder.{k}": v for k, v in decoder.items()}
     out["no_mask_embed.weight"] = no_mask

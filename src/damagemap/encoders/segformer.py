@@ -18,12 +18,16 @@ from __future__ import annotations
 import tempfile
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import _hub_reachable, resolve_checkpoint, sha256_file
 from damagemap.errors import CheckpointError
+
+if TYPE_CHECKING:  # transformers is imported only when a SegFormer is built
+    from transformers import SegformerConfig, SegformerModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,7 +47,7 @@ VARIANTS: dict[str, dict] = {
 class SegFormerEncoder(Encoder):
     """MiT feature pyramid: 4 maps at strides 4, 8, 16, 32 (``SegformerModel`` hidden states)."""
 
-    def __init__(self, name: str, body: torch.nn.Module) -> None:
+    def __init__(self, name: str, body: SegformerModel) -> None:
         super().__init__(IMAGENET_MEAN, IMAGENET_STD)
         self.name = name
         self.body = body
@@ -62,7 +66,7 @@ class SegFormerEncoder(Encoder):
         return list(self.body(pixel_values=x, output_hidden_states=True).hidden_states)
 
 
-def _hf_folder(variant: str, ckpt: Path, overrides: dict, tmp: Path) -> tuple[Path, object]:
+def _hf_folder(variant: str, ckpt: Path, overrides: dict, tmp: Path) -> tuple[Path, SegformerConfig]:
     """The HF folder to load and its config; a bare weights file gets the variant's config."""
     from transformers import SegformerConfig
 
@@ -83,7 +87,7 @@ def _hf_folder(variant: str, ckpt: Path, overrides: dict, tmp: Path) -> tuple[Pa
     return tmp, SegformerConfig(**(VARIANTS[variant] | overrides))
 
 
-def _load_strict(folder: Path, cfg: object, where: Path) -> torch.nn.Module:
+def _load_strict(folder: Path, cfg: SegformerConfig, where: Path) -> SegformerModel:
     """``SegformerModel.from_pretrained`` (which renames legacy keys), refusing any mismatch."""
     from transformers import SegformerModel
     from transformers.utils import logging as hf_logging
@@ -91,7 +95,9 @@ def _load_strict(folder: Path, cfg: object, where: Path) -> torch.nn.Module:
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # we report problems ourselves
     try:
-        body, info = SegformerModel.from_pretrained(folder, config=cfg, local_files_only=True, output_loading_info=True)
+        loaded = SegformerModel.from_pretrained(folder, config=cfg, local_files_only=True, output_loading_info=True)
+        # with output_loading_info=True the result is (model, loading info); transformers types only the model
+        body, info = cast("tuple[SegformerModel, dict[str, list[Any]]]", loaded)
     except (OSError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if "mismatched" in msg:
@@ -121,7 +127,7 @@ def build_segformer(
     name: str,
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> SegFormerEncoder:
     """Build a MiT encoder from a local checkpoint, the hub (online) or random weights.
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
 import torch.nn.functional as F
 from timm.models import eva, vision_transformer, vision_transformer_sam
-from torch import nn
 
 from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import (
@@ -54,6 +54,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAT493M_MEAN = (0.430, 0.411, 0.296)
 SAT493M_STD = (0.213, 0.156, 0.143)
+
+DinoViT = vision_transformer.VisionTransformer | eva.Eva
+"""timm classes of the DINO variants: DINOv2 ``VisionTransformer``, DINOv3 ``Eva``."""
+TimmViT = DinoViT | vision_transformer_sam.VisionTransformerSAM
+"""timm classes of every registered variant (SAM: ``VisionTransformerSAM``)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ VARIANTS: dict[str, ViTVariant] = {
 class ViTEncoder(Encoder):
     """One ``[B, C, H/p, W/p]`` map from a timm ViT."""
 
-    def __init__(self, name: str, variant: ViTVariant, model: nn.Module, in_chans: int) -> None:
+    def __init__(self, name: str, variant: ViTVariant, model: TimmViT, in_chans: int) -> None:
         super().__init__(extend_stats(variant.mean, in_chans), extend_stats(variant.std, in_chans))
         self.name = name
         self.family = variant.family
@@ -131,13 +136,17 @@ class ViTEncoder(Encoder):
         if self.family == "sam":
             return [self.model.forward_features(x)]
         b, _, h, w = x.shape
-        tokens = _dinov2_features(self.model, x) if self.family == "dinov2" else self.model.forward_features(x)
-        tokens = tokens[:, self.model.num_prefix_tokens :]
+        model = cast(DinoViT, self.model)  # the family is not "sam"
+        if self.family == "dinov2":
+            tokens = _dinov2_features(cast(vision_transformer.VisionTransformer, model), x)
+        else:
+            tokens = model.forward_features(x)
+        tokens = tokens[:, model.num_prefix_tokens :]
         p = self.size_multiple
         return [tokens.reshape(b, h // p, w // p, -1).permute(0, 3, 1, 2).contiguous()]
 
 
-def _dinov2_pos_embed(model: nn.Module, h: int, w: int) -> torch.Tensor:
+def _dinov2_pos_embed(model: vision_transformer.VisionTransformer, h: int, w: int) -> torch.Tensor:
     """The position embedding for an ``h × w`` patch grid, interpolated like official DINOv2.
 
     facebookresearch/dinov2 resizes with ``scale_factor=(h + 0.1) / M`` (bicubic, no
@@ -145,6 +154,8 @@ def _dinov2_pos_embed(model: nn.Module, h: int, w: int) -> torch.Tensor:
     features whenever the grid differs from the pretraining grid.
     """
     pos = model.pos_embed
+    if pos is None:
+        raise ValueError("DINOv2 model without a position embedding")
     n_prefix = 0 if model.no_embed_class else model.num_prefix_tokens
     prefix, patch = pos[:, :n_prefix], pos[:, n_prefix:]
     m = int(round(patch.shape[1] ** 0.5))
@@ -161,7 +172,7 @@ def _dinov2_pos_embed(model: nn.Module, h: int, w: int) -> torch.Tensor:
     return torch.cat([prefix, grid], dim=1)
 
 
-def _dinov2_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _dinov2_features(model: vision_transformer.VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     """Timm ``VisionTransformer.forward_features`` with the official DINOv2 pos-embed resizing."""
     x = model.patch_embed(x)  # [B, H, W, C] (dynamic_img_size)
     b, h, w, c = x.shape
@@ -192,9 +203,9 @@ def _canonical(family: str, state: StateDict, path: Path) -> StateDict:
     return state
 
 
-def _arch_options(family: str, arch: str, state: StateDict | None) -> tuple[str, dict]:
+def _arch_options(family: str, arch: str, state: StateDict | None) -> tuple[str, dict[str, Any]]:
     """Pick the timm architecture variant the checkpoint needs (qkv bias, register tokens)."""
-    options: dict = {}
+    options: dict[str, Any] = {}
     if family == "dinov3":
         options["dynamic_img_size"] = True
         if state is not None:
@@ -209,28 +220,31 @@ def _arch_options(family: str, arch: str, state: StateDict | None) -> tuple[str,
             options["num_reg_tokens"] = 0 if tokens is None else int(tokens.shape[1])
     elif family == "dinov2":
         options["dynamic_img_size"] = True
-        if state is not None and ("register_tokens" in state or "reg_token" in state):
+        tokens = state.get("register_tokens", state.get("reg_token")) if state is not None else None
+        if tokens is not None:
             arch = arch.replace("_patch14_", "_patch14_reg4_")
-            tokens = state.get("register_tokens", state.get("reg_token"))
             options["reg_tokens"] = int(tokens.shape[1])
     return arch, options
 
 
-def _to_timm(family: str, state: StateDict, model: nn.Module) -> StateDict:
+def _to_timm(family: str, state: StateDict, model: TimmViT) -> StateDict:
     """Convert an official / timm-layout state dict with timm's own filter for the family."""
     if family == "dinov3":
         if "storage_tokens" in state or "blocks.0.ls1.gamma" in state:  # official layout
+            dino = cast(eva.Eva, model)
+            if dino.cls_token is None:
+                raise ValueError("DINOv3 model without a class token")
             state = dict(state)
-            state.setdefault("storage_tokens", model.cls_token.new_zeros(1, 0, model.embed_dim))
+            state.setdefault("storage_tokens", dino.cls_token.new_zeros(1, 0, dino.embed_dim))
             # drop an all-zero (masked) qkv bias when the model has none, quietly
-            if getattr(model.blocks[0].attn, "q_bias", None) is None:
+            if getattr(dino.blocks[0].attn, "q_bias", None) is None:
                 state = {k: v for k, v in state.items() if not k.endswith("attn.qkv.bias")}
             state = eva.checkpoint_filter_fn(state, model)
             if "reg_token" in state and state["reg_token"].shape[1] == 0:
                 del state["reg_token"]
         return state
     if family == "dinov2":
-        return vision_transformer.checkpoint_filter_fn(dict(state), model)
+        return vision_transformer.checkpoint_filter_fn(dict(state), cast(vision_transformer.VisionTransformer, model))
     return vision_transformer_sam.checkpoint_filter_fn(state, model)
 
 
@@ -239,7 +253,7 @@ def build_vit(
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
     in_chans: int = 3,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> ViTEncoder:
     """Build a registered ViT encoder.
 
@@ -256,11 +270,12 @@ def build_vit(
     arch, options = _arch_options(variant.family, variant.arch, state)
     options.update(num_classes=0, in_chans=in_chans, **kwargs)
     if state is None and pretrained:
-        model = hub_create(name, f"{arch}.{variant.hub_tag}", **options)
+        module = hub_create(name, f"{arch}.{variant.hub_tag}", **options)
     else:
-        model = timm.create_model(arch, pretrained=False, **options)
+        module = timm.create_model(arch, pretrained=False, **options)
+    model = cast(TimmViT, module)  # every registered architecture is one of these timm classes
     sha = None
-    if state is not None:
+    if path is not None and state is not None:
         try:
             converted = _to_timm(variant.family, state, model)
         except (KeyError, RuntimeError, ValueError, AttributeError) as exc:

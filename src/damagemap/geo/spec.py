@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 
@@ -70,9 +71,10 @@ class SceneInputSpec:
                 raise ConfigError(f"SceneInputSpec.scale divisor must be > 0, got {scale}")
             pairs = [(0.0, float(scale))] * n_bands
         elif len(scale) == 2 and all(isinstance(v, (int, float)) for v in scale):
-            pairs = [(float(scale[0]), float(scale[1]))] * n_bands
+            rng = cast("tuple[float, float]", scale)  # just checked: two numbers
+            pairs = [(float(rng[0]), float(rng[1]))] * n_bands
         else:
-            pairs = [(float(a), float(b)) for a, b in scale]
+            pairs = [(float(a), float(b)) for a, b in cast("Sequence[tuple[float, float]]", scale)]
             if len(pairs) != n_bands:
                 raise ConfigError(f"SceneInputSpec.scale gives {len(pairs)} (min, max) ranges for {n_bands} bands")
         if any(hi <= lo for lo, hi in pairs):

@@ -37,6 +37,8 @@ class Head(nn.Module):
     in_channels: tuple[int, ...]
     out_channels: int
     embed_channels: int
+    classifier: nn.Module
+    """1×1 conv to :attr:`out_channels` logits (set by every subclass)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Record every subclass's constructor arguments once, here (the idea of smp's hub_mixin):
@@ -48,7 +50,7 @@ class Head(nn.Module):
         signature = inspect.signature(init)
 
         @functools.wraps(init)
-        def recording_init(self: Head, *args: Any, **kw: Any) -> None:
+        def recording_init(self: nn.Module, *args: Any, **kw: Any) -> None:
             if "_init_args" not in self.__dict__:  # the outermost class records
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()

@@ -98,7 +98,8 @@ class BandAccumulator:
                 if probs is None:
                     continue
                 w = weight[tsl]
-                sums.num[(slice(None), *bsl)] += probs[(slice(None), *tsl)] * w
+                every_k_bsl, every_k_tsl = (slice(None), *bsl), (slice(None), *tsl)  # all K class planes
+                sums.num[every_k_bsl] += probs[every_k_tsl] * w
                 sums.den[bsl] += w
 
     def pop_row(self, r: int) -> list[tuple[Block, np.ndarray, np.ndarray]]:

@@ -80,7 +80,7 @@ def building_damage(
     dclass = np.full(n, -1, dtype=np.int32)
     with rasterio.open(class_path) as cls_ds, rasterio.open(prob_path) as prob_ds:
         transform, width, height = cls_ds.transform, cls_ds.width, cls_ds.height
-        groups: dict[tuple[int, int], list[tuple[int, object]]] = {}
+        groups: dict[tuple[int, int], list[tuple[int, Window]]] = {}
         for i, geom in enumerate(geoms):
             if geom is None or geom.is_empty:
                 status[i] = "no_geometry"

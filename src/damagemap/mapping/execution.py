@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -47,7 +47,8 @@ def predict_batch(
 ) -> BatchResult:
     """Read the tiles at ``origins`` and predict those with data; all-nodata tiles are skipped."""
     x, valid = read_tiles(plan, origins, size)
-    has_data = valid.reshape(len(origins), -1).any(axis=1)
+    # axis 1 of a 2-D array: always an array (numpy's stubs also allow a scalar np.bool)
+    has_data = cast(np.ndarray, valid.reshape(len(origins), -1).any(axis=1))
     if not has_data.any():
         return BatchResult(np.zeros((0, k, size, size), np.float32), has_data, valid)
     probs = np.asarray(predictor(np.ascontiguousarray(x[has_data])))

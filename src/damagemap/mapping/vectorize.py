@@ -50,7 +50,7 @@ def _pieces(cls: np.ndarray, prob: np.ndarray, value: int, window: Window, width
         return
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     sums = np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=n + 1)
-    edge = set()
+    edge: set[int] = set()  # labels of regions touching an inner window edge
     r0, c0 = int(window.row_off), int(window.col_off)
     h, w = labels.shape
     if r0 > 0:

@@ -196,7 +196,8 @@ class PixelClusteringLoss(ObjectiveTerm):
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
         """BCE towards the prototype labels on the pixels where they agree with the ground truth."""
         logits = output.logits[:, 0]
-        y_proto = self.prototype_labels(output.features[self.feature_index], tuple(logits.shape[-2:]))
+        h, w = logits.shape[-2:]
+        y_proto = self.prototype_labels(output.features[self.feature_index], (h, w))
         mask = batch["mask"]
         agree = (mask != IGNORE_INDEX) & ((mask == DAMAGED) == y_proto.bool())
         if not bool(agree.any()):

@@ -47,7 +47,7 @@ def summarise(results: Sequence[FoldResult]) -> dict:
         entry["domains"][target] = stats
     for entry in table.values():
         domains = {d: s["miou"]["mean"] for d, s in entry["domains"].items() if not math.isnan(s["miou"]["mean"])}
-        entry["worst_domain"] = min(domains, key=domains.get) if domains else None
+        entry["worst_domain"] = min(domains, key=domains.__getitem__) if domains else None
     return table
 
 
@@ -79,26 +79,23 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
-    payload = {
-        "title": title,
-        "summary": summary,
-        "folds": [
-            {
-                "recipe": r.recipe,
-                "fold": r.fold,
-                "target_domain": r.target_domain,
-                "n_shots": r.meta.get("n_shots"),
-                **{m: r.scores.get(m) for m in METRICS},
-            }
-            for r in results
-        ],
-    }
+    folds = [
+        {
+            "recipe": r.recipe,
+            "fold": r.fold,
+            "target_domain": r.target_domain,
+            "n_shots": r.meta.get("n_shots"),
+            **{m: r.scores.get(m) for m in METRICS},
+        }
+        for r in results
+    ]
+    payload = {"title": title, "summary": summary, "folds": folds}
     _atomic_write(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
     tmp = out_dir / ".results.csv.tmp"
     with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(payload["folds"][0]) if payload["folds"] else ["recipe"])
+        w = csv.DictWriter(fh, fieldnames=list(folds[0]) if folds else ["recipe"])
         w.writeheader()
-        w.writerows(payload["folds"])
+        w.writerows(folds)
     os.replace(tmp, out_dir / "results.csv")
     _atomic_write(out_dir / "results.md", (f"## {title}\n\n" if title else "") + markdown_table(summary))
     plot_summary(summary, out_dir / "results.png", title)

@@ -49,18 +49,21 @@ def make_folds(
     seed: int = 42,
 ) -> list[Fold]:
     """The folds of ``protocol`` over ``samples`` (see :mod:`damagemap.protocols.splits`)."""
-    kw = {"k": k, "seed": seed, "damage_classes": damage_classes}
     if protocol == "lodo":
-        return lodo_folds(samples, targets=targets, **kw)
+        return lodo_folds(samples, k=k, targets=targets, seed=seed, damage_classes=damage_classes)
     if protocol == "kfold":
-        return kfold_folds(samples, **kw)
+        return kfold_folds(samples, k=k, seed=seed, damage_classes=damage_classes)
     if protocol == "ssdc":
         if not sources:
             raise ConfigError("protocol ssdc needs --sources (comma-separated source domains)")
-        return ssdc_folds(samples, sources, **kw)
+        return ssdc_folds(samples, sources, k=k, seed=seed, damage_classes=damage_classes)
     if protocol == "fewshot":
         domains = sorted({s.domain for s in samples})
-        return [f for t in (targets or domains) for f in fewshot_folds(samples, t, shots, **kw)]
+        return [
+            f
+            for t in (targets or domains)
+            for f in fewshot_folds(samples, t, shots, k=k, seed=seed, damage_classes=damage_classes)
+        ]
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
@@ -144,7 +147,7 @@ def run_experiment(
             if (record is None or record.get("config_hash") != chash) and not compute:
                 continue
             if record is None or record.get("config_hash") != chash:
-                if progress is not None:
+                if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
                 record = run_fold(recipe, fold, by_key, cache_dir, progress)
@@ -165,11 +168,12 @@ def run_experiment(
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(record, indent=1, default=float))
                 os.replace(tmp, path)
-                for tid in [t for t in progress.task_ids if t != task] if progress is not None else []:
-                    progress.remove_task(tid)  # keep the display to the folds bar
+                if progress is not None:
+                    for tid in [t for t in progress.task_ids if t != task]:
+                        progress.remove_task(tid)  # keep the display to the folds bar
             results.append(
                 FoldResult(recipe.name, fold.name, record["target_domain"] or "all", record["scores"], record["meta"])
             )
-            if progress is not None:
+            if progress is not None and task is not None:
                 progress.advance(task)
     return results

@@ -68,6 +68,8 @@ def atl_variant(recipe: Recipe, variant: str) -> Recipe:
     Named ``<recipe>-<variant>``; other ATL options are kept.
     """
     enabled, placement, residual = ATL_VARIANTS[variant]
+    if recipe.atl is None:
+        raise ConfigError(f"ATL variant {variant!r} needs a recipe with an atl: section; {recipe.name} has none")
     atl = recipe.atl.model_copy(update={"enabled": enabled, "placement": placement, "residual": residual})
     return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "atl": atl}, deep=True)
 

@@ -163,7 +163,7 @@ def _building_summary(df: pd.DataFrame) -> str:
     by_class = df["damage_class"].value_counts().sort_index()
     rows = [
         (f"{CLASS_NAMES.get(int(c), f'class {int(c)}')} ({int(c)})", int(n), int(n) / max(len(df), 1))
-        for c, n in by_class.items()
+        for c, n in zip(by_class.index, by_class)  # index: damage classes (items() types them Hashable)
     ]
     rows.append(("total", len(df), 1.0 if len(df) else float("nan")))
     by_status = [(s, int(n)) for s, n in df["status"].value_counts().items()]

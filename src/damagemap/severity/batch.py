@@ -106,7 +106,8 @@ def score_photo(
     if depth_model is not None:
         depth, source = depth_model.predict(image, cfg.depth_size), depth_model.source
     else:
-        depth, source = ground_plane_depth(*labels.shape, cfg.ground), ground_plane_source(cfg.ground)
+        height, width = labels.shape
+        depth, source = ground_plane_depth(height, width, cfg.ground), ground_plane_source(cfg.ground)
     score = severity_score(labels, depth, model.recipe.classes, cfg.degrees, cfg.bands, source)
     return labels, score
 
@@ -157,7 +158,7 @@ def score_folder(
             save_png(overlay(image, labels, classes), png)
             result.written.append(png)
         result.rows.append(row)
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.advance(task)
     result.written += _write_tables(result.rows, out)
     result.written += _write_map(result.rows, out, grid_m, zones)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -13,9 +15,9 @@ _GPS = ExifTags.IFD.GPSInfo
 _LAT_REF, _LAT, _LON_REF, _LON = 1, 2, 3, 4  # EXIF GPS tag numbers
 
 
-def _degrees(value: object) -> float:
+def _degrees(value: Iterable[SupportsFloat]) -> float:
     """EXIF (degrees, minutes, seconds) rationals → decimal degrees."""
-    d, m, s = (float(v) for v in value)  # type: ignore[union-attr]
+    d, m, s = (float(v) for v in value)
     return d + m / 60.0 + s / 3600.0
 
 

@@ -125,7 +125,8 @@ def fit(
     params = [p for p in head.parameters() if p.requires_grad] + source.parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(opt, cfg)
-    size = tuple(train[0].mask.shape[-2:])
+    h, w = train[0].mask.shape[-2:]
+    size = (h, w)
     n_batches = math.ceil(len(train) / cfg.batch_size)
     task = progress.add_task(spec.description, total=cfg.epochs * n_batches, info="") if progress else None
     best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf, source_state=source.snapshot())
@@ -148,7 +149,7 @@ def fit(
             opt.step()
             total += float(loss.detach()) * len(chunk)
             count += len(chunk)
-            if progress is not None:
+            if progress is not None and task is not None:
                 progress.advance(task)
         if scheduler is not None:
             scheduler.step()
@@ -162,7 +163,7 @@ def fit(
         else:
             score = float(epoch)
         best.history.append(record)
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.update(task, info=" ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "epoch"))
         if score > best.best_score:
             best.state_dict = copy.deepcopy(head.state_dict())

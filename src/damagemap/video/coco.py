@@ -14,7 +14,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,13 +85,15 @@ class CocoDamageDataset(torch.utils.data.Dataset):
             )
         anns = [a for a in self.coco.imgToAnns.get(im["id"], []) if not a.get("iscrowd", 0)]
         masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
-        keep = masks.reshape(len(anns), -1).any(1) if anns else np.zeros(0, bool)
+        # axis 1 of a 2-D array: always an array (numpy's stubs also allow a scalar np.bool)
+        keep = cast(np.ndarray, masks.reshape(len(anns), -1).any(1)) if anns else np.zeros(0, bool)
+        keep_t = torch.from_numpy(keep)
         boxes = [_xyxy(a["bbox"]) for a in anns]
         with_damage = {a.get("building_id") for a in anns}
         buildings = [_xyxy(b["bbox"]) for b in self.buildings.get(im["id"], []) if b["id"] in with_damage]
         target = {
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)[keep],
-            "labels": torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)[keep],
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)[keep_t],
+            "labels": torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)[keep_t],
             "masks": torch.from_numpy(masks[keep]),
             "building_boxes": torch.tensor(buildings, dtype=torch.float32).reshape(-1, 4),
             "image_id": torch.tensor(im["id"]),

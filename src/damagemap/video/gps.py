@@ -29,13 +29,24 @@ def _parse_time(value: str) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def _required(value: str | None, what: str) -> str:
+    """``value``; a ``ValueError`` when the track point lacks ``what`` (``None``)."""
+    if value is None:
+        raise ValueError(f"trkpt without {what}")
+    return value
+
+
 def read_gpx(path: str | Path) -> Track:
     """Track points (``trkpt`` with ``lat``, ``lon`` and ``time``) of a GPX file."""
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
         points = [
-            (_parse_time(p.findtext("{*}time")), float(p.get("lat")), float(p.get("lon")))
+            (
+                _parse_time(_required(p.findtext("{*}time"), "time")),
+                float(_required(p.get("lat"), "lat")),
+                float(_required(p.get("lon"), "lon")),
+            )
             for p in root.iter()
             if p.tag.endswith("trkpt")
         ]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import misc as misc_nn_ops
@@ -45,7 +45,12 @@ class MSNet(MaskRCNN):
     returns the FPN features and the boxes in network-input coordinates for score refinement.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, cfg: ModelConfig, srn_cfg: dict | None = None) -> None:
+    transform: GeneralizedRCNNTransform  # set by MaskRCNN, replaced in __init__
+    rpn: nn.Module  # torchvision's RegionProposalNetwork or a HierarchicalRPN
+
+    def __init__(
+        self, backbone: BackboneWithFPN, num_classes: int, cfg: ModelConfig, srn_cfg: dict | None = None
+    ) -> None:
         sizes = tuple((s,) for s in cfg.anchor_sizes)
         anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         rpn_args = dict(
@@ -124,13 +129,14 @@ def build_msnet(recipe: VideoRecipe, checkpoint: str | Path | None = None, froze
     frozen = bool(ckpt) or frozen_bn
     norm = misc_nn_ops.FrozenBatchNorm2d if frozen else nn.BatchNorm2d
     body = resnet50(weights=None, norm_layer=norm)
-    state = _read_checkpoint(Path(ckpt)) if ckpt else None
-    if state is not None and not any(k.startswith("backbone.") for k in state):
-        _load(body, {k: v for k, v in state.items() if not k.startswith("fc.")}, Path(ckpt), "resnet50")
+    ckpt_path = Path(ckpt) if ckpt else None
+    state = _read_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if ckpt_path is not None and state is not None and not any(k.startswith("backbone.") for k in state):
+        _load(body, {k: v for k, v in state.items() if not k.startswith("fc.")}, ckpt_path, "resnet50")
     backbone = _resnet_fpn_extractor(body, cfg.trainable_backbone_layers if frozen else 5)
-    if state is not None and any(k.startswith("backbone.") for k in state):
+    if ckpt_path is not None and state is not None and any(k.startswith("backbone.") for k in state):
         sub = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        _load(backbone, sub, Path(ckpt), "Mask R-CNN backbone")
+        _load(backbone, sub, ckpt_path, "Mask R-CNN backbone")
     srn = recipe.srn
     return MSNet(backbone, len(recipe.classes) + 1, cfg, {"hidden": srn.hidden, "channels": srn.channels})
 

@@ -57,7 +57,7 @@ def predict_video(
             embeds.append(roi_embeddings(srn, input_boxes[0], size, recipe.refine.roi_size))
         frames.append(frame)
         dets.append(detections[0])
-        if progress:
+        if progress is not None and task is not None:
             progress.update(task, advance=1, info=f"t={frame.time:.1f}s {len(detections[0]['scores'])} det")
     raw = [d["scores"] for d in dets]
     cfg = recipe.refine

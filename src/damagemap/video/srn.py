@@ -39,11 +39,14 @@ def multiscale_consistency_loss(
     anchor: dict[str, Tensor], positive: dict[str, Tensor], negative: dict[str, Tensor], margin: float = 1.0
 ) -> Tensor:
     """Σ_levels max(0, D(X, X+) − D(X, X−) + m), averaged over the batch."""
-    total = 0
+    total: Tensor | None = None
     for k in anchor:
         d_pos = consistency_distance(anchor[k], positive[k])
         d_neg = consistency_distance(anchor[k], negative[k])
-        total = total + F.relu(d_pos - d_neg + margin)
+        term = F.relu(d_pos - d_neg + margin)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("multiscale_consistency_loss needs at least one feature level")
     return total.mean()
 
 

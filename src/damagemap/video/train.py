@@ -64,7 +64,7 @@ def train_detector(
         opt.step()
         sched.step()
         history.append({k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach())})
-        if progress:
+        if progress is not None and task is not None:
             progress.update(task, advance=1, info=f"loss {history[-1]['loss']:.3f}")
     model.eval()
     return history
@@ -107,7 +107,7 @@ def train_srn(
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
-        if progress:
+        if progress is not None and task is not None:
             progress.update(task, advance=1, info=f"loss {history[-1]:.3f}")
     model.srn.eval()
     return history
@@ -123,7 +123,7 @@ def evaluate_detector(model: MSNet, data: CocoDamageDataset, progress: Progress 
         image, target = data[i]
         detections, _, _ = model.detect([image])
         results += detections_to_coco(int(target["image_id"]), detections[0], category_of)
-        if progress:
+        if progress is not None and task is not None:
             progress.update(task, advance=1)
     return {
         "segm": coco_evaluate(data.doc, results, "segm"),
