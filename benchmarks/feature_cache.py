@@ -19,7 +19,8 @@ from damagemap.heads import build_head
 from damagemap.objectives import ObjectiveContext, WeightedSum, build_objective
 from damagemap.recipe import load_recipe
 from damagemap.training.fit import FitSpec, fit
-from damagemap.training.pipeline import build_items, encoder_for
+from damagemap.training.items import cached_items
+from damagemap.training.pipeline import encoder_for
 
 
 def _epoch(recipe, items, encoder) -> float:
@@ -42,10 +43,10 @@ def main() -> None:
     encoder = encoder_for(recipe)
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
-        items = build_items(samples, recipe, encoder, cache)  # cold: runs the encoder, fills the cache
+        items = cached_items(samples, recipe.input, encoder, cache)  # cold: runs the encoder, fills the cache
         encode_s = time.perf_counter() - t
         t = time.perf_counter()
-        items = build_items(samples, recipe, encoder, cache)  # warm: reads the disk cache
+        items = cached_items(samples, recipe.input, encoder, cache)  # warm: reads the disk cache
         load_s = time.perf_counter() - t
         train_s = min(_epoch(recipe, items, encoder) for _ in range(args.epochs))
     no_cache = encode_s + train_s

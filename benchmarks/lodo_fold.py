@@ -16,7 +16,8 @@ import time
 from benchmarks.common import peak_rss_mb, print_table
 from damagemap.data.synthetic import synthetic_tiles
 from damagemap.recipe import load_recipe
-from damagemap.training.pipeline import build_items, encoder_for, evaluate_model, split_validation, train_model
+from damagemap.training.items import cached_items
+from damagemap.training.pipeline import encoder_for, evaluate_model, split_validation, train_model
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     train, val = split_validation(source, recipe.train.val_fraction, recipe.train.seed)
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        build_items(train + val, recipe, encoder, cache)  # the fold's encoder work (cold cache)
+        cached_items(train + val, recipe.input, encoder, cache)  # the fold's encoder work (cold cache)
         t1 = time.perf_counter()
         model, result = train_model(recipe, train, val, encoder=encoder, cache_dir=cache)
         t2 = time.perf_counter()

@@ -144,11 +144,21 @@ def check_encoder_matches(manifest: dict, encoder: Encoder, where: str | Path) -
         raise ConfigError(f"{where}: cannot use this model with " + "; ".join(problems))
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A model directory's safetensors file; unreadable → :class:`CheckpointError` naming it."""
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(path, f"cannot read weights ({exc})") from None
+
+
+def load_module_weights(module: torch.nn.Module, path: Path, what: str) -> None:
+    """Load ``path`` into ``module``; missing or unexpected keys are a :class:`CheckpointError`."""
+    result = module.load_state_dict(load_tensors(path), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            path, f"{what} weights do not match the manifest", result.missing_keys, result.unexpected_keys
+        )
 
 
 def load_model(
@@ -179,22 +189,14 @@ def load_model(
     check_encoder_matches(manifest, encoder, model_dir)
     adapter, adapter_config = None, manifest.get("adapter")
     if adapter_config:  # trainable encoder parts (ATL, extra-band stem, LoRA): damagemap.adapters
-        adapter = _load_tensors(model_dir / ADAPTER_FILE)
+        adapter = load_tensors(model_dir / ADAPTER_FILE)
         try:
             encoder = apply_saved_adapter(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
         except CheckpointError as exc:
             raise CheckpointError(model_dir / ADAPTER_FILE, exc.problem, exc.missing, exc.unexpected) from None
     head = build_head(**manifest["head"])
-    weights = _load_tensors(model_dir / HEAD_FILE)
-    result = head.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            model_dir / HEAD_FILE,
-            "head weights do not match the manifest's head",
-            result.missing_keys,
-            result.unexpected_keys,
-        )
+    load_module_weights(head, model_dir / HEAD_FILE, "head")
     head.eval()
     state_path = model_dir / STATE_FILE
-    state = _load_tensors(state_path) if state_path.is_file() else {}
+    state = load_tensors(state_path) if state_path.is_file() else {}
     return DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}), adapter, adapter_config)

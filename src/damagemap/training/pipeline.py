@@ -53,18 +53,6 @@ def encoder_for(recipe: Recipe) -> Encoder:
     return enc
 
 
-def build_items(
-    samples: Sequence[Sample],
-    recipe: Recipe,
-    encoder: Encoder,
-    cache_dir: CacheDir = DEFAULT_CACHE,
-    progress: Progress | None = None,
-    description: str = "encode",
-) -> list[Item]:
-    """Encode (or fetch from the feature cache) every view of ``samples`` into items."""
-    return cached_items(samples, recipe.input, encoder, cache_dir, progress, description)
-
-
 def _median_view_size(samples: Sequence[Sample], recipe: Recipe) -> int:
     """Native pixel extent of a typical training view (the mapper's default tile size)."""
     if recipe.input.mode == "tile" or not samples:
@@ -117,8 +105,10 @@ def train_model(
         term_items: Sequence[Item] = EncodedOnDemand(encoder, train_items)  # e.g. PC prototypes
         description = "train end-to-end"
     else:
-        train_items = build_items(train_samples, recipe, encoder, cache_dir, progress, "encode train")
-        val_items = build_items(val_samples, recipe, encoder, cache_dir, progress, "encode val") if val_samples else []
+        train_items = cached_items(train_samples, recipe.input, encoder, cache_dir, progress, "encode train")
+        val_items = (
+            cached_items(val_samples, recipe.input, encoder, cache_dir, progress, "encode val") if val_samples else []
+        )
         source, term_items, description = FeatureSource(), train_items, "train"
     ctx = ObjectiveContext(recipe, term_items, encoder.channels)
     objective = build_objective(ctx)
@@ -156,7 +146,7 @@ def evaluate_model(
     for s in samples:
         by_domain[s.domain].append(s)
     for domain, group in sorted(by_domain.items()):
-        items = build_items(group, r, model.encoder, cache_dir, progress, f"encode {domain}")
+        items = cached_items(group, r.input, model.encoder, cache_dir, progress, f"encode {domain}")
         per_domain[domain] = evaluate_items(model.head, items, len(r.classes), r.binary, r.train.threshold)
     total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(len(r.classes))
     out = {d: cm.scores(tuple(r.damage_classes)) | {"n_samples": len(by_domain[d])} for d, cm in per_domain.items()}

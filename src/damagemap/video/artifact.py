@@ -11,12 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from damagemap import __version__
-from damagemap.artifact import write_model_dir
-from damagemap.errors import CheckpointError, ConfigError
+from damagemap.artifact import load_module_weights, write_model_dir
+from damagemap.errors import ConfigError
 from damagemap.video.config import VideoRecipe
 from damagemap.video.model import MSNet, build_msnet
 
@@ -71,16 +70,5 @@ def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[st
     # the saved weights decide the norm layers: a model trained from a checkpoint has frozen BN
     frozen = manifest["recipe"]["model"].get("backbone_checkpoint") is not None
     model = build_msnet(recipe, frozen_bn=frozen)
-    try:
-        weights = load_file(str(model_dir / WEIGHTS))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(model_dir / WEIGHTS, f"cannot read weights ({exc})") from None
-    result = model.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            model_dir / WEIGHTS,
-            "weights do not match the manifest's network",
-            result.missing_keys,
-            result.unexpected_keys,
-        )
+    load_module_weights(model, model_dir / WEIGHTS, "network")
     return model.eval(), recipe, manifest
