@@ -110,15 +110,22 @@ def save_model(model: DamageModel, out_dir: str | Path) -> Path:
     return write_model_dir(out_dir, write)
 
 
-def read_manifest(model_dir: str | Path) -> dict:
-    """Parse and sanity-check ``manifest.json``; clear errors for a missing or foreign file."""
+def read_manifest(model_dir: str | Path, kind: str | None = None, what: str = "model") -> dict:
+    """Parse and sanity-check ``manifest.json``; clear errors for a missing or foreign file.
+
+    ``kind``: the manifest's ``kind`` must equal it (MSNet models say ``"msnet"``; segmentation
+    models carry no kind).
+    """
     path = Path(model_dir) / MANIFEST
     if not path.is_file():
-        raise ConfigError(f"{model_dir}: not a damagemap model directory (no {MANIFEST})")
+        raise ConfigError(f"{model_dir}: not a damagemap {what} directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
+        found = manifest.get("kind") if isinstance(manifest, dict) else None
+        raise ConfigError(f"{path}: not a {what} manifest (kind {found!r}, expected {kind!r})")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(
             f"{path}: manifest schema {manifest.get('schema_version')!r} is not supported "

@@ -14,14 +14,11 @@ from typing import Any
 from safetensors.torch import save_file
 
 from damagemap import __version__
-from damagemap.artifact import load_module_weights, write_model_dir
-from damagemap.errors import ConfigError
+from damagemap.artifact import MANIFEST, SCHEMA_VERSION, load_module_weights, read_manifest, write_model_dir
 from damagemap.video.config import VideoRecipe
 from damagemap.video.model import MSNet, build_msnet
 
-SCHEMA_VERSION = 1
 KIND = "msnet"
-MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
 
@@ -53,18 +50,7 @@ def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[st
     The backbone checkpoint is not needed: all weights, backbone included, are in the artifact.
     """
     model_dir = Path(model_dir)
-    path = model_dir / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{model_dir}: not a damagemap video model directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: corrupt manifest ({exc})") from None
-    if manifest.get("kind") != KIND or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(
-            f"{path}: not an MSNet manifest of schema {SCHEMA_VERSION} "
-            f"(kind {manifest.get('kind')!r}, schema {manifest.get('schema_version')!r})"
-        )
+    manifest = read_manifest(model_dir, KIND, "video model")
     recipe = VideoRecipe.model_validate(manifest["recipe"])
     recipe.model.backbone_checkpoint = None
     # the saved weights decide the norm layers: a model trained from a checkpoint has frozen BN
