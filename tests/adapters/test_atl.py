@@ -63,7 +63,7 @@ def test_fft_highpass_removes_a_constant_and_keeps_fine_detail():
 
 @pytest.mark.parametrize("name", list(ENCODERS))
 @pytest.mark.parametrize("placement", ["prompt", "block"])
-def test_zero_up_projection_is_identity_and_residual_off_differs(name, placement):
+def test_zero_up_projection_is_identity_and_residual_off_replaces_only_inside_blocks(name, placement):
     base, size = _encoder(name)
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     ref = _features(base, x)
@@ -78,7 +78,10 @@ def test_zero_up_projection_is_identity_and_residual_off_differs(name, placement
         copy.deepcopy(base), "atl", {"placement": placement, "residual": False, "prompt_reduction": 4}
     )
     _zero_up(no_res)
-    assert not torch.allclose(_features(no_res, x), ref, atol=1e-3)  # tokens / attention replaced by 0
+    if placement == "block":  # off: the attention output is replaced by the adapter's (zero) output
+        assert not torch.allclose(_features(no_res, x), ref, atol=1e-3)
+    else:  # off: block_i(x + 0) - 0 — a zero prompt changes nothing, the stream is never replaced
+        torch.testing.assert_close(_features(no_res, x), ref)
 
 
 def test_prompt_path_uses_the_fft_of_the_image():
@@ -146,3 +149,48 @@ def test_atl_needs_a_vit_and_valid_options():
     enc, _ = _encoder("sam-vitb")
     with pytest.raises(ConfigError, match="placement"):
         attach_adapter(enc, "atl", {"placement": "middle"})
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("placement", ["prompt", "block"])
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_every_variant_depends_on_the_early_blocks(name, placement, residual):
+    """ATL must never cut the encoder's residual stream: changing block 0 changes the output."""
+    enc, size = _encoder(name)
+    attach_adapter(enc, "atl", {"placement": placement, "residual": residual, "prompt_reduction": 4})
+    _set_up(enc, 0.5)
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(6))
+    before = _features(enc, x)
+    with torch.no_grad():
+        first = enc.model.blocks[0]
+        first.mlp.fc2.weight.add_(torch.randn(first.mlp.fc2.weight.shape, generator=torch.Generator().manual_seed(7)))
+    assert not torch.allclose(_features(enc, x), before, atol=1e-3)
+
+
+def test_prompt_residual_off_keeps_the_prompt_out_of_the_shortcut():
+    """Off: x_{i+1} = block_i(x_i + p_i) - p_i, so with identity blocks the prompts cancel."""
+    enc, size = _encoder("dinov2-vits14")
+    on = attach_adapter(copy.deepcopy(enc), "atl", {"placement": "prompt", "residual": True, "prompt_reduction": 4})
+    off = attach_adapter(copy.deepcopy(enc), "atl", {"placement": "prompt", "residual": False, "prompt_reduction": 4})
+    for e in (on, off):
+        _set_up(e, 0.5)
+        for block in e.model.blocks:  # make every block the identity: branches contribute nothing
+            block.ls1.gamma.data.zero_()
+            block.ls2.gamma.data.zero_()
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(8))
+    for block in enc.model.blocks:
+        block.ls1.gamma.data.zero_()
+        block.ls2.gamma.data.zero_()
+    ref = _features(enc, x)
+    torch.testing.assert_close(_features(off, x), ref, atol=1e-5, rtol=1e-5)  # prompts cancel exactly
+    assert not torch.allclose(_features(on, x), ref, atol=1e-3)  # on: the prompts stay in the stream
+
+
+@pytest.mark.parametrize(("size", "rate"), [(64, 0.25), (32, 0.25), (64, 0.0625)])
+def test_fft_removes_rate_of_the_spectrum_area(size, rate):
+    from damagemap.adapters.atl import highpass_mask
+
+    mask = highpass_mask(size, size, rate)
+    assert (mask == 0).float().mean().item() == pytest.approx(rate, abs=0.02)
+    # the removed square is centred on the zero frequency of the shifted spectrum
+    assert mask[size // 2, size // 2] == 0 and mask[0, 0] == 1

@@ -3,20 +3,32 @@
 Two forms, attached to the ViT inside a :class:`~damagemap.encoders.vit.ViTEncoder` with
 forward hooks (timm's model code is not copied):
 
-* ``placement="prompt"`` — the explicit-visual-prompt generator of the reference code. An
-  embedding path ``Linear(C→C/r)`` on the patch tokens before the position embedding (a hook
-  on ``patch_embed``) plus a handcrafted path: FFT high-pass of the input image (the central
-  low-frequency square of side ``rate·min(H, W)`` removed, ``|iFFT|``) → ``Conv2d(bands→C/r,
-  k=p, s=p)``. Before block i: ``prompt_i = Linear_shared(C/r→C)(GELU(Linear_i(C/r→C/r)(emb +
-  hand)))`` and ``x ← x + prompt_i`` (residual on) or ``x ← prompt_i`` (residual off).
+* ``placement="prompt"`` — the explicit-visual-prompt generator of the reference code
+  (JunchuanYu/TransLandSeg, ``models/mmseg/models/sam/image_encoder.py``: ``PromptGenerator``,
+  ``ImageEncoderViT.forward``). An embedding path ``Linear(C→C/r)`` on the patch tokens before
+  the position embedding (a hook on ``patch_embed``) plus a handcrafted path: FFT high-pass of
+  the input image (:func:`fft_highpass`) → ``Conv2d(bands→C/r, k=p, s=p)``. For block i:
+  ``prompt_i = Linear_shared(C/r→C)(GELU(Linear_i(C/r→C/r)(emb + hand)))``.
 * ``placement="block"`` — an adapter on each block's attention output (a hook on
-  ``blocks[i].attn``): ``a ← a + up(GELU(down(a)))`` (residual on) or ``a ← up(GELU(down(a)))``
-  (residual off), ``down: C→C/r``, ``up: C/r→C``.
+  ``blocks[i].attn``; the reference's ``Adapter`` in ``image_encoder2.py``, called on the
+  attention output inside the block): ``a ← a + up(GELU(down(a)))`` (residual on) or
+  ``a ← up(GELU(down(a)))`` (residual off, the reference's ``skip_connect=False``), ``down: C→C/r``,
+  ``up: C/r→C``. The block's own shortcut (``x + attn(…)``) is untouched either way.
 
-"Residual" is the ATL module's own skip connection in both forms: on, the module adds its
-output to the tokens it is attached to; off, its output replaces them (the paper's ablation).
-Prefix tokens (class / register) of DINO models are left untouched. Linear weights start as in
-the reference code (truncated normal σ = 0.02, zero bias).
+"Residual" is the ATL module's skip connection, and in both forms it never cuts the encoder's
+own residual stream — so every earlier block always reaches the output:
+
+* prompt, residual on (the reference): ``x_{i+1} = block_i(x_i + prompt_i)`` — the prompt enters
+  the token stream and travels on through every later block's shortcut;
+* prompt, residual off: ``x_{i+1} = block_i(x_i + prompt_i) − prompt_i`` — the prompt conditions
+  block i's attention and MLP but is not added to the stream's shortcut path (the in-block analogue
+  of the reference adapter's ``skip_connect=False``: ATL output replaces what it is attached to
+  inside the block, the encoder's shortcut keeps ``x_i``). The reference code has no switch for
+  this form; replacing the stream (``x ← prompt_i``) would discard every earlier block.
+
+Prefix tokens (class / register) of DINO models are left untouched. Weights start as in the
+reference code: Linear truncated normal σ = 0.02 with zero bias; the handcrafted conv normal with
+σ = √(2 / fan_out), zero bias.
 """
 
 from __future__ import annotations
@@ -34,19 +46,28 @@ from damagemap.errors import ConfigError
 PLACEMENTS = ("prompt", "block")
 
 
-def fft_highpass(x: torch.Tensor, rate: float = 0.25) -> torch.Tensor:
-    """``|iFFT|`` of ``x`` ``[B, C, H, W]`` with the centred low-frequency square removed.
+def highpass_mask(h: int, w: int, rate: float, device: torch.device | None = None) -> torch.Tensor:
+    """``[h, w]`` mask of the shifted spectrum: 0 on the centred low-frequency square, 1 elsewhere.
 
-    The square has side ``int(rate · min(H, W))`` around the (shifted) zero frequency, as in the
-    explicit-visual-prompting reference code; a constant image therefore maps to zero.
+    As the reference (``PromptGenerator.fft``): half-side ``int(√(h·w·rate) // 2)``, so the square
+    covers ``rate`` of the spectrum's area (a quarter at rate 0.25, up to integer rounding).
+    """
+    half = int((h * w * rate) ** 0.5 // 2)
+    mask = torch.ones(h, w, device=device)
+    mask[h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half] = 0
+    return mask
+
+
+def fft_highpass(x: torch.Tensor, rate: float = 0.25) -> torch.Tensor:
+    """``|Re iFFT|`` of ``x`` ``[B, C, H, W]`` with the low-frequency square removed (:func:`highpass_mask`).
+
+    As the reference: ``fftshift(fft2(x, norm="forward"))``, masked, ``ifftshift``, ``ifft2``,
+    real part, absolute value. A constant image maps to zero.
     """
     h, w = x.shape[-2:]
     spectrum = torch.fft.fftshift(torch.fft.fft2(x.float(), norm="forward"), dim=(-2, -1))
-    half = int(rate * min(h, w)) // 2
-    mask = torch.ones(h, w, device=x.device)
-    mask[h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half] = 0
-    spectrum = torch.fft.ifftshift(spectrum * mask, dim=(-2, -1))
-    return torch.fft.ifft2(spectrum, norm="forward").abs().to(x.dtype)
+    spectrum = torch.fft.ifftshift(spectrum * highpass_mask(h, w, rate, x.device), dim=(-2, -1))
+    return torch.fft.ifft2(spectrum, norm="forward").real.abs().to(x.dtype)
 
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
@@ -54,11 +75,30 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
+def _add_to_patches(x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    """``x`` (``[B, H, W, C]`` or ``[B, N, C]``) with ``prompt`` ``[B, n, C]`` added to its patch tokens.
+
+    The patch tokens are the last n; DINO's prefix (class / register) tokens come first and are
+    left alone.
+    """
+    n = prompt.shape[1]
+    flat = _tokens(x)
+    patches = flat[:, -n:] + prompt.to(flat.dtype)
+    if flat.shape[1] > n:
+        patches = torch.cat([flat[:, :-n], patches], dim=1)
+    return patches.reshape(x.shape)
+
+
 def _init(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class PromptGenerator(nn.Module):
@@ -106,7 +146,7 @@ class ATL(nn.Module):
         residual: the ATL skip connection (see module docstring).
         prompt_reduction: C / hidden width of the prompt generator (32 in the paper).
         adapter_reduction: C / bottleneck width of the in-block adapter (4 in the paper).
-        fft_rate: side of the removed low-frequency square, as a fraction of the image side.
+        fft_rate: share of the spectrum's area removed by the high-pass (0.25 in the reference).
     """
 
     def __init__(
@@ -145,6 +185,7 @@ class ATL(nn.Module):
         else:
             self.adapters = nn.ModuleList(BlockAdapter(dim, adapter_reduction, residual) for _ in range(depth))
         self._prompts: list[torch.Tensor] | None = None
+        self._pending: torch.Tensor | None = None
         self._handles: list[Any] = []
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -158,15 +199,17 @@ class ATL(nn.Module):
             raise RuntimeError("ATL prompts missing: the patch embedding did not run before the blocks")
         x = args[0]
         prompt = self._prompts[index]
-        n = prompt.shape[1]
-        flat = _tokens(x)
-        patches = flat[:, -n:]  # DINO: prefix (class/register) tokens come first
-        patches = patches + prompt if self.residual else prompt.to(patches.dtype)
-        if flat.shape[1] > n:
-            patches = torch.cat([flat[:, :-n], patches], dim=1)
+        if not self.residual:
+            self._pending = prompt  # taken off the block's output again (see _after_block)
         if index == len(self._prompts) - 1:
             self._prompts = None  # drop the reference once the last block has its prompt
-        return (patches.reshape(x.shape), *args[1:]), kwargs
+        return (_add_to_patches(x, prompt), *args[1:]), kwargs
+
+    def _after_block(self, index: int, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        prompt, self._pending = self._pending, None
+        if prompt is None:
+            raise RuntimeError("ATL prompt missing after a block (residual off)")
+        return _add_to_patches(output, -prompt)
 
     def _after_attention(self, index: int, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         return self.adapters[index](output)
@@ -179,6 +222,8 @@ class ATL(nn.Module):
             self._handles.append(vit.get_submodule("patch_embed").register_forward_hook(self._on_patch_embed))
             for i, block in enumerate(blocks):
                 self._handles.append(block.register_forward_pre_hook(partial(self._before_block, i), with_kwargs=True))
+                if not self.residual:
+                    self._handles.append(block.register_forward_hook(partial(self._after_block, i)))
         else:
             for i, block in enumerate(blocks):
                 hook = partial(self._after_attention, i)
