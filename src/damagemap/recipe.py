@@ -147,6 +147,14 @@ class FewShotConfig(StrictModel):
     lr: float = Field(3e-5, gt=0)
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(4, ge=1)
+    draw: Literal["random", "damaged-first"] = "random"
+    """How the n target shots are drawn: ``random`` (the paper; seeded by ``seed`` + fold) or
+    ``damaged-first`` (tiles with damage first, as a responder would pick them)."""
+    decoder: Literal["sources", "sources+shots"] = "sources"
+    """``sources`` (the paper): the decoder is trained on the source domains only and stays
+    frozen; the shots only adapt the encoder. ``sources+shots``: the shots also train it."""
+    seed: int = 0
+    """Seed of the random shot draw (the reference's ``fewshot_seed``)."""
 
 
 class ATLConfig(StrictModel):

@@ -55,3 +55,12 @@ def test_overrides_parse_yaml_values_and_revalidate() -> None:
         apply_overrides(Recipe(name="x"), ["data.format=netcdf"])
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides(Recipe(name="x"), ["epochs"])
+
+
+def test_published_smart_transfer_recipe_is_the_papers() -> None:
+    r = load_recipe(RECIPES / "smart_transfer.yaml")
+    terms = {k: (t.weight, t.options) for k, t in r.objectives.items()}
+    assert terms["focal"] == (1.0, {"alpha": 0.7, "gamma": 2.0})
+    assert terms["pc"][0] == 0.01 and terms["dpt"][0] == 0.001 and set(terms) == {"focal", "pc", "dpt"}
+    assert r.train.augment == [] and r.input.size == 128 and r.train.batch_size == 32 and r.train.lr == 3e-4
+    assert r.fewshot is not None and (r.fewshot.draw, r.fewshot.decoder) == ("random", "sources")

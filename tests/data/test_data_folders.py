@@ -130,3 +130,68 @@ def test_real_hrcds(shared_data):
     assert all(s.image.shape == (3, 480, 720) for s in samples)
     values = set(np.unique(np.concatenate([np.unique(s.mask) for s in samples])).tolist())
     assert values == {0, 1, 2, 3, 4}
+
+
+def test_buildings_folder_gives_building_masks(make_domain, png):
+    root = make_domain("a", n=2)
+    for i in range(2):
+        fp = np.zeros((16, 24), np.uint8)
+        fp[2:6, 3 + i : 9] = 255  # 0/255 masks: any non-zero value is a building
+        png(root / "a" / "buildings" / f"tile{i}.png", fp)
+    samples = read_image_mask_folders(root)
+    assert all(s.buildings is not None and s.buildings.dtype == np.uint8 for s in samples)
+    assert samples[0].buildings.sum() == 4 * 6 and set(np.unique(samples[1].buildings)) == {0, 1}
+    (root / "a" / "buildings" / "tile1.png").unlink()
+    with pytest.raises(InputError, match=r"tile1.png: no building mask for this image"):
+        read_image_mask_folders(root)
+
+
+def test_footprint_vectors_are_rasterised_on_georeferenced_tiles(tmp_path):
+    import geopandas as gpd
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from damagemap.data.smart_transfer import read_smart_transfer
+
+    region = tmp_path / "root" / "city"
+    (region / "images").mkdir(parents=True)
+    (region / "labels").mkdir()
+    transform = from_origin(500000.0, 4000032.0, 1.0, 1.0)  # 1 m pixels, EPSG:32616
+    for name, x0 in (("t0", 0.0), ("t1", 16.0)):  # two side-by-side 16x32 tiles
+        t = from_origin(500000.0 + x0, 4000032.0, 1.0, 1.0)
+        with rasterio.open(
+            region / "images" / f"{name}.tif",
+            "w",
+            driver="GTiff",
+            width=16,
+            height=32,
+            count=3,
+            dtype="uint8",
+            crs="EPSG:32616",
+            transform=t,
+        ) as dst:
+            dst.write(np.full((3, 32, 16), 100, np.uint8))
+        with rasterio.open(
+            region / "labels" / f"{name}.tif", "w", driver="GTiff", width=16, height=32, count=1, dtype="uint8"
+        ) as dst:
+            dst.write(np.zeros((1, 32, 16), np.uint8))
+    # one building straddling both tiles (x 10..20 m, y 4..8 m below the top), given in WGS84
+    footprint = gpd.GeoDataFrame(geometry=[box(500010.0, 4000024.0, 500020.0, 4000028.0)], crs="EPSG:32616")
+    footprint.to_crs("EPSG:4326").to_file(region / "footprints.geojson")
+    samples = {s.id: s for s in read_smart_transfer(tmp_path / "root")}
+    assert samples["t0"].buildings[4:8, 10:16].all() and samples["t0"].buildings[:, :9].sum() == 0
+    assert samples["t1"].buildings[4:8, 0:4].all() and samples["t1"].buildings[:, 5:].sum() == 0
+    assert samples["t0"].geo is not None and transform.c == samples["t0"].geo.transform[2]
+
+
+def test_footprint_vectors_need_georeferenced_images(make_domain, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    root = make_domain("a", n=1)
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:4326").to_file(root / "a" / "footprints.geojson")
+    with pytest.raises(
+        InputError, match=r"tile0.png: .*footprints.geojson gives footprints in map coordinates.*no CRS"
+    ):
+        read_image_mask_folders(root)

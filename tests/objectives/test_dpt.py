@@ -211,3 +211,45 @@ def test_term_without_triplets_is_zero_with_graph_and_uses_buildings():
     assert term(out, {"mask": mask}).item() > 0  # damaged top / undamaged bottom → triplets
     no_buildings = torch.zeros(2, 16, 16, dtype=torch.long)
     assert term(out, {"mask": mask, "buildings": no_buildings}).item() == 0.0  # all class 2
+
+
+def test_without_footprints_dpt_says_so_and_can_be_skipped():
+    from damagemap.objectives.base import ObjectiveContext
+    from damagemap.objectives.dpt import NO_BUILDINGS_NOTE, build_dpt
+    from damagemap.recipe import Recipe
+
+    recipe = Recipe(name="r")
+    ctx = ObjectiveContext(recipe, [], (8,), has_buildings=False)
+    assert isinstance(build_dpt(ctx, {}), DistancePenalizedTripletLoss) and ctx.notes == [NO_BUILDINGS_NOTE]
+    ctx = ObjectiveContext(recipe, [], (8,), has_buildings=False)
+    assert build_dpt(ctx, {"without_buildings": "skip"}) is None and "dpt skipped" in ctx.notes[0]
+    ctx = ObjectiveContext(recipe, [], (8,), has_buildings=True)
+    assert isinstance(build_dpt(ctx, {}), DistancePenalizedTripletLoss) and ctx.notes == []
+
+
+def test_training_without_footprints_records_the_note():
+    from damagemap.data.synthetic import synthetic_tiles
+    from damagemap.objectives.dpt import NO_BUILDINGS_NOTE
+    from damagemap.recipe import Recipe
+    from damagemap.training.pipeline import train_model
+
+    recipe = Recipe.model_validate(
+        {
+            "name": "d",
+            "encoder": {"pretrained": False},
+            "input": {"size": 64},
+            "head": {"options": {"fpn_channels": 8, "embed_channels": 8}},
+            "objectives": {"focal": {}, "dpt": {"weight": 0.001}},
+            "train": {"epochs": 1, "batch_size": 4},
+        }
+    )
+    samples = synthetic_tiles("a", 4, size=64, seed=0)
+    for s in samples:
+        s.buildings = None
+    model, _ = train_model(recipe, samples, cache_dir=None)
+    assert NO_BUILDINGS_NOTE in model.metrics["notes"]
+    with_fp = synthetic_tiles("a", 4, size=64, seed=0)
+    for s in with_fp:
+        s.buildings = (s.mask != 255).astype("uint8")
+    model, _ = train_model(recipe, with_fp, cache_dir=None)
+    assert NO_BUILDINGS_NOTE not in model.metrics["notes"]

@@ -93,9 +93,11 @@ def test_sample_pixels_share_cap_and_ignore():
     mask.view(-1)[:5] = 1
     mask.view(-1)[5:30] = 255
     d, u = _sample_pixels(mask, 20, 0.5, np.random.default_rng(0))
-    assert len(d) == 5 and len(u) == 15  # damaged short → topped up with undamaged
+    assert len(d) == 5 and len(u) == 10  # as the reference: at most 10 per class, no top-up
     flat = mask.view(-1).numpy()
     assert (flat[d] == 1).all() and (flat[u] == 0).all()
+    d, u = _sample_pixels(mask, 20, 0.5, np.random.default_rng(0), top_up=True)
+    assert len(d) == 5 and len(u) == 15  # option: damaged short → topped up with undamaged
     d, u = _sample_pixels(mask, 1000, 0.5, np.random.default_rng(0))
     assert len(d) == 5 and len(u) == 70  # fewer pixels than requested: take all labelled
 
@@ -137,3 +139,26 @@ def test_no_damaged_pixels_is_a_clear_config_error():
 def test_dimension_mismatch_is_rejected():
     with pytest.raises(ConfigError, match="dimension"):
         PixelClusteringLoss(RandomProjection(8, 50), axis_prototypes())
+
+
+def test_damaged_prototypes_come_from_damaged_pixels_and_label_them_damaged():
+    """Swapping the damaged and undamaged pools must fail here: two clearly separated feature
+    clusters, one under the damaged mask, one under the undamaged mask."""
+    g = torch.Generator().manual_seed(3)
+    damaged_dir, intact_dir = torch.zeros(8), torch.zeros(8)
+    damaged_dir[0], intact_dir[1] = 1.0, 1.0
+    maps = []
+    for _ in range(4):
+        mask = torch.zeros(8, 8, dtype=torch.long)
+        mask[:, :3] = 1  # left columns damaged
+        feats = intact_dir[:, None, None].repeat(1, 8, 8) + 0.05 * torch.randn(8, 8, 8, generator=g)
+        feats[:, :, :3] = damaged_dir[:, None, None] + 0.05 * torch.randn(8, 8, 3, generator=g)
+        maps.append((feats, mask))
+    proj = identity_projection(8)
+    protos = build_prototypes(maps, proj, n_per_class=2, pixels_per_image=32, seed=0)
+    damaged_centres = protos.centers[protos.labels == 1]
+    intact_centres = protos.centers[protos.labels == 0]
+    assert (damaged_centres @ damaged_dir > 0.9).all() and (intact_centres @ intact_dir > 0.9).all()
+    loss = PixelClusteringLoss(proj, protos)
+    y = loss.prototype_labels(maps[0][0][None], (8, 8))[0]
+    assert torch.equal(y.long(), maps[0][1])  # y_proto reproduces the mask: damaged → 1

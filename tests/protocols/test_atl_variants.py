@@ -1,4 +1,4 @@
-"""ATL ablation variants: placement × residual, expanded only for recipes with an ``atl:`` section."""
+"""ATL ablation variants: placement × residual; a recipe they cannot apply to is refused."""
 
 import pytest
 
@@ -9,11 +9,9 @@ from damagemap.recipe import Recipe, TermConfig
 
 def test_atl_variants_set_placement_and_residual_and_leave_others_alone() -> None:
     atl = Recipe.model_validate({"name": "tls", "atl": {"prompt_reduction": 16}})
-    plain = Recipe(name="base")
-    st = Recipe(name="st", objectives={"focal": TermConfig(), "pc": TermConfig(weight=0.01)})
-    out = expand_variants([atl, plain, st], ["atl-prompt", "atl-prompt-nores", "atl-block", "atl-block-nores"])
+    out = expand_variants([atl], ["atl-prompt", "atl-prompt-nores", "atl-block", "atl-block-nores"])
     names = [r.name for r in out]
-    assert names == ["tls-atl-prompt", "tls-atl-prompt-nores", "tls-atl-block", "tls-atl-block-nores", "base", "st"]
+    assert names == ["tls-atl-prompt", "tls-atl-prompt-nores", "tls-atl-block", "tls-atl-block-nores"]
     got = {r.name: (r.atl.placement, r.atl.residual, r.atl.prompt_reduction) for r in out[:4]}
     assert got == {
         "tls-atl-prompt": ("prompt", True, 16),
@@ -26,9 +24,21 @@ def test_atl_variants_set_placement_and_residual_and_leave_others_alone() -> Non
     assert set(ATL_VARIANTS) >= {"atl-prompt", "atl-block-nores", "atl-off"}
 
 
-def test_mixed_variant_lists_and_unknown_names() -> None:
+def test_a_variant_that_cannot_apply_is_refused_never_run_plain() -> None:
     st = Recipe(name="st", objectives={"focal": TermConfig(), "pc": TermConfig(weight=0.01)})
-    out = expand_variants([st], ["plain", "atl-block"])  # the ATL variant does not apply to st
-    assert [r.name for r in out] == ["st-plain"]
+    with pytest.raises(ConfigError, match=r"'atl-block' needs a ViT encoder.*'st' uses 'efficientnet-lite0'"):
+        expand_variants([st], ["plain", "atl-block"])  # st's encoder is a CNN
     with pytest.raises(ConfigError, match="unknown variant"):
         expand_variants([st], ["atl-sideways"])
+    grades = Recipe(name="g", classes=["bg", "minor", "major"], damage_classes=[1, 2], objectives={"ce": TermConfig()})
+    with pytest.raises(ConfigError, match=r"'pc' needs a binary recipe .*; recipe 'g' has 3 classes"):
+        expand_variants([grades], ["plain", "pc"])
+
+
+def test_a_vit_recipe_without_atl_gets_the_default_section() -> None:
+    vit = Recipe.model_validate({"name": "v", "encoder": {"name": "dinov3-vits16"}})
+    out = expand_variants([vit], ["atl-prompt", "atl-block-nores"])
+    assert [(r.name, r.atl.placement, r.atl.residual) for r in out] == [
+        ("v-atl-prompt", "prompt", True),
+        ("v-atl-block-nores", "block", False),
+    ]

@@ -74,6 +74,10 @@ def test_kfold_within_domain():
         check_disjoint(fold)
         domain_keys = keys_of(samples, fold.target_domain)
         assert set(fold.train) | set(fold.val) | set(fold.test) == domain_keys
+        # as the reference: the model learns from the other 4/5; the epoch is chosen on a
+        # fifth of that part (not on a whole fold, not on the test fold)
+        rest = len(domain_keys) - len(fold.test)
+        assert len(fold.val) == max(1, round(0.2 * rest)) and len(fold.train) == rest - len(fold.val)
     tests = [key for f in folds if f.target_domain == "peru" for key in f.test]
     assert sorted(tests) == sorted(keys_of(samples, "peru"))
 
@@ -103,9 +107,9 @@ def test_ssdc_trains_on_sources_only():
         assert set(fold.test) <= keys_of(samples, fold.target_domain)
 
 
-def test_fewshot_shots_come_from_target_non_test_and_prefer_damage():
+def test_fewshot_damaged_first_shots_come_from_target_non_test_and_prefer_damage():
     samples = dataset()
-    folds = fewshot_folds(samples, "peru", shots=(1, 3, 5), k=5)
+    folds = fewshot_folds(samples, "peru", shots=(1, 3, 5), k=5, draw="damaged-first", decoder="sources+shots")
     assert len(folds) == 15 and folds[0].name == "fewshot/peru/1shot/f0"
     damaged = {f"peru/t{i:02d}" for i in range(0, 12, 3)}  # 4 damaged target samples
     by_fold: dict[int, list[list[str]]] = {}
@@ -122,6 +126,23 @@ def test_fewshot_shots_come_from_target_non_test_and_prefer_damage():
     for shots in by_fold.values():  # nested: 1-shot ⊂ 3-shot ⊂ 5-shot
         assert shots[0] == shots[1][:1] and shots[1] == shots[2][:3]
     assert fewshot_folds(samples, "peru", shots=(3,)) == fewshot_folds(samples, "peru", shots=(3,))
+
+
+def test_fewshot_default_is_the_paper_protocol():
+    """Random seeded shots (not damaged-first), decoder trained on the sources only, n = 0 included."""
+    samples = dataset()
+    assert fewshot_folds.__defaults__[0] == (0, 1, 3, 5, 10)  # the paper's n, with the source-only n = 0
+    folds = fewshot_folds(samples, "peru", shots=(0, 1, 3, 8), k=5)
+    assert sorted({f.meta["n_shots"] for f in folds}) == [0, 1, 3, 8]
+    sources = keys_of(samples, "nepal") | keys_of(samples, "haiti")
+    for fold in folds:
+        check_disjoint(fold)
+        assert set(fold.train) <= sources  # the shots never train the decoder
+        assert set(fold.meta["shots"]) <= keys_of(samples, "peru") - set(fold.test)
+    f0 = {f.meta["n_shots"]: f.meta["shots"] for f in folds if f.meta["fold"] == 0}
+    pool = sorted(k for k in keys_of(samples, "peru") if k not in next(f for f in folds if f.meta["fold"] == 0).test)
+    expected = [pool[i] for i in np.random.RandomState(0).permutation(len(pool))]
+    assert f0[8] == expected[:8] and f0[3] == expected[:3] and f0[0] == []
 
 
 def test_errors_are_clear():
@@ -142,5 +163,5 @@ def test_errors_are_clear():
         ssdc_folds(samples, ["nepal", "haiti", "peru"])
     with pytest.raises(ConfigError, match="duplicate"):
         stratified_kfold(samples + samples[:1])
-    with pytest.raises(ConfigError, match="k >= 3"):
-        kfold_folds(samples, k=2)
+    with pytest.raises(ConfigError, match="k >= 2"):
+        kfold_folds(samples, k=1)

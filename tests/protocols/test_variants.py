@@ -33,3 +33,19 @@ def test_missing_terms_get_paper_weights_and_baselines_are_not_varied() -> None:
     assert recipe_variant(plain, "dpt").objectives["dpt"].weight == 0.001
     with pytest.raises(ConfigError, match="unknown variant"):
         recipe_variant(plain, "pcdpt")
+
+
+def test_variants_always_produce_what_their_names_say() -> None:
+    """A focal-only recipe (today's smart_transfer.yaml bug) run as plain,pc,dpt,pc+dpt gives four
+    models whose objectives are exactly those named, at the paper's weights."""
+    from damagemap.protocols.variants import expand_variants
+
+    focal_only = Recipe(name="st", objectives={"focal": TermConfig(options={"alpha": 0.7, "gamma": 2.0})})
+    out = expand_variants([focal_only], ["plain", "pc", "dpt", "pc+dpt"])
+    got = {r.name: {k: v.weight for k, v in r.objectives.items()} for r in out}
+    assert got == {
+        "st-plain": {"focal": 1.0},
+        "st-pc": {"focal": 1.0, "pc": 0.01},
+        "st-dpt": {"focal": 1.0, "dpt": 0.001},
+        "st-pc+dpt": {"focal": 1.0, "pc": 0.01, "dpt": 0.001},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -213,3 +214,23 @@ def test_runner_adapts_vit_and_skips_other_encoders(tmp_path) -> None:
     )
     record = run_fold(effnet, fold, by_key, tmp_path / "cache", None)
     assert record["lora"] == "skipped (non-ViT encoder)" and "scores_decoder_only" not in record
+
+
+def test_fewshot_protocol_freezes_the_source_decoder_and_reports_n0(tmp_path) -> None:
+    """Default (the paper): one decoder trained on the sources per fold, shared by every n; n = 0
+    is that source-only model; the shots only adapt the encoder."""
+    from damagemap.protocols.runner import make_folds, run_experiment
+
+    samples = synthetic_tiles("north", 10, size=64, seed=2) + synthetic_tiles("south", 10, size=64, seed=4)
+    folds = [
+        f for f in make_folds(samples, "fewshot", (1,), k=2, shots=(0, 2), targets=["south"]) if f.meta["fold"] == 0
+    ]
+    assert [f.meta["n_shots"] for f in folds] == [0, 2] and folds[0].train == folds[1].train
+    recipe = _recipe("dinov3-vits16", train={"epochs": 1, "batch_size": 4})
+    results = run_experiment([recipe], samples, folds, tmp_path / "exp", cache_dir=None)
+    records = {
+        r.meta["n_shots"]: json.loads(p.read_text())
+        for r, p in zip(results, sorted((tmp_path / "exp" / "folds" / recipe.name).glob("*.json")))
+    }
+    assert "lora" not in records[0] and records[2]["lora"]["n_shots"] == 2
+    assert records[2]["scores_decoder_only"] == records[0]["scores"]  # the same source-only decoder

@@ -29,7 +29,7 @@ from damagemap.cli.common import (
 
 app = typer.Typer()
 
-DEFAULT_SHOTS = Ints((1, 3, 5, 10))
+DEFAULT_SHOTS = Ints((0, 1, 3, 5, 10))  # 0 = the source-only model, reported beside each n
 DTYPE_SCALE = ScaleArg()  # scale by the data type's range
 
 DomainsOpt = Annotated[
@@ -89,6 +89,8 @@ def train(
         model, result = train_model(r, samples, val, cache_dir=cache_root, progress=progress)
         if val:
             model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
+    for note in model.metrics.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
     save_model(model, out_dir)
     console.print(
         f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
@@ -166,7 +168,7 @@ def experiment(
         Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="SSDC source domains, comma-separated.")
     ] = None,
     shots: Annotated[
-        Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated.")
+        Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated (0 = source-only).")
     ] = DEFAULT_SHOTS,
     targets: Annotated[
         Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Target domains (default: every domain).")
@@ -176,8 +178,9 @@ def experiment(
         typer.Option(
             parser=parse_names,
             metavar="V,V",
-            help="Run each PC/DPT recipe as these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] and each ATL "
-            "recipe as atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off]; others run once.",
+            help="Run every recipe as each of these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] (missing "
+            "terms at the paper's weights) or atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off] "
+            "(ViT recipes); a variant that cannot apply to a recipe is refused.",
         ),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per domain.")] = 5,
@@ -207,7 +210,7 @@ def experiment(
     if epochs is not None:
         for r in loaded:
             r.train.epochs = epochs
-    if variants:  # baselines (no PC/DPT terms) run once, as they are
+    if variants:  # every recipe as every variant; one that cannot apply is refused before loading data
         loaded = expand_variants(loaded, list(variants))
     first = loaded[0]
     samples = load_samples(data, first.data, len(first.classes), names_list(domains))
@@ -220,12 +223,19 @@ def experiment(
         list(shots),
         names_list(targets),
         first.train.seed,
+        first.fewshot,
+        first.train.val_fraction,
     )
     with make_progress() as progress:
         results = run_experiment(
             loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress, compute=not report_only
         )
     summary = write_reports(results, out_dir, f"{protocol} on {data}")
+    from damagemap.protocols.report import experiment_notes
+
+    for recipe_name, recipe_notes in experiment_notes(results).items():  # once per run, not per fold
+        for note in recipe_notes:
+            console.print(f"note ({recipe_name}): {note}", highlight=False)
     typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
 

@@ -1,15 +1,29 @@
-"""Reader for datasets laid out as ``<root>/<domain>/{images,masks}/<id>.<ext>``."""
+"""Reader for datasets laid out as ``<root>/<domain>/{images,masks}/<id>.<ext>``.
+
+Building footprints (used by DPT's patch labels, docs/methods.md §1) are optional, per domain:
+``<domain>/buildings/<id>.<ext>`` masks (any non-zero value = building), or one vector file
+``<domain>/footprints.{gpkg,geojson,shp}`` (any CRS) rasterised onto each image's grid — the
+images must then be georeferenced GeoTIFFs. Pixels a footprint touches count as building, as in
+the reference code (``all_touched``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from damagemap.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from damagemap.errors import InputError
-from damagemap.types import IGNORE_INDEX, Sample
+from damagemap.types import IGNORE_INDEX, GeoInfo, Sample
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+BUILDINGS_DIR = "buildings"
+FOOTPRINT_FILES = ("footprints.gpkg", "footprints.geojson", "footprints.shp")
 
 
 def read_image_mask_folders(
@@ -54,13 +68,90 @@ def read_image_mask_folders(
     ):
         images = _files_by_stem(domain_dir / images_dir, required=True)
         masks = _files_by_stem(domain_dir / masks_dir, required=False)
+        buildings = _Buildings(domain_dir)
         for stem, image_path in images.items():
             mask_path = masks.get(stem)
             if mask_path is None:
                 expected = domain_dir / masks_dir / f"{stem}.png"
                 raise InputError(image_path, f"no mask for this image: expected {expected}")
-            samples.append(_read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes))
+            sample = _read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes)
+            sample.buildings = buildings.mask(stem, image_path, sample.image.shape[1:])
+            if sample.buildings is not None and sample.geo is None:
+                sample.geo = buildings.geo(image_path)
+            samples.append(sample)
     return samples
+
+
+class _Buildings:
+    """The optional building footprints of one domain folder (see the module docstring)."""
+
+    def __init__(self, domain_dir: Path) -> None:
+        self.masks = _files_by_stem(domain_dir / BUILDINGS_DIR, required=False)
+        self.folder = domain_dir / BUILDINGS_DIR
+        self.vectors = next((domain_dir / n for n in FOOTPRINT_FILES if (domain_dir / n).is_file()), None)
+        if self.masks and self.vectors is not None:
+            raise InputError(domain_dir, f"both {BUILDINGS_DIR}/ masks and {self.vectors.name} are given; keep one")
+        self._frames: dict[str, gpd.GeoDataFrame] = {}
+
+    def mask(self, stem: str, image_path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+        """uint8 building mask (1 = building) of one image, or ``None`` without footprints."""
+        if self.masks:
+            path = self.masks.get(stem)
+            if path is None:
+                raise InputError(
+                    image_path, f"no building mask for this image: expected {self.folder / (stem + '.png')}"
+                )
+            mask = read_mask(path)
+            if mask.shape != tuple(shape):
+                raise InputError(
+                    path, f"building mask is {mask.shape[0]}x{mask.shape[1]} but its image is {shape[0]}x{shape[1]}"
+                )
+            return (mask > 0).astype(np.uint8)
+        if self.vectors is None:
+            return None
+        from rasterio.features import rasterize
+
+        from damagemap.geo.vector import read_vectors
+
+        crs, transform = self._georef(image_path)
+        key = crs.to_string()
+        if key not in self._frames:
+            self._frames[key] = read_vectors(self.vectors, crs, "building footprints")
+        frame = self._frames[key]
+        geoms = [g for g in frame.geometry if g is not None and not g.is_empty]
+        if not geoms:
+            return np.zeros(shape, np.uint8)
+        return rasterize(
+            geoms, out_shape=tuple(shape), transform=transform, fill=0, default_value=1, all_touched=True, dtype="uint8"
+        )
+
+    def _georef(self, image_path: Path) -> tuple:
+        import warnings
+
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(image_path) as src:
+                    crs, transform = src.crs, src.transform
+        except RasterioError as exc:
+            raise InputError(image_path, f"cannot read its georeference: {exc}") from None
+        if crs is None:
+            raise InputError(
+                image_path,
+                f"{self.vectors} gives footprints in map coordinates, but this image has "
+                f"no CRS; give georeferenced GeoTIFFs or {BUILDINGS_DIR}/<id>.png masks",
+            )
+        return crs, transform
+
+    def geo(self, image_path: Path) -> GeoInfo | None:
+        """The image's georeference when footprints were rasterised onto it."""
+        if self.vectors is None:
+            return None
+        crs, transform = self._georef(image_path)
+        return GeoInfo(crs.to_wkt(), tuple(transform)[:6])
 
 
 def domain_dirs(

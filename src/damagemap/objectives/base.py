@@ -76,6 +76,7 @@ class ObjectiveContext:
     prototypes), saved in the model artifact; a builder given a ``state`` that already holds its
     tensors (a trained model's) rebuilds the term from them instead of from ``train_items``.
     ``notes`` collects documented fallbacks taken while building (recorded in the model's metrics).
+    ``has_buildings`` tells terms that use footprints (DPT) whether the data has them.
     """
 
     recipe: Recipe
@@ -83,6 +84,8 @@ class ObjectiveContext:
     encoder_channels: tuple[int, ...]
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    has_buildings: bool | None = None
+    """Whether every training item carries a building-footprint mask (``None``: unknown)."""
 
 
 TermBuilder = Callable[[ObjectiveContext, dict], "ObjectiveTerm | None"]

@@ -207,8 +207,30 @@ class DistancePenalizedTripletLoss(ObjectiveTerm):
         )
 
 
-def build_dpt(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
-    """Recipe term ``dpt`` (binary recipes only); triplets are seeded by ``train.seed`` by default."""
+NO_BUILDINGS_NOTE = (
+    "dpt: the training data has no building footprints, so patch labels count every labelled pixel as "
+    "'building' (background patches become 'undamaged', none is 'non-building'); give footprints "
+    "(a buildings/ folder, xBD polygons or --footprints) for the published patch labels"
+)
+
+
+def build_dpt(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
+    """Recipe term ``dpt`` (binary recipes only); triplets are seeded by ``train.seed`` by default.
+
+    DPT's patch labels need building footprints (non-building patches are class 2). Without
+    them (``ctx.has_buildings`` false) the term says so in ``ctx.notes`` and either labels patches
+    from all labelled pixels (``without_buildings: labelled``, the default; see
+    :func:`patch_labels`) or is skipped (``without_buildings: skip``).
+    """
     if not ctx.recipe.binary:
         raise ConfigError("objective 'dpt' supports binary recipes only (damaged vs not damaged)")
-    return DistancePenalizedTripletLoss(**{"seed": ctx.recipe.train.seed, **options})
+    opts = {"seed": ctx.recipe.train.seed, **options}
+    without = opts.pop("without_buildings", "labelled")
+    if without not in ("labelled", "skip"):
+        raise ConfigError(f"objective 'dpt': without_buildings must be 'labelled' or 'skip', got {without!r}")
+    if ctx.has_buildings is False:
+        if without == "skip":
+            ctx.notes.append("dpt skipped: the training data has no building footprints")
+            return None
+        ctx.notes.append(NO_BUILDINGS_NOTE)
+    return DistancePenalizedTripletLoss(**opts)

@@ -94,19 +94,23 @@ class Prototypes:
 
 
 def _sample_pixels(
-    mask: torch.Tensor, n: int, damaged_share: float, rng: np.random.Generator
+    mask: torch.Tensor, n: int, damaged_share: float, rng: np.random.Generator, top_up: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel indices of ≤ n damaged / undamaged pixels.
+    """Flat pixel indices of at most ``n`` damaged / undamaged pixels of one image.
 
-    ``damaged_share`` of them damaged where available, the rest undamaged; whichever class runs
-    short is topped up from the other.
+    As the reference (``extract_pixel_features_from_subset`` of ai4city-hkust/SmartTransfer): at
+    most ``int(n · damaged_share)`` damaged and ``n −`` that many undamaged pixels, each class
+    taking all its pixels when it has fewer. With ``top_up`` (not the reference) a class that runs
+    short is made up from the other, so ``n`` pixels are drawn whenever the image has them.
     """
     flat = mask.reshape(-1).cpu().numpy()
     damaged = np.flatnonzero(flat == DAMAGED)
     undamaged = np.flatnonzero((flat != DAMAGED) & (flat != IGNORE_INDEX))
-    n_d = min(len(damaged), round(n * damaged_share))
-    n_u = min(len(undamaged), n - n_d)
-    n_d = min(len(damaged), n - n_u)
+    cap_d = int(n * damaged_share)
+    n_d, n_u = min(len(damaged), cap_d), min(len(undamaged), n - cap_d)
+    if top_up:
+        n_u = min(len(undamaged), n - n_d)
+        n_d = min(len(damaged), n - n_u)
     return rng.choice(damaged, n_d, replace=False), rng.choice(undamaged, n_u, replace=False)
 
 
@@ -117,6 +121,7 @@ def build_prototypes(
     pixels_per_image: int = 1024,
     damaged_share: float = 0.5,
     seed: int = 0,
+    top_up: bool = False,
 ) -> Prototypes:
     """Cluster projected source-domain pixels into damaged and undamaged prototypes.
 
@@ -124,8 +129,10 @@ def build_prototypes(
         feature_maps: ``(encoder map [C, h, w], mask [H, W])`` per training image.
         projection: the fixed random projection (saved with the model).
         n_per_class: clusters per class; fewer if a class has fewer distinct pixel vectors.
-        pixels_per_image: pixels sampled per image (``damaged_share`` of them damaged).
+        pixels_per_image: at most this many pixels per image, at most ``damaged_share`` of them
+            damaged (the reference: 1024, half damaged; see :func:`_sample_pixels`).
         seed: seeds pixel sampling and MiniBatchKMeans.
+        top_up: make a class that runs short up from the other (not the reference).
 
     Returns:
         Prototypes with undamaged (label 0) centres first, then damaged (label 1).
@@ -141,7 +148,7 @@ def build_prototypes(
         proj = projection(feats[None].to(projection.weight))
         proj = F.interpolate(proj, size=tuple(mask.shape[-2:]), mode="nearest")[0]
         vectors = F.normalize(proj.flatten(1).T, dim=1).cpu()  # [H*W, D]
-        idx_d, idx_u = _sample_pixels(mask, pixels_per_image, damaged_share, rng)
+        idx_d, idx_u = _sample_pixels(mask, pixels_per_image, damaged_share, rng, top_up)
         per_class[1].append(vectors[torch.from_numpy(idx_d)])
         per_class[0].append(vectors[torch.from_numpy(idx_u)])
     centers, labels = [], []

@@ -74,6 +74,15 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def experiment_notes(results: Sequence[FoldResult]) -> dict[str, list[str]]:
+    """Each recipe's distinct training notes over its folds, in first-seen order."""
+    notes: dict[str, list[str]] = {}
+    for r in results:
+        seen = notes.setdefault(r.recipe, [])
+        seen += [n for n in r.notes if n not in seen]
+    return {recipe: ns for recipe, ns in notes.items() if ns}
+
+
 def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str = "") -> dict:
     """Write ``results.json``, ``results.csv`` (one row per fold), ``results.md``, ``results.png``."""
     out_dir = Path(out_dir)
@@ -89,7 +98,8 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
         }
         for r in results
     ]
-    payload = {"title": title, "summary": summary, "folds": folds}
+    notes = experiment_notes(results)
+    payload = {"title": title, "summary": summary, "notes": notes, "folds": folds}
     _atomic_write(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
     tmp = out_dir / ".results.csv.tmp"
     with tmp.open("w", newline="") as fh:
@@ -97,7 +107,11 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
         w.writeheader()
         w.writerows(folds)
     os.replace(tmp, out_dir / "results.csv")
-    _atomic_write(out_dir / "results.md", (f"## {title}\n\n" if title else "") + markdown_table(summary))
+    noted = "".join(f"\n- {recipe}: {note}" for recipe, recipe_notes in notes.items() for note in recipe_notes)
+    _atomic_write(
+        out_dir / "results.md",
+        (f"## {title}\n\n" if title else "") + markdown_table(summary) + (f"\nNotes:{noted}\n" if noted else ""),
+    )
     plot_summary(summary, out_dir / "results.png", title)
     return summary
 

@@ -11,15 +11,17 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError
+from damagemap.model import DamageModel
 from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
-from damagemap.recipe import Recipe
+from damagemap.recipe import FewShotConfig, Recipe
+from damagemap.training.fit import FitResult
 from damagemap.training.items import DEFAULT_CACHE, CacheDir
 from damagemap.training.pipeline import evaluate_model, train_model
 from damagemap.types import Sample
@@ -36,6 +38,8 @@ class FoldResult:
     target_domain: str
     scores: dict
     meta: dict
+    notes: list[str] = field(default_factory=list)
+    """Documented fallbacks taken while training this fold (e.g. DPT without footprints)."""
 
 
 def make_folds(
@@ -44,25 +48,42 @@ def make_folds(
     damage_classes: tuple[int, ...],
     k: int = 5,
     sources: Sequence[str] | None = None,
-    shots: Sequence[int] = (1, 3, 5, 10),
+    shots: Sequence[int] = (0, 1, 3, 5, 10),
     targets: Sequence[str] | None = None,
     seed: int = 42,
+    fewshot: FewShotConfig | None = None,
+    val_fraction: float = 0.2,
 ) -> list[Fold]:
-    """The folds of ``protocol`` over ``samples`` (see :mod:`damagemap.protocols.splits`)."""
+    """The folds of ``protocol`` over ``samples`` (see :mod:`damagemap.protocols.splits`).
+
+    ``fewshot`` (the first recipe's section) chooses how few-shot shots are drawn and whether
+    they also train the decoder; ``val_fraction`` is the k-fold epoch-selection hold-out.
+    """
     if protocol == "lodo":
         return lodo_folds(samples, k=k, targets=targets, seed=seed, damage_classes=damage_classes)
     if protocol == "kfold":
-        return kfold_folds(samples, k=k, seed=seed, damage_classes=damage_classes)
+        return kfold_folds(samples, k=k, val_fraction=val_fraction, seed=seed, damage_classes=damage_classes)
     if protocol == "ssdc":
         if not sources:
             raise ConfigError("protocol ssdc needs --sources (comma-separated source domains)")
         return ssdc_folds(samples, sources, k=k, seed=seed, damage_classes=damage_classes)
     if protocol == "fewshot":
         domains = sorted({s.domain for s in samples})
+        fs = fewshot or FewShotConfig()
         return [
             f
             for t in (targets or domains)
-            for f in fewshot_folds(samples, t, shots, k=k, seed=seed, damage_classes=damage_classes)
+            for f in fewshot_folds(
+                samples,
+                t,
+                shots,
+                k=k,
+                seed=seed,
+                damage_classes=damage_classes,
+                draw=fs.draw,
+                decoder=fs.decoder,
+                shot_seed=fs.seed,
+            )
         ]
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
@@ -76,23 +97,62 @@ def _config_hash(recipe: Recipe, fold: Fold) -> str:
     for key, default in (("scheduler", "none"), ("min_lr", 0.0), ("color_jitter", None)):
         if dump["train"].get(key) == default:
             dump["train"].pop(key, None)
-    blob = json.dumps([dump, fold.train, fold.val, fold.test], sort_keys=True)
+    parts: list = [dump, fold.train, fold.val, fold.test]
+    if "shots" in fold.meta:  # few-shot folds share their training split; the shots tell them apart
+        parts.append(fold.meta["shots"])
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _training_key(recipe: Recipe, fold: Fold) -> str:
+    """Folds with the same key train the same model (few-shot folds of one f and recipe)."""
+    blob = json.dumps([recipe.model_dump(mode="json"), fold.train, fold.val], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _fold_path(out_dir: Path, recipe: Recipe, fold: Fold) -> Path:
     return out_dir / "folds" / recipe.name / (fold.name.replace("/", "__") + ".json")
 
 
-def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, progress) -> dict:
+class _TrainedModels:
+    """The model of the last training split, reused by folds that train the same model.
+
+    One entry is enough: the few-shot folds of one fold index come one after the other.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.value: tuple[DamageModel, FitResult] | None = None
+
+    def get(self, key: str, train: Callable[[], tuple[DamageModel, FitResult]]) -> tuple[DamageModel, FitResult]:
+        if key != self.key or self.value is None:
+            self.key, self.value = None, None
+            self.value, self.key = train(), key
+        return self.value
+
+
+def run_fold(
+    recipe: Recipe,
+    fold: Fold,
+    by_key: dict[str, Sample],
+    cache_dir: CacheDir,
+    progress: Progress | None,
+    trained: _TrainedModels | None = None,
+) -> dict:
     """Train on the fold's train split (epoch chosen on val) and score its test split.
 
-    Few-shot folds of a recipe with ``fewshot.enabled`` then adapt a ViT encoder with LoRA on
-    the shots (decoder frozen) and score the adapted model; the decoder-only scores are kept
-    as ``scores_decoder_only``. Non-ViT encoders skip this step (recorded under ``"lora"``).
+    Few-shot folds (``fold.meta["shots"]``) of a recipe with ``fewshot.enabled`` then adapt a
+    ViT encoder with LoRA on the n shots (decoder frozen; PC prototypes stay those of the
+    sources) and score the adapted model; the decoder-only scores are kept as
+    ``scores_decoder_only``. n = 0 is the source-only model. Non-ViT encoders skip the
+    adaptation (recorded under ``"lora"``).
     """
     pick = lambda keys: [by_key[k] for k in keys]  # noqa: E731
-    model, result = train_model(recipe, pick(fold.train), pick(fold.val), cache_dir=cache_dir, progress=progress)
+
+    def train() -> tuple[DamageModel, FitResult]:
+        return train_model(recipe, pick(fold.train), pick(fold.val), cache_dir=cache_dir, progress=progress)
+
+    model, result = (trained or _TrainedModels()).get(_training_key(recipe, fold), train)
     test = pick(fold.test)
     scores = evaluate_model(model, test, cache_dir, progress)
     target = fold.target_domain or next(iter(scores))
@@ -137,6 +197,7 @@ def run_experiment(
     if len(set(names)) != len(names):
         raise ConfigError(f"recipe names must be unique within an experiment, got {names}")
     by_key = {s.key: s for s in samples}
+    trained = _TrainedModels()
     results: list[FoldResult] = []
     task = progress.add_task("folds", total=len(recipes) * len(folds), info="") if progress else None
     for recipe in recipes:
@@ -150,7 +211,7 @@ def run_experiment(
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
-                record = run_fold(recipe, fold, by_key, cache_dir, progress)
+                record = run_fold(recipe, fold, by_key, cache_dir, progress, trained)
                 record["seconds"] = round(time.perf_counter() - started, 1)
                 record.update(
                     {
@@ -172,7 +233,14 @@ def run_experiment(
                     for tid in [t for t in progress.task_ids if t != task]:
                         progress.remove_task(tid)  # keep the display to the folds bar
             results.append(
-                FoldResult(recipe.name, fold.name, record["target_domain"] or "all", record["scores"], record["meta"])
+                FoldResult(
+                    recipe.name,
+                    fold.name,
+                    record["target_domain"] or "all",
+                    record["scores"],
+                    record["meta"],
+                    list(record.get("notes", [])),
+                )
             )
             if progress is not None and task is not None:
                 progress.advance(task)

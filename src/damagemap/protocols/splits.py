@@ -113,16 +113,26 @@ def _check_domains(names: Sequence[str], known: Sequence[str], role: str) -> Non
         raise ConfigError(f"unknown {role} domain(s) {unknown}; known domains: {list(known)}")
 
 
-def kfold_folds(samples: Sequence[Sample], k: int = 5, **kw: Any) -> list[Fold]:
-    """Full supervision: train, val and test all inside each domain. ``kw`` go to :func:`stratified_kfold`."""
-    if k < 3:
-        raise ConfigError(f"within-domain k-fold needs k >= 3 (train, val and test folds), got k={k}")
+def kfold_folds(samples: Sequence[Sample], k: int = 5, val_fraction: float = 0.2, **kw: Any) -> list[Fold]:
+    """Full supervision inside each domain: test on fold f, train on the other k − 1 folds.
+
+    As the reference (``build_kfold_loaders`` of ai4city-hkust/SmartTransfer) the model learns
+    from the other (k − 1)/k of the domain; the epoch is chosen on a seeded ``val_fraction``
+    hold-out of that training part (at least one sample), never on the test fold.
+    ``kw`` go to :func:`stratified_kfold`.
+    """
+    if k < 2:
+        raise ConfigError(f"within-domain k-fold needs k >= 2, got k={k}")
+    seed = int(kw.get("seed", 42))
     out = []
     for domain, folds in stratified_kfold(samples, k, **kw).items():
         for f in range(k):
-            train, val, test = _split(folds, f)
+            rest = sorted(key for i, part in enumerate(folds) if i != f for key in part)
+            order = [rest[i] for i in np.random.default_rng([seed, f]).permutation(len(rest))]
+            n_val = max(1, round(val_fraction * len(rest))) if val_fraction > 0 and len(rest) > 1 else 0
+            val, train = sorted(order[:n_val]), sorted(order[n_val:])
             meta = {"protocol": "kfold", "fold": f}
-            out.append(Fold(f"kfold/{domain}/f{f}", train, val, test, domain, meta))
+            out.append(Fold(f"kfold/{domain}/f{f}", train, val, folds[f], domain, meta))
     return out
 
 
@@ -172,22 +182,38 @@ def ssdc_folds(samples: Sequence[Sample], sources: Sequence[str], k: int = 5, **
     return out
 
 
+FEWSHOT_DRAWS = ("random", "damaged-first")
+FEWSHOT_DECODERS = ("sources", "sources+shots")
+
+
 def fewshot_folds(
     samples: Sequence[Sample],
     target: str,
-    shots: Sequence[int] = (1, 3, 5, 10),
+    shots: Sequence[int] = (0, 1, 3, 5, 10),
     k: int = 5,
     seed: int = 42,
     damage_classes: tuple[int, ...] = (1,),
+    draw: str = "random",
+    decoder: str = "sources",
+    shot_seed: int = 0,
     **kw: Any,
 ) -> list[Fold]:
-    """Few-shot: LODO source train / val plus n labelled target samples, test on the target's fold f.
+    """Few-shot: LODO source train / val, n labelled target samples, test on the target's fold f.
 
-    Shots are drawn from the target samples outside fold f's test split: those with damaged
-    pixels first (a responder labels tiles that show damage), each group in a seeded random
-    order; n shots are the first n of that order, so smaller shot sets are subsets of larger ones.
-    The shot keys are in ``fold.meta["shots"]`` and in ``fold.train``.
+    Shots come from the target samples outside fold f's test split. ``draw="random"`` (the
+    paper; as the reference tester: ``RandomState(shot_seed + f).choice``) takes a seeded random
+    order; ``"damaged-first"`` puts the samples with damaged pixels first (a responder labels
+    tiles that show damage). n shots are the first n of that order, so smaller shot sets are
+    subsets of larger ones. ``decoder="sources"`` (the paper): ``fold.train`` holds the sources
+    only — the decoder is trained on them and the shots only adapt the encoder (LoRA);
+    ``"sources+shots"`` also trains the decoder on the shots. n = 0 is the source-only model.
+    The shot keys are in ``fold.meta["shots"]``.
     """
+    if draw not in FEWSHOT_DRAWS or decoder not in FEWSHOT_DECODERS:
+        raise ConfigError(
+            f"few-shot: draw must be one of {FEWSHOT_DRAWS} and decoder one of {FEWSHOT_DECODERS}, "
+            f"got {draw!r}, {decoder!r}"
+        )
     if any(n < 0 for n in shots):
         raise ConfigError(f"few-shot: shot counts must be >= 0, got {list(shots)}")
     folds = stratified_kfold(samples, k, seed=seed, damage_classes=damage_classes, **kw)
@@ -200,10 +226,10 @@ def fewshot_folds(
     out = []
     for f in range(k):
         test = folds[target][f]
-        pool = [key for i, part in enumerate(folds[target]) if i != f for key in sorted(part)]
-        rng = np.random.default_rng([seed, f])
-        order = [pool[i] for i in rng.permutation(len(pool))]
-        order = [key for key in order if key in damaged] + [key for key in order if key not in damaged]
+        pool = sorted(key for i, part in enumerate(folds[target]) if i != f for key in part)
+        order = [pool[i] for i in np.random.RandomState(shot_seed + f).permutation(len(pool))]
+        if draw == "damaged-first":
+            order = [key for key in order if key in damaged] + [key for key in order if key not in damaged]
         train, val = _sources(folds, sources, f)
         for n in shots:
             if n > len(order):
@@ -211,6 +237,15 @@ def fewshot_folds(
                     f"few-shot: {n} shots requested but target {target!r} has only {len(order)} "
                     f"samples outside the fold-{f} test split"
                 )
-            meta = {"protocol": "fewshot", "fold": f, "sources": sources, "n_shots": n, "shots": order[:n]}
-            out.append(Fold(f"fewshot/{target}/{n}shot/f{f}", train + order[:n], val, test, target, meta))
+            meta = {
+                "protocol": "fewshot",
+                "fold": f,
+                "sources": sources,
+                "n_shots": n,
+                "shots": order[:n],
+                "draw": draw,
+                "decoder": decoder,
+            }
+            fold_train = train + order[:n] if decoder == "sources+shots" else list(train)
+            out.append(Fold(f"fewshot/{target}/{n}shot/f{f}", fold_train, val, test, target, meta))
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from damagemap.errors import ConfigError
-from damagemap.recipe import Recipe, TermConfig
+from damagemap.recipe import ATLConfig, Recipe, TermConfig
 
 STRATEGY_TERMS = ("pc", "dpt")
 DEFAULT_TERMS = {
@@ -14,7 +14,7 @@ VARIANTS = ("plain", "pc", "dpt", "pc+dpt", "dpt-adjacency", "pc+dpt-adjacency")
 
 
 def uses_transfer_terms(recipe: Recipe) -> bool:
-    """Whether the recipe has a PC or DPT term (baselines don't, and aren't varied)."""
+    """Whether the recipe has a PC or DPT term with a non-zero weight."""
     return any(k in STRATEGY_TERMS and t.weight != 0 for k, t in recipe.objectives.items())
 
 
@@ -48,36 +48,54 @@ ATL_VARIANTS = {
 """ATL ablation (TransLandSeg): placement × residual, and ``atl-off`` (frozen encoder, decoder only)."""
 
 
-def variant_applies(recipe: Recipe, variant: str) -> bool:
-    """Whether ``variant`` varies ``recipe``.
+VIT_FAMILIES = ("dinov2", "dinov3", "sam")
+"""Encoder families ATL can be attached to."""
 
-    ATL variants vary recipes with an ``atl:`` section; PC/DPT variants vary recipes with PC/DPT
-    terms. Other recipes run once, as they are.
-    """
+
+def _check_applies(recipe: Recipe, variant: str) -> None:
+    """Refuse, naming recipe and variant, a variant that cannot mean what its name says."""
     if variant in ATL_VARIANTS:
-        return recipe.atl is not None
-    if variant in VARIANTS:
-        return uses_transfer_terms(recipe)
-    known = ", ".join([*VARIANTS, *ATL_VARIANTS])
-    raise ConfigError(f"unknown variant {variant!r}; choose from {known}")
+        from damagemap.encoders import ENCODERS
+
+        spec = ENCODERS.get(recipe.encoder.name)
+        if recipe.atl is None and (spec is None or spec.family not in VIT_FAMILIES):
+            raise ConfigError(
+                f"variant {variant!r} needs a ViT encoder (SAM, DINOv2, DINOv3) for ATL; recipe "
+                f"{recipe.name!r} uses {recipe.encoder.name!r} — run it without ATL variants"
+            )
+    elif variant in VARIANTS:
+        if variant != "plain" and not recipe.binary:
+            raise ConfigError(
+                f"variant {variant!r} needs a binary recipe (PC and DPT are damaged / not damaged); "
+                f"recipe {recipe.name!r} has {len(recipe.classes)} classes"
+            )
+    else:
+        known = ", ".join([*VARIANTS, *ATL_VARIANTS])
+        raise ConfigError(f"unknown variant {variant!r}; choose from {known}")
 
 
 def atl_variant(recipe: Recipe, variant: str) -> Recipe:
     """A copy of ``recipe`` with the ATL placement / residual of ``variant``.
 
-    Named ``<recipe>-<variant>``; other ATL options are kept.
+    Named ``<recipe>-<variant>``; other ATL options are kept (a recipe without an ``atl:``
+    section gets the default one).
     """
     enabled, placement, residual = ATL_VARIANTS[variant]
-    if recipe.atl is None:
-        raise ConfigError(f"ATL variant {variant!r} needs a recipe with an atl: section; {recipe.name} has none")
-    atl = recipe.atl.model_copy(update={"enabled": enabled, "placement": placement, "residual": residual})
+    atl = (recipe.atl or ATLConfig()).model_copy(
+        update={"enabled": enabled, "placement": placement, "residual": residual}
+    )
     return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "atl": atl}, deep=True)
 
 
 def expand_variants(recipes: list[Recipe], variants: list[str]) -> list[Recipe]:
-    """Every recipe as each variant that applies to it; recipes no variant applies to, once."""
-    out: list[Recipe] = []
+    """Every recipe as every variant, named ``<recipe>-<variant>`` — never a silent unvaried run.
+
+    PC/DPT variants add the terms they name at the paper's weights when a recipe lacks them;
+    ATL variants add a default ``atl:`` section to a ViT recipe. A variant that cannot apply to a
+    recipe (PC/DPT on a multi-class recipe, ATL on a CNN encoder) is refused with a clear error
+    before anything is trained.
+    """
     for r in recipes:
-        chosen = [v for v in variants if variant_applies(r, v)]
-        out += [atl_variant(r, v) if v in ATL_VARIANTS else recipe_variant(r, v) for v in chosen] or [r]
-    return out
+        for v in variants:
+            _check_applies(r, v)
+    return [atl_variant(r, v) if v in ATL_VARIANTS else recipe_variant(r, v) for r in recipes for v in variants]

@@ -80,7 +80,14 @@ def adapt_encoder_lora(
     if not items:
         raise ConfigError("LoRA few-shot adaptation needs at least one labelled shot")
     _check_pc_state(model)
-    objective = build_objective(ObjectiveContext(recipe, [], tuple(model.encoder.channels), state=dict(model.state)))
+    ctx = ObjectiveContext(
+        recipe,
+        [],
+        tuple(model.encoder.channels),
+        state=dict(model.state),
+        has_buildings=all(it.buildings is not None for it in items),
+    )
+    objective = build_objective(ctx)
 
     torch.manual_seed(recipe.train.seed)  # LoRA A initialisation
     encoder = copy.deepcopy(model.encoder).freeze()

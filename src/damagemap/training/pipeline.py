@@ -110,7 +110,9 @@ def train_model(
             cached_items(val_samples, recipe.input, encoder, cache_dir, progress, "encode val") if val_samples else []
         )
         source, term_items, description = FeatureSource(), train_items, "train"
-    ctx = ObjectiveContext(recipe, term_items, encoder.channels)
+    ctx = ObjectiveContext(
+        recipe, term_items, encoder.channels, has_buildings=all(it.buildings is not None for it in train_items)
+    )
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
     head = build_head(
