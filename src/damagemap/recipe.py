@@ -25,12 +25,15 @@ def _all_augments() -> list[Augment]:
 
 
 class EncoderConfig(StrictModel):
-    """Which frozen backbone to use and where its weights are."""
+    """Which backbone to use and where its weights are; frozen unless ``finetune``."""
 
     name: str = "efficientnet-lite0"
     checkpoint: str | None = None
     pretrained: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    finetune: bool = False
+    """Train every encoder weight end to end with the head, at ``train.lr`` (the adapter kind
+    ``finetune``, ``damagemap.adapters.finetune``); the trained weights are saved with the model."""
 
 
 class BandStats(StrictModel):

@@ -9,10 +9,11 @@ import torch
 from damagemap.errors import CheckpointError
 from damagemap.severity.config import GroundPlaneConfig
 from damagemap.severity.depth import DepthModel, focal_px, ground_plane_depth
+from damagemap.severity.score import severity_score
 
 
 def test_ground_plane_depth_follows_similar_triangles() -> None:
-    cfg = GroundPlaneConfig(horizon=0.25, camera_height_m=2.0, hfov_deg=90.0, max_depth_m=50.0)
+    cfg = GroundPlaneConfig(horizon=0.25, camera_height_m=2.0, hfov_deg=90.0)
     d = ground_plane_depth(100, 40, cfg)
     f = focal_px(40, 90.0)
     assert f == pytest.approx(20.0)  # tan(45°) = 1
@@ -21,8 +22,70 @@ def test_ground_plane_depth_follows_similar_triangles() -> None:
     assert (d == d[:, :1]).all()  # one depth per row
     below = d[26:, 0]
     assert (np.diff(below) <= 0).all()  # nearer towards the bottom
-    assert (d[:25] == 50.0).all()  # at/above the horizon: the cap
-    assert d[25, 0] == pytest.approx(min(40 / 0.5, 50.0))
+    cap = 2.0 / math.tan(math.radians(3.0))  # h / tan(horizon tolerance): 38.2 m
+    assert cfg.depth_cap_m == pytest.approx(cap)
+    assert (d[:25] == cfg.depth_cap_m).all()  # at/above the horizon: the cap
+    # rows less than 3° below the horizon (20·tan 3° = 1.05 px: row 25) get it too; the next follow the formula
+    assert d[25, 0] == cfg.depth_cap_m and d[26, 0] == pytest.approx(40 / 1.5)
+    lower = GroundPlaneConfig(horizon=0.25, camera_height_m=2.0, hfov_deg=90.0, max_depth_m=10.0)
+    assert lower.depth_cap_m == 10.0 and (ground_plane_depth(100, 40, lower)[:25] == 10.0).all()
+    assert GroundPlaneConfig(max_depth_m=100.0).depth_cap_m == pytest.approx(30.53, abs=0.01)  # only lowers it
+
+
+H, W = 96, 128  # a 4:3 landscape photo
+SKY, FOOT = 14, 62  # rows [0, 14) sky, [14, 62) building facade, [62, 96) street; horizon at row 48
+STREET = GroundPlaneConfig()  # the recipes' geometry: horizon 0.5, camera 1.6 m, hfov 60°, tolerance 3°
+
+
+def _photo_layout(upper: int = 1) -> np.ndarray:
+    """Class map: sky (background 0), facade spanning the horizon, street (undamaged road, 1).
+
+    The facade is undamaged (1) below the horizon and ``upper`` at and above it.
+    """
+    labels = np.zeros((H, W), np.int64)
+    labels[SKY:FOOT] = 1
+    labels[SKY : int(STREET.horizon * H)] = upper
+    labels[FOOT:] = 1
+    return labels
+
+
+def _legacy_depth() -> np.ndarray:
+    """The fallback before the fix: rows at/above the horizon (and just below) at 100 m."""
+    f = focal_px(W, STREET.hfov_deg)
+    dv = np.arange(H) + 0.5 - STREET.horizon * H
+    rows = np.where(dv > 0, f * STREET.camera_height_m / np.maximum(dv, 1e-9), np.inf)
+    return np.repeat(np.minimum(rows, 100.0)[:, None], W, axis=1)
+
+
+def test_rows_at_and_above_the_horizon_cannot_outweigh_the_foreground() -> None:
+    depth = ground_plane_depth(H, W, STREET)
+    assert depth[-1, 0] == pytest.approx(3.73, abs=0.01)  # the bottom row: street 3.7 m away
+    # one upper-row pixel against one bottom-row pixel: below 100× (was (100 / 3.73)² ≈ 720×)
+    assert depth.max() ** 2 / depth[-1, 0] ** 2 < 100 < _legacy_depth().max() ** 2 / depth[-1, 0] ** 2
+    structure = _photo_layout() > 0
+    upper = structure & (np.arange(H)[:, None] < STREET.horizon * H)
+    assert upper.sum() / structure.sum() == pytest.approx(34 / 82)  # 41 % of the structure pixels
+
+    def upper_share(d: np.ndarray) -> float:
+        return float((d**2)[upper].sum() / (d**2)[structure].sum())
+
+    # the upper rows are farther, so they carry more weight than pixels, but at most 4/5 (was > 9/10)
+    assert upper_share(depth) < 0.8 < 0.9 < upper_share(_legacy_depth())
+
+
+def test_damage_only_in_the_upper_rows_no_longer_decides_the_score() -> None:
+    classes, degrees = ["background", "undamaged", "damaged"], {"undamaged": 0.0, "damaged": 1.0}
+    labels = _photo_layout(upper=2)  # the facade is damaged at and above the horizon, nothing else
+    legacy = severity_score(labels, _legacy_depth(), classes, degrees, {"none": 0.0}).score
+    now = severity_score(labels, ground_plane_depth(H, W, STREET), classes, degrees, {"none": 0.0}).score
+    # the facade as a vertical wall at the depth of its foot (row 62, 12.2 m): the physical answer
+    wall = ground_plane_depth(H, W, STREET)
+    wall[SKY:FOOT] = wall[FOOT, 0]
+    true = severity_score(labels, wall, classes, degrees, {"none": 0.0}).score
+    assert legacy is not None and now is not None and true is not None
+    assert legacy > 0.9  # before: the upper facade is essentially the whole score
+    assert true < now < 0.8  # now: lower, towards the physical value, which the fallback still over-states
+    assert now - true < 0.6 * (legacy - true)
 
 
 def _tiny_depth_anything(path, metric=False):

@@ -3,7 +3,9 @@
 * ``band_adapter`` — when an RGB encoder is fed more than 3 bands (``input.bands``, or every
   band of the samples), its first conv keeps the RGB filters on ``input.rgb`` and gains a
   trainable conv for the other bands (:mod:`damagemap.adapters.band`);
-* ``atl`` — when the recipe has an enabled ``atl:`` section (:mod:`damagemap.adapters.atl`).
+* ``atl`` — when the recipe has an enabled ``atl:`` section (:mod:`damagemap.adapters.atl`);
+* ``finetune`` — when ``encoder.finetune`` is true (:mod:`damagemap.adapters.finetune`). It is
+  attached last: it makes every parameter present trainable, the other kinds' included.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def recipe_adapters(encoder: Encoder, recipe: Recipe, samples: Sequence[Sample])
         wanted.append(("band_adapter", {"in_chans": n_bands, "rgb": rgb_positions(cfg), "init": "zeros"}))
     if recipe.atl is not None and recipe.atl.enabled:
         wanted.append(("atl", recipe.atl.options()))
+    if recipe.encoder.finetune:
+        wanted.append(("finetune", {}))
     return wanted
 
 

@@ -1,18 +1,23 @@
 """Trainable encoder-side modules ("adapters"): one registry, attach, count, save and re-apply.
 
 An adapter kind is a function ``apply(encoder, options)`` that adds freshly initialised,
-trainable (``requires_grad=True``) modules or parameters to a frozen encoder, in place:
+trainable (``requires_grad=True``) modules or parameters to a frozen encoder, in place, or makes
+existing parameters trainable; it returns ``None`` or the names of the *existing* parameters it
+makes its own (``finetune``: all of them):
 
 ========================  =====================================================  ==========================
 kind                      what it adds                                           module
 ========================  =====================================================  ==========================
 ``atl``                   TransLandSeg's ATL prompts / in-block adapters         :mod:`~damagemap.adapters.atl`
 ``band_adapter``          a trainable conv for the non-RGB bands of the stem     :mod:`~damagemap.adapters.band`
+``finetune``              nothing: every encoder parameter becomes trainable     :mod:`~damagemap.adapters.finetune`
 ``lora``                  LoRA on the ViT blocks' Linear layers (few-shot)       :mod:`~damagemap.adapters.lora`
 ========================  =====================================================  ==========================
 
 Every attached kind is recorded on the encoder (``encoder.adapter_specs``) together with the
-names of the parameters it added (``encoder.adapter_keys``), so a trained model saves
+names of the parameters it added or claimed (``encoder.adapter_keys``; parameters are followed
+by identity, so a later kind that moves a recorded one — LoRA wrapping a fine-tuned layer as
+``….base_layer`` — updates its name), so a trained model saves
 
 * ``adapter.safetensors`` — those parameters by name (:func:`adapter_tensors`), and
 * ``adapter_config`` — ``{"method": "modules", "modules": [{"kind": …, **options}, …],
@@ -24,18 +29,20 @@ encoder and loads the tensors. Kinds stack (e.g. ATL, then LoRA for few-shot ada
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from damagemap.adapters.atl import apply_atl
 from damagemap.adapters.band import apply_band_adapter
+from damagemap.adapters.finetune import apply_finetune
 from damagemap.adapters.lora import apply_lora
 from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError
 
-AdapterApply = Callable[[Encoder, dict], None]
+AdapterApply = Callable[[Encoder, dict], Iterable[str] | None]
+"""``apply(encoder, options)``; returns ``None`` or the names of existing parameters it claims."""
 METHOD = "modules"
 """Format marker of ``adapter_config`` (models saved by damagemap 0.1 with ATL or band adapters
 carry it too, so they still load)."""
@@ -43,6 +50,7 @@ carry it too, so they still load)."""
 ADAPTERS: dict[str, AdapterApply] = {
     "atl": apply_atl,
     "band_adapter": apply_band_adapter,
+    "finetune": apply_finetune,
     "lora": apply_lora,
 }
 """Adapter kinds by the name recorded in a model's ``adapter_config``."""
@@ -60,11 +68,17 @@ def attach_adapter(encoder: Encoder, kind: str, options: dict) -> Encoder:
     specs = adapter_specs(encoder)
     if not specs:
         encoder.base_fingerprint = encoder.fingerprint  # the weights the manifest is checked against
-    before = {id(p) for p in encoder.parameters()}  # a moved base weight (band stem) is not new
-    ADAPTERS[kind](encoder, dict(options))
-    added = [name for name, p in encoder.named_parameters() if id(p) not in before]
+    recorded = set(getattr(encoder, "adapter_keys", []))
+    before = {id(p): name for name, p in encoder.named_parameters()}
+    claimed = set(ADAPTERS[kind](encoder, dict(options)) or ())
+    named = dict(encoder.named_parameters())
+    if unknown := sorted(claimed - set(named)):
+        raise ConfigError(f"adapter {kind!r} claims parameters the encoder does not have: {unknown[:5]}")
+    # new parameters, claimed ones, and earlier kinds' ones under their current names; a base
+    # weight an adapter only moves (the band stem's RGB conv) is neither new nor recorded
+    keys = {name for name, p in named.items() if id(p) not in before or name in claimed or before[id(p)] in recorded}
     encoder.adapter_specs = [*specs, {"kind": kind, **options}]
-    encoder.adapter_keys = sorted({*getattr(encoder, "adapter_keys", []), *added})
+    encoder.adapter_keys = sorted(keys)
     encoder.invalidate_fingerprint()
     return encoder
 

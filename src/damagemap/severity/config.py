@@ -5,6 +5,8 @@ Kept free of heavy imports: :mod:`damagemap.recipe` imports it.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, field_validator
 
 from damagemap.config import StrictModel
@@ -15,14 +17,29 @@ class GroundPlaneConfig(StrictModel):
 
     ``horizon`` is the horizon row as a fraction of the image height from the top (0.5 = a
     level camera); ``camera_height_m`` the camera's height above flat ground; ``hfov_deg`` the
-    horizontal field of view that gives the focal length in pixels; ``max_depth_m`` the depth
-    given to rows at or above the horizon (and the cap for rows just below it).
+    horizontal field of view that gives the focal length in pixels.
+
+    Rows at or above the horizon (sky, the upper parts of facades) and rows less than
+    ``horizon_tolerance_deg`` below it get one depth, :attr:`depth_cap_m` = ``camera_height_m``
+    / tan(``horizon_tolerance_deg``): the ground depth of the first row that far below the
+    horizon (30.5 m with the defaults). Closer to the horizon a row's ground depth is set by
+    the camera's pitch or the street's slope, not by the scene, and a facade above the horizon
+    stands where its foot meets the ground below it; a fixed far depth there (formerly 100 m)
+    let those rows outweigh the foreground ~1000× in the d²-weighted score. ``max_depth_m``, if
+    set, lowers the cap further.
     """
 
     horizon: float = Field(0.5, ge=0, lt=1)
     camera_height_m: float = Field(1.6, gt=0)
     hfov_deg: float = Field(60.0, gt=0, lt=180)
-    max_depth_m: float = Field(100.0, gt=0)
+    horizon_tolerance_deg: float = Field(3.0, gt=0, lt=90)
+    max_depth_m: float | None = Field(None, gt=0)
+
+    @property
+    def depth_cap_m(self) -> float:
+        """Depth of rows at, above and less than ``horizon_tolerance_deg`` below the horizon."""
+        cap = self.camera_height_m / math.tan(math.radians(self.horizon_tolerance_deg))
+        return cap if self.max_depth_m is None else min(cap, self.max_depth_m)
 
 
 class SeverityConfig(StrictModel):

@@ -13,12 +13,31 @@ row v_h. A ground point seen at row v below the horizon lies at depth
 
     d(v) = f · h / (v − v_h)       (similar triangles; f = focal length in pixels)
 
-with v the pixel-centre row (row index + 0.5) and f = (W / 2) / tan(hfov / 2). Rows at or above
-the horizon never see the ground and get the cap d_max, and d is capped at d_max just below the
-horizon too. Every pixel of a row gets that row's ground depth — for a wall standing on the
-ground this over-estimates its lower part's depth (the ray hits the wall before the ground), a
-deliberate simplification: depth then increases monotonically towards the horizon, which is
-the first-order effect the score needs.
+with v the pixel-centre row (row index + 0.5) and f = (W / 2) / tan(hfov / 2). Every pixel of a
+row gets that row's ground depth — for a wall standing on the ground this over-estimates its
+lower part's depth (the ray hits the wall before the ground), a deliberate simplification: depth
+then increases monotonically towards the horizon, which is the first-order effect the score needs.
+
+*At and near the horizon* the formula says nothing about the scene. A row at angle θ below
+the horizon (tan θ = (v − v_h) / f) gets h / tan θ, which grows without bound as θ → 0, so it is
+set by the errors of the model rather than by what the row shows: a camera pitched by ε, or a
+street sloping by ε (3° is a 5 % gradient), moves the true horizon by f · tan ε rows, and a row
+that close to the assumed horizon may really be at any distance. Rows at or above the horizon
+never see the ground at all: they show sky (not structure, unless mis-segmented) and the upper
+parts of facades, and a facade stands at the depth of its foot, which the photo shows *below*
+the horizon. So every row less than ε = ``horizon_tolerance_deg`` below the horizon, and every
+row at or above it, gets the depth of the first row ε below the horizon, the last one whose
+ground depth the geometry still determines:
+
+    d_cap = h / tan ε        (30.5 m for the default h = 1.6 m, ε = 3°)
+
+about the facades across a wide street, where street photos of damage mostly look. This is what
+keeps the d² weighting of the score (:mod:`damagemap.severity.score`) from letting the upper
+rows swamp the photo: with the default geometry (hfov 60°, horizon at mid-height) the bottom row
+of a 4:3 landscape photo lies at 3.7 m (2.1 m in a 3:4 portrait), so an upper-row pixel weighs
+(30.5 / 3.7)² ≈ 70× (≈ 215×) a bottom-row pixel, where a fixed 100 m for those rows gave
+≈ 730× (≈ 2300×) and made any photo's score essentially the state of its upper facades.
+``max_depth_m``, if set, lowers the cap further (d_cap = min(h / tan ε, max_depth_m)).
 """
 
 from __future__ import annotations
@@ -45,13 +64,17 @@ def focal_px(width: int, hfov_deg: float) -> float:
 
 
 def ground_plane_depth(height: int, width: int, cfg: GroundPlaneConfig | None = None) -> np.ndarray:
-    """Depth ``[H, W]`` (metres) of a flat ground plane seen by a level camera (module docstring)."""
+    """Depth ``[H, W]`` (metres) of a flat ground plane seen by a level camera (module docstring).
+
+    Rows below the horizon get f·h / (v − v_h), capped at :attr:`GroundPlaneConfig.depth_cap_m`;
+    rows at or above it get the cap.
+    """
     cfg = cfg or GroundPlaneConfig()
     f = focal_px(width, cfg.hfov_deg)
     dv = np.arange(height, dtype=np.float64) + 0.5 - cfg.horizon * height
     with np.errstate(divide="ignore"):
         rows = np.where(dv > 0, f * cfg.camera_height_m / np.where(dv > 0, dv, 1.0), np.inf)
-    rows = np.minimum(rows, cfg.max_depth_m)
+    rows = np.minimum(rows, cfg.depth_cap_m)
     return np.repeat(rows[:, None], width, axis=1)
 
 
@@ -59,7 +82,7 @@ def ground_plane_source(cfg: GroundPlaneConfig) -> str:
     """How ground-plane depth is described in outputs."""
     return (
         f"ground-plane (horizon {cfg.horizon:g} of height, camera {cfg.camera_height_m:g} m, "
-        f"hfov {cfg.hfov_deg:g} deg, cap {cfg.max_depth_m:g} m)"
+        f"hfov {cfg.hfov_deg:g} deg, cap {cfg.depth_cap_m:.3g} m at/near the horizon)"
     )
 
 
