@@ -36,6 +36,9 @@ class FoldResult:
     target_domain: str
     scores: dict
     meta: dict
+    init: str | None = None
+    """How a whole-network baseline was initialised (``"random init"``, ``"imagenet (…)"``); None
+    for frozen-encoder recipes. Reports show it next to the recipe name."""
 
 
 def make_folds(
@@ -101,6 +104,7 @@ def run_fold(recipe: Recipe, fold: Fold, by_key: dict[str, Sample], cache_dir, p
         "best_epoch": result.best_epoch,
         "history": result.history,
         "notes": model.metrics.get("notes", []),
+        "init": model.metrics.get("init"),
     }
     shots, fewshot = fold.meta.get("shots"), recipe.fewshot
     if shots and fewshot is not None and fewshot.enabled:
@@ -144,9 +148,15 @@ def run_experiment(
             path = _fold_path(out_dir, recipe, fold)
             chash = _config_hash(recipe, fold)
             record = json.loads(path.read_text()) if path.is_file() else None
-            if (record is None or record.get("config_hash") != chash) and not compute:
+            # a baseline fold written before records carried "init" is stale: its init is unknown
+            stale = (
+                record is None
+                or record.get("config_hash") != chash
+                or (recipe.encoder.name == "pixels" and "init" not in record)
+            )
+            if stale and not compute:
                 continue
-            if record is None or record.get("config_hash") != chash:
+            if record is None or stale:
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
@@ -172,7 +182,14 @@ def run_experiment(
                     for tid in [t for t in progress.task_ids if t != task]:
                         progress.remove_task(tid)  # keep the display to the folds bar
             results.append(
-                FoldResult(recipe.name, fold.name, record["target_domain"] or "all", record["scores"], record["meta"])
+                FoldResult(
+                    recipe.name,
+                    fold.name,
+                    record["target_domain"] or "all",
+                    record["scores"],
+                    record["meta"],
+                    record.get("init"),
+                )
             )
             if progress is not None and task is not None:
                 progress.advance(task)
