@@ -21,9 +21,9 @@ reference code's ImageNet-initialised baselines (``smp.Unet(encoder_weights="ima
 and every experiment report row. When a user has ImageNet weights, the recipe's
 ``encoder.checkpoint: PATH`` (the training pipeline passes it on as ``encoder_checkpoint``, see
 :attr:`UNetHead.backbone_checkpoint`; the option can also be given directly) loads a
-torchvision or timm ResNet state dict (both use the
-same key names; ``fc.*`` is ignored; a ``model.``/``backbone.``/``encoder.`` prefix is
-stripped; for ``in_channels != 3`` the stem is adapted as for the frozen encoders). The file is
+torchvision or timm ResNet state dict (both use the same key names; ``fc.*`` is ignored; a
+``model.``/``backbone.``/``encoder.`` prefix is stripped; for ``in_channels != 3`` the stem is
+adapted as for the frozen encoders). The file is
 read with ``torch.load(weights_only=True)`` and loaded strictly: any missing, unexpected or
 wrongly shaped key raises :class:`~damagemap.errors.CheckpointError` naming the file and keys.
 
