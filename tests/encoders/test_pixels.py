@@ -10,7 +10,6 @@ import torch
 import damagemap.encoders.pixels as pixels
 from damagemap.encoders import ENCODERS, build_encoder
 from damagemap.encoders.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelsEncoder
-from damagemap.errors import ConfigError
 
 
 def test_output_is_the_normalised_image_exactly() -> None:
@@ -72,6 +71,11 @@ def test_registered_and_importing_twice_is_harmless() -> None:
     assert isinstance(enc, pixels.PixelsEncoder) and enc.in_chans == 4 and not enc.training
 
 
-def test_checkpoint_is_refused() -> None:
-    with pytest.raises(ConfigError, match="no weights"):
-        build_encoder("pixels", checkpoint="resnet18.pth")
+def test_checkpoint_is_accepted_for_the_head_and_never_read(tmp_path: Path) -> None:
+    # encoder.checkpoint of a baseline recipe initialises the head's backbone (the pipeline passes
+    # it on); the pixels encoder itself has no weights, so it does not open the file — a saved
+    # model must load where the checkpoint is gone
+    enc = build_encoder("pixels", checkpoint=tmp_path / "not_here.pth")
+    assert isinstance(enc, PixelsEncoder) and enc.state_dict() == {}
+    assert enc.fingerprint == PixelsEncoder().fingerprint  # same feature cache as without it
+    assert enc.checkpoint_sha256 is None

@@ -1,6 +1,8 @@
 """The experiment runner: every fold trained and scored, resumable after an interruption."""
 
+import csv
 import json
+import shutil
 
 import pytest
 
@@ -97,3 +99,92 @@ def test_report_only_returns_finished_folds_without_training(samples, tmp_path, 
     monkeypatch.setattr(runner_mod, "run_fold", lambda *a, **k: pytest.fail("report-only must not train"))
     done = run_experiment([_recipe("plain")], samples, folds, tmp_path, compute=False)
     assert [r.fold for r in done] == [f.name for f in folds[:2]]
+
+
+def _baseline(name: str, kind: str, options: dict) -> Recipe:
+    """A tiny whole-network baseline on the pixels encoder, no checkpoint (offline: random init)."""
+    return Recipe.model_validate(
+        {
+            "name": name,
+            "encoder": {"name": "pixels"},
+            "input": {"size": 32},
+            "head": {"kind": kind, "options": options},
+            "objectives": {"focal": {"options": {"alpha": 0.7, "gamma": 2.0}}},
+            "train": {"epochs": 1, "batch_size": 4, "augment": []},
+        }
+    )
+
+
+BASELINES = {
+    "tiny_unet": ("unet", {"encoder_name": "resnet18", "decoder_channels": [16, 16, 8, 8, 8]}),
+    "tiny_yolo": ("yolo_fpn", {"width": 4, "depths": [1, 1, 1, 1], "embed_channels": 8}),
+}
+
+
+@pytest.fixture(scope="module")
+def baseline_experiment(samples, tmp_path_factory):
+    """Two random-init baselines and a frozen-encoder recipe, one fold per target domain."""
+    out = tmp_path_factory.mktemp("baselines")
+    recipes = [_baseline(name, kind, options) for name, (kind, options) in BASELINES.items()] + [_recipe("plain")]
+    folds = [f for f in make_folds(samples, "lodo", (1,), k=2) if f.name.endswith("/f0")]
+    results = run_experiment(recipes, samples, folds, out / "exp", cache_dir=out / "cache")
+    return out, recipes, folds, results
+
+
+def test_every_report_row_of_a_random_init_baseline_says_so(baseline_experiment) -> None:
+    out, _, folds, results = baseline_experiment
+    exp = out / "exp"
+    for name in [*BASELINES, "plain"]:
+        records = [json.loads(p.read_text()) for p in sorted((exp / "folds" / name).glob("*.json"))]
+        assert len(records) == len(folds) == 2
+        assert all(r["init"] == ("random init" if name in BASELINES else None) for r in records), name
+    summary = write_reports(results, exp, "lodo")
+
+    md_rows = [line for line in (exp / "results.md").read_text().splitlines() if line.startswith("| tiny_")]
+    md_rows += [line for line in (exp / "results.md").read_text().splitlines() if line.startswith("| plain")]
+    assert len(md_rows) == 3 * 2  # one row per recipe and target domain
+    for line in md_rows:
+        label = line.split("|")[1].strip()
+        if label.startswith("tiny_"):
+            assert label in {f"{name} (random init)" for name in BASELINES}, line
+        else:
+            assert label == "plain" and "init" not in line, line
+
+    with (exp / "results.csv").open() as fh:
+        csv_rows = list(csv.DictReader(fh))
+    payload = json.loads((exp / "results.json").read_text())
+    for rows in (csv_rows, payload["folds"]):
+        assert len(rows) == 3 * 2
+        for row in rows:
+            expected = "random init" if row["recipe"] in BASELINES else ("" if rows is csv_rows else None)
+            assert row["init"] == expected, row
+    for name in BASELINES:
+        assert summary[name]["init"] == payload["summary"][name]["init"] == "random init"
+    assert summary["plain"]["init"] is None and payload["summary"]["plain"]["init"] is None
+
+
+def test_baseline_folds_recorded_without_init_are_recomputed(
+    samples, baseline_experiment, tmp_path, monkeypatch
+) -> None:
+    out, recipes, folds, _ = baseline_experiment
+    exp = shutil.copytree(out / "exp", tmp_path / "exp")
+    for name in ("tiny_yolo", "plain"):  # as written before fold records carried the init note
+        path = sorted((exp / "folds" / name).glob("*.json"))[0]
+        record = json.loads(path.read_text())
+        del record["init"]
+        path.write_text(json.dumps(record))
+    # report-only: a baseline fold of unknown init is left out rather than shown without its note
+    done = run_experiment(recipes, samples, folds, exp, compute=False)
+    assert sorted((r.recipe, r.fold) for r in done if r.recipe == "tiny_yolo") == [("tiny_yolo", folds[1].name)]
+    assert len([r for r in done if r.recipe == "plain"]) == 2  # frozen-encoder folds stay valid
+    calls = []
+    real_run_fold = runner_mod.run_fold
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].name)
+        return real_run_fold(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "run_fold", counting)
+    again = run_experiment(recipes, samples, folds, exp, cache_dir=out / "cache")
+    assert calls == ["tiny_yolo"]  # only the baseline fold without an init note ran again
+    assert all(r.init == "random init" for r in again if r.recipe in BASELINES)

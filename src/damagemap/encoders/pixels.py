@@ -8,6 +8,11 @@ image normalised with ImageNet statistics — with a head that *is* the whole ne
 and the dihedral augmentation applied to cached features is exact for pixels. Data, views,
 protocol, metrics and the model artifact are therefore identical to the other methods.
 
+``encoder.checkpoint`` of such a recipe is the *network's* pretrained backbone (e.g. ImageNet
+ResNet weights for the U-Net): this encoder has no weights and never reads the file; the training
+pipeline hands it to the head (:func:`damagemap.training.pipeline.head_options`), and heads without
+a pretrained backbone refuse it there.
+
 Note: the cache stores features as float16, so the network sees the normalised image rounded to
 float16 (relative error ≤ 2⁻¹¹, far below 8-bit quantisation of the source imagery).
 """
@@ -74,12 +79,11 @@ def build_pixels(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> PixelsEncoder:
-    """Registry builder; ``pretrained`` is ignored (there are no weights)."""
-    if checkpoint is not None:
-        raise ConfigError(
-            f"encoder 'pixels' has no weights, so checkpoint={checkpoint!s} makes no sense; "
-            "put a backbone checkpoint in the head options instead (e.g. unet encoder_checkpoint)"
-        )
+    """Registry builder; ``checkpoint`` and ``pretrained`` are ignored (there are no weights).
+
+    A recipe's ``encoder.checkpoint`` initialises the head's backbone (see the module docstring);
+    the file is not opened here, so a saved model loads without it.
+    """
     try:
         return PixelsEncoder(in_chans=in_chans, mean=mean, std=std)
     except ValueError as exc:

@@ -15,24 +15,29 @@ the embedding that DPT-style objectives use — and :meth:`Head.classify` applie
 **Initialisation.** ImageNet ResNet weights cannot be downloaded offline, so the default is a
 *random* initialisation: torchvision's ResNet init for the encoder (Kaiming-normal fan-out convs,
 BatchNorm weight 1 / bias 0) and smp's own init for decoder (Kaiming-uniform) and segmentation
-head (Xavier-uniform) — i.e. ``smp.Unet(encoder_weights=None)``. This is weaker than the paper's
-(presumably ImageNet-initialised) baselines; tables must say so. When a user has ImageNet
-weights, ``encoder_checkpoint=PATH`` loads a torchvision or timm ResNet state dict (both use the
-same key names; ``fc.*`` is ignored; a ``model.``/``backbone.``/``encoder.`` prefix is
-stripped; for ``in_channels != 3`` the stem is adapted as for the frozen encoders). The file is
+head (Xavier-uniform) — i.e. ``smp.Unet(encoder_weights=None)``. This is weaker than the
+reference code's ImageNet-initialised baselines (``smp.Unet(encoder_weights="imagenet")``), so
+:attr:`UNetHead.init_note` says ``"random init"`` and training records it in the model's metrics
+and every experiment report row. When a user has ImageNet weights, the recipe's
+``encoder.checkpoint: PATH`` (the training pipeline passes it on as ``encoder_checkpoint``, see
+:attr:`UNetHead.backbone_checkpoint`; the option can also be given directly) loads a
+torchvision or timm ResNet state dict (both use the same key names; ``fc.*`` is ignored; a
+``model.``/``backbone.``/``encoder.`` prefix is stripped; for ``in_channels != 3`` the stem is
+adapted as for the frozen encoders). The file is
 read with ``torch.load(weights_only=True)`` and loaded strictly: any missing, unexpected or
 wrongly shaped key raises :class:`~damagemap.errors.CheckpointError` naming the file and keys.
 
 ``encoder_checkpoint`` only initialises the weights; it is *not* part of :attr:`UNetHead.config`
 (the trained weights are saved with the model, so reloading an artifact must not need the
 original checkpoint file). It is kept in :attr:`UNetHead.encoder_checkpoint` (and the recipe)
-together with the file's SHA-256 for provenance.
+together with the file's SHA-256 for provenance, and :attr:`UNetHead.init_note` names both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -63,6 +68,9 @@ class UNetHead(Head):
 
     kind = "unet"
     init_only = ("encoder_checkpoint",)
+    backbone_checkpoint: ClassVar[str] = "encoder_checkpoint"
+    """The option that takes the recipe's ``encoder.checkpoint`` (the ``pixels`` encoder has no
+    weights, so a checkpoint there is this network's pretrained backbone)."""
     multiple = 32
 
     def __init__(
@@ -132,6 +140,18 @@ class UNetHead(Head):
         load_into(self.encoder, adapt_in_chans(state, "conv1.weight", self.in_channels[0]), path)
         self.encoder_checkpoint = str(path)
         self.encoder_checkpoint_sha256 = sha256_file(path)
+
+    @property
+    def init_note(self) -> str:
+        """How the network was initialised, for metrics and reports.
+
+        ``"imagenet (<file name>, sha256 <first 12 hex digits>)"`` after
+        :meth:`load_encoder_checkpoint` (the file is taken to hold the ImageNet weights the
+        recipes ask for), else ``"random init"``.
+        """
+        if self.encoder_checkpoint is None or self.encoder_checkpoint_sha256 is None:
+            return "random init"
+        return f"imagenet ({Path(self.encoder_checkpoint).name}, sha256 {self.encoder_checkpoint_sha256[:12]})"
 
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Smp's decoder output ``[B, decoder_channels[-1], H, W]`` at input size."""

@@ -19,13 +19,16 @@ scale, without any detection branch (no ultralytics dependency, AGPL-free):
 Every conv is Conv-BN-SiLU. BatchNorm keeps PyTorch's defaults (momentum 0.1) rather than
 YOLOv8's 0.03, which is tuned for very long COCO schedules: with a few hundred CPU steps the
 running statistics used at validation would otherwise lag far behind. Weights are
-randomly initialised (PyTorch defaults): no pretrained YOLO weights are used, and none are
-available offline. About 2.4 M parameters with the defaults.
+randomly initialised (PyTorch defaults), as the reference code's YOLO-like model is: no
+pretrained weights are used, so a recipe's ``encoder.checkpoint`` is refused
+(:attr:`YoloFPNHead.no_backbone_checkpoint`) and :attr:`YoloFPNHead.init_note` is always
+``"random init"``. About 2.4 M parameters with the defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -119,6 +122,13 @@ class YoloFPNHead(Head):
     """
 
     kind = "yolo_fpn"
+    no_backbone_checkpoint: ClassVar[str] = (
+        "the YOLO-like baseline is randomly initialised, as in the reference code, which has no "
+        "ImageNet (or other pretrained) weights for it; remove encoder.checkpoint"
+    )
+    """Why a recipe's ``encoder.checkpoint`` is refused (there is no pretrained backbone)."""
+    init_note: ClassVar[str] = "random init"
+    """How the network is initialised, for metrics and reports (always PyTorch defaults)."""
 
     def __init__(
         self,

@@ -45,6 +45,8 @@ def summarise(results: Sequence[FoldResult]) -> dict:
                 "n_nan": int(np.isnan(vals).sum()),
             }
         entry["domains"][target] = stats
+    for recipe, entry in table.items():  # whole-network baselines: how they were initialised
+        entry["init"] = "; ".join(sorted({r.init for r in results if r.recipe == recipe and r.init})) or None
     for entry in table.values():
         domains = {d: s["miou"]["mean"] for d, s in entry["domains"].items() if not math.isnan(s["miou"]["mean"])}
         entry["worst_domain"] = min(domains, key=domains.__getitem__) if domains else None
@@ -55,14 +57,22 @@ def _fmt(s: dict) -> str:
     return "n/a" if math.isnan(s["mean"]) else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
+def _label(recipe: str, entry: dict) -> str:
+    """The recipe name, followed by its init note if it has one (e.g. ``"… (random init)"``)."""
+    return f"{recipe} ({entry['init']})" if entry.get("init") else recipe
+
+
 def markdown_table(summary: dict) -> str:
-    """One row per (recipe, target domain): mIoU, damage IoU and F1 as mean ± std."""
+    """One row per (recipe, target domain): mIoU, damage IoU and F1 as mean ± std.
+
+    A recipe with an init note (whole-network baselines) is labelled ``"name (note)"``.
+    """
     lines = ["| recipe | target domain | mIoU | damage IoU | F1 | folds |", "|---|---|---|---|---|---|"]
     for recipe, entry in summary.items():
         for target, s in sorted(entry["domains"].items()):
             worst = " **(worst)**" if target == entry["worst_domain"] and len(entry["domains"]) > 1 else ""
             lines.append(
-                f"| {recipe} | {target}{worst} | {_fmt(s['miou'])} | {_fmt(s['damage_iou'])} | "
+                f"| {_label(recipe, entry)} | {target}{worst} | {_fmt(s['miou'])} | {_fmt(s['damage_iou'])} | "
                 f"{_fmt(s['f1'])} | {s['miou']['n'] + s['miou']['n_nan']} |"
             )
     return "\n".join(lines) + "\n"
@@ -94,6 +104,7 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
             "fold": r.fold,
             "target_domain": r.target_domain,
             "n_shots": r.meta.get("n_shots"),
+            "init": r.init,
             **{m: r.scores.get(m) for m in METRICS},
         }
         for r in results

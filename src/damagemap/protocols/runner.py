@@ -40,6 +40,9 @@ class FoldResult:
     meta: dict
     notes: list[str] = field(default_factory=list)
     """Documented fallbacks taken while training this fold (e.g. DPT without footprints)."""
+    init: str | None = None
+    """How a whole-network baseline was initialised (``"random init"``, ``"imagenet (…)"``); None
+    for frozen-encoder recipes. Reports show it next to the recipe name."""
 
 
 def make_folds(
@@ -161,6 +164,7 @@ def run_fold(
         "best_epoch": result.best_epoch,
         "history": result.history,
         "notes": model.metrics.get("notes", []),
+        "init": model.metrics.get("init"),
     }
     shots, fewshot = fold.meta.get("shots"), recipe.fewshot
     if shots and fewshot is not None and fewshot.enabled:
@@ -205,9 +209,15 @@ def run_experiment(
             path = _fold_path(out_dir, recipe, fold)
             chash = _config_hash(recipe, fold)
             record = json.loads(path.read_text()) if path.is_file() else None
-            if (record is None or record.get("config_hash") != chash) and not compute:
+            # a baseline fold written before records carried "init" is stale: its init is unknown
+            stale = (
+                record is None
+                or record.get("config_hash") != chash
+                or (recipe.encoder.name == "pixels" and "init" not in record)
+            )
+            if stale and not compute:
                 continue
-            if record is None or record.get("config_hash") != chash:
+            if record is None or stale:
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
@@ -240,6 +250,7 @@ def run_experiment(
                     record["scores"],
                     record["meta"],
                     list(record.get("notes", [])),
+                    record.get("init"),
                 )
             )
             if progress is not None and task is not None:

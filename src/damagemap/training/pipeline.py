@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,9 @@ from damagemap.adapters.recipe import attach_recipe_adapters
 from damagemap.data.band_stats import fit_input_stats
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
+from damagemap.encoders.pixels import PixelsEncoder
 from damagemap.errors import ConfigError
-from damagemap.heads import build_head
+from damagemap.heads import HEADS, build_head
 from damagemap.model import DamageModel
 from damagemap.objectives import ObjectiveContext, build_objective
 from damagemap.recipe import Recipe
@@ -51,6 +53,37 @@ def encoder_for(recipe: Recipe) -> Encoder:
             f"input.size {recipe.input.size} is not a multiple of {enc.size_multiple}, which encoder {enc.name} needs"
         )
     return enc
+
+
+def head_options(recipe: Recipe, encoder: Encoder) -> dict[str, Any]:
+    """The recipe's head options, plus ``encoder.checkpoint`` for a head that is the whole network.
+
+    The ``pixels`` encoder has no weights: with it, the recipe's ``encoder.checkpoint`` is the
+    pretrained backbone of the head (the option the head class names in ``backbone_checkpoint``,
+    e.g. the U-Net's ``encoder_checkpoint``). A head without a pretrained backbone refuses it.
+    Any other encoder loads its checkpoint itself and the head options are unchanged.
+
+    Raises:
+        ConfigError: the head cannot take the checkpoint, or it is given twice.
+    """
+    options = dict(recipe.head.options)
+    ckpt, cls = recipe.encoder.checkpoint, HEADS.get(recipe.head.kind)
+    if ckpt is None or cls is None or not isinstance(encoder, PixelsEncoder):
+        return options  # an unknown head kind is reported by build_head
+    option = getattr(cls, "backbone_checkpoint", None)
+    if option is None:
+        reason = getattr(cls, "no_backbone_checkpoint", "it has no pretrained backbone to initialise")
+        raise ConfigError(
+            f"encoder.checkpoint {ckpt}: the 'pixels' encoder has no weights and head {recipe.head.kind!r} "
+            f"cannot use it: {reason}"
+        )
+    if option in options:
+        raise ConfigError(
+            f"head {recipe.head.kind!r}: backbone checkpoint given twice (encoder.checkpoint {ckpt} and "
+            f"head.options.{option} {options[option]}); keep encoder.checkpoint"
+        )
+    options[option] = ckpt
+    return options
 
 
 def _median_view_size(samples: Sequence[Sample], recipe: Recipe) -> int:
@@ -85,13 +118,16 @@ def train_model(
     Without ``val_samples`` a seeded ``recipe.train.val_fraction`` hold-out is used. A given
     ``encoder`` is never modified (adapters go on a copy). The returned model's encoder is frozen;
     trained adapter tensors are ``model.adapter`` with ``model.adapter_config`` saying how to
-    re-create them; ``metrics["parameters"]`` holds trainable / total parameter counts.
+    re-create them; ``metrics["parameters"]`` holds trainable / total parameter counts, and for a
+    head that is the whole network (``unet``, ``yolo_fpn``) ``metrics["init"]`` says how it was
+    initialised (see :func:`head_options`).
     """
     torch.manual_seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
     encoder = attach_recipe_adapters(
         encoder or encoder_for(recipe), recipe, train_samples, copy_first=encoder is not None
     )
+    options = head_options(recipe, encoder)  # refuse a misplaced checkpoint before any encoding
     if val_samples is None:
         train_samples, val_samples = split_validation(train_samples, recipe.train.val_fraction, recipe.train.seed)
     # standardize: dataset — per-band statistics from the training split only, kept in the recipe
@@ -115,9 +151,7 @@ def train_model(
     )
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
-    head = build_head(
-        recipe.head.kind, in_channels=tuple(encoder.channels), out_channels=recipe.num_outputs, **recipe.head.options
-    )
+    head = build_head(recipe.head.kind, in_channels=tuple(encoder.channels), out_channels=recipe.num_outputs, **options)
     counts = parameter_counts(encoder, head)
     result = fit(head, objective, train_items, val_items, FitSpec.for_recipe(recipe, description), progress, source)
     adapted = bool(adapter_specs(encoder))
@@ -132,6 +166,9 @@ def train_model(
         "notes": ctx.notes,
         "parameters": counts,
     }
+    init = getattr(head, "init_note", None)  # whole-network heads: "imagenet (…)" or "random init"
+    if init is not None:
+        model.metrics["init"] = init
     return model, result
 
 
