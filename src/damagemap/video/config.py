@@ -86,16 +86,22 @@ class SRNConfig(StrictModel):
 
 
 class RefineConfig(StrictModel):
-    """Inference-time refinement of confidences in [c0, c1] across adjacent frames.
+    """Inference-time refinement of confidences across adjacent frames (docs/methods.md §4).
 
-    Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (docs/methods.md §4 leaves C0, C1
-    open); confident detections and clear rejections are left alone.
+    Each detection whose confidence lies in [``c0``, ``c1``] is paired with the most similar
+    detection of the adjacent frame (cosine similarity of ``roi_size``×``roi_size`` RoIAlign'ed
+    SRN embeddings) and both confidences become the pair's mean, the partner's whatever its
+    own confidence (as in the paper). Defaults 0.3 / 0.7 (C0, C1 are open in the paper): only
+    uncertain detections start a pair; a confident detection or a clear rejection changes only
+    as the best match of an uncertain one. ``same_label: true`` restricts matches to
+    detections of the same class, a deviation from the paper (off by default).
     """
 
     enabled: bool = True
     c0: float = Field(0.3, ge=0, le=1)
     c1: float = Field(0.7, ge=0, le=1)
     roi_size: int = Field(7, ge=1)
+    same_label: bool = False
 
     @model_validator(mode="after")
     def _order(self) -> RefineConfig:
