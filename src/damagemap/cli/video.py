@@ -109,25 +109,57 @@ def evaluate(
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """COCO mask and box AP, AP@0.25 and AP@0.5, overall and per class (pycocotools)."""
+    """COCO mask and box AP, AP@0.25 and AP@0.5 per class, without and with score refinement.
+
+    Refinement runs across adjacent frames: images ordered by video_id + frame_id, else by a
+    time/timestamp field or a time in the file name (damagemap.video.sequence); images without
+    an order are evaluated without refinement, and the output says how many.
+    """
     from damagemap.progress import make_progress
     from damagemap.video.artifact import load_video_model
     from damagemap.video.coco import CocoDamageDataset
-    from damagemap.video.train import evaluate_detector
+    from damagemap.video.evaluate import evaluate_detector
 
-    model, recipe, _ = load_video_model(model_dir)
+    model, recipe, manifest = load_video_model(model_dir)
     dataset = CocoDamageDataset(data, recipe.classes, images)
     with make_progress() as progress:
-        scores = evaluate_detector(model, dataset, progress)
+        scores = evaluate_detector(model, dataset, recipe.refine, progress)
+    srn_note = untrained_srn_note(manifest.get("metrics", {}))
+    if recipe.refine.enabled and srn_note:
+        scores["refinement"]["notes"].append(srn_note)
     if as_json:
         out.print_json(json.dumps(scores))
         return
-    for kind in ("segm", "bbox"):
-        s = scores[kind]
-        table = Table("class", "AP", "AP@0.25", "AP@0.5", title=f"{recipe.name} {kind} on {data.name}")
-        for name, row in [("all", s), *s["per_class"].items()]:
-            table.add_row(name, *(f"{row[k]:.4f}" for k in ("AP", "AP25", "AP50")))
+    for kind, label in (("segm", "mask"), ("bbox", "box")):
+        raw, refined = scores["raw"][kind], scores["refined"][kind]
+        title = f"{recipe.name} {label} AP on {data.name}"
+        caption = "raw = without, refined = with score refinement"
+        table = Table("class", "scores", "AP", "AP@0.25", "AP@0.5", title=title, caption=caption)
+        for name in ["all", *raw["per_class"]]:
+            for variant, s in (("raw", raw), ("refined", refined)):
+                row = s if name == "all" else s["per_class"][name]
+                table.add_row(
+                    name if variant == "raw" else "", variant, *(f"{row[k]:.4f}" for k in ("AP", "AP25", "AP50"))
+                )
         out.print(table)
+    r = scores["refinement"]
+    out.print(
+        f"refinement: {r['images_refined']} of {scores['n_images']} images in {r['videos']} videos "
+        f"(c0={r['c0']}, c1={r['c1']}), {r['scores_changed']} scores changed",
+        highlight=False,
+    )
+    for note in r["notes"]:
+        out.print(f"note: {note}", highlight=False)
+
+
+def untrained_srn_note(metrics: dict) -> str | None:
+    """A warning when a model's metrics say its SRN was never trained (random embeddings)."""
+    srn = metrics.get("srn")
+    trained = srn.get("trained") if isinstance(srn, dict) else metrics.get("srn_loss") is not None
+    if trained:
+        return None
+    why = srn.get("problem") if isinstance(srn, dict) else None
+    return "the model's SRN was never trained" + (f" ({why})" if why else "") + ": refinement used random embeddings"
 
 
 @app.command()

@@ -1,17 +1,16 @@
-"""Training loops: the detector on COCO instances, the SRN on video-frame triplets; evaluation."""
+"""Training loops: the detector on COCO instances, the SRN on video-frame triplets."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from rich.progress import Progress
 from torch import Tensor
 
+from damagemap.errors import InputError
 from damagemap.video.coco import CocoDamageDataset
 from damagemap.video.config import SRNConfig, TrainConfig
-from damagemap.video.evaluate import coco_evaluate, detections_to_coco
 from damagemap.video.model import MSNet
 from damagemap.video.srn import multiscale_consistency_loss, sample_triplets
 
@@ -38,7 +37,7 @@ def train_detector(
     """
     usable = [i for i in range(len(data)) if len(data[i][1]["boxes"])]
     if not usable:
-        raise ValueError(f"{data.path}: no image has damage instances to train on")
+        raise InputError(data.path, "no image has damage instances to train on")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("srn.")]
@@ -111,23 +110,3 @@ def train_srn(
             progress.update(task, advance=1, info=f"loss {history[-1]:.3f}")
     model.srn.eval()
     return history
-
-
-def evaluate_detector(model: MSNet, data: CocoDamageDataset, progress: Progress | None = None) -> dict[str, Any]:
-    """Mask (``segm``) and box (``bbox``) AP, AP25, AP50 of the model on a COCO dataset."""
-    model.eval()
-    category_of = {label: cid for cid, label in data.label_of.items()}
-    results = []
-    task = progress.add_task("evaluate", total=len(data), info="") if progress else None
-    for i in range(len(data)):
-        image, target = data[i]
-        detections, _, _ = model.detect([image])
-        results += detections_to_coco(int(target["image_id"]), detections[0], category_of)
-        if progress is not None and task is not None:
-            progress.update(task, advance=1)
-    return {
-        "segm": coco_evaluate(data.doc, results, "segm"),
-        "bbox": coco_evaluate(data.doc, results, "bbox"),
-        "n_images": len(data),
-        "n_detections": len(results),
-    }
