@@ -61,16 +61,20 @@ def train(
     ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it."""
+    """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it.
+
+    SRN frames are sampled densely enough for positives within srn.positive_s (stride from the
+    video's frame rate, see the recipe's srn section); when a video gives no triplet (e.g. a
+    folder of frames at 1 fps has no positive pair) this says so and the model's metrics record it.
+    """
     import torch
 
     from damagemap.progress import make_progress
     from damagemap.video.artifact import save_video_model
     from damagemap.video.coco import CocoDamageDataset
     from damagemap.video.config import apply_video_overrides, load_video_recipe
-    from damagemap.video.frames import read_frames
     from damagemap.video.model import build_msnet
-    from damagemap.video.train import train_detector, train_srn
+    from damagemap.video.train import train_detector, train_srn_on_videos
 
     r = apply_video_overrides(load_video_recipe(recipe), overrides)
     if checkpoint is not None:
@@ -82,23 +86,28 @@ def train(
     with make_progress() as progress:
         history = train_detector(model, dataset, r.train, progress)
         metrics["final_loss"] = history[-1]
-        srn_losses = []
-        for video in videos or []:
-            frames = list(read_frames(video, r.video.every, r.video.folder_fps))
-            srn_losses += train_srn(
-                model,
-                [torch.from_numpy(f.image) for f in frames],
-                [f.time for f in frames],
-                r.srn,
-                r.train.seed,
-                progress,
-            )
-        metrics["srn_loss"] = srn_losses[-1] if srn_losses else None
+        srn = train_srn_on_videos(model, videos or [], r.srn, r.video, r.train.seed, progress)
+    metrics["srn"] = srn
+    warn_srn(srn, r.refine.enabled)
     save_video_model(model, r, out_dir, metrics)
     console.print(
         f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
-        f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {len(srn_losses)} → {out_dir}"
+        f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {srn['steps']} → {out_dir}"
     )
+
+
+def warn_srn(srn: dict, refine: bool) -> None:
+    """Warn on stderr about each video the SRN could not train on, and when it stays random."""
+    for run in srn["videos"]:
+        if run["problem"]:
+            console.print(f"[yellow]warning:[/] SRN not trained on {run['video']}: {run['problem']}", highlight=False)
+    if not srn["trained"] and refine:
+        why = "no --video given" if not srn["videos"] else "no video gave a triplet"
+        console.print(
+            f"[yellow]warning:[/] the SRN stays untrained (random weights; {why}): score refinement will "
+            "compare random embeddings",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -67,7 +67,17 @@ class SRNConfig(StrictModel):
     """Score Refinement Network: per-location 3-layer MLP on P2–P5 and its triplet training.
 
     Triplets come from video frames: positive within ``positive_s`` seconds of the anchor
-    frame, negative at least ``negative_s`` seconds away; loss margin ``margin``.
+    frame, negative at least ``negative_s`` seconds away; loss margin ``margin``; one Adam
+    step per triplet, ``iterations`` triplets per video.
+
+    Frame sampling for SRN training: each video is decoded with stride
+    ``k = max(1, floor(fps · positive_s / 2))`` (fps = the video stream's rate; a folder of
+    frames is at ``video.folder_fps``), so sampled frames are at most ``positive_s / 2`` apart
+    whenever the source has frames that close: 30 fps and 0.5 s give every 7th frame, 0.23 s
+    apart. ``video.every`` (prediction) is not used for this. When the frames admit no
+    positive pair (e.g. a folder of frames at 1 fps) or no negative (shorter than
+    ``negative_s``), ``damagemap video train`` says so on stderr and records it in the
+    model's ``metrics.srn`` instead of training; the SRN then stays random.
     """
 
     hidden: int = Field(256, ge=1)
@@ -111,7 +121,7 @@ class RefineConfig(StrictModel):
 
 
 class VideoInputConfig(StrictModel):
-    """Frame sampling for video input: every ``every``-th decoded frame."""
+    """Video input: prediction uses every ``every``-th decoded frame (SRN training picks its own stride)."""
 
     every: int = Field(10, ge=1)
     folder_fps: float = Field(1.0, gt=0)
