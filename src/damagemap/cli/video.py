@@ -1,11 +1,11 @@
-"""``damagemap video``: train, evaluate and run MSNet / Mask R-CNN on drone frames and video."""
+"""``damagemap video``: train, evaluate, run and compare (cross-scene) MSNet / Mask R-CNN on drone frames and video."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -169,6 +169,70 @@ def untrained_srn_note(metrics: dict) -> str | None:
         return None
     why = srn.get("problem") if isinstance(srn, dict) else None
     return "the model's SRN was never trained" + (f" ({why})" if why else "") + ": refinement used random embeddings"
+
+
+@app.command()
+@clean_errors
+def experiment(
+    recipes: Annotated[list[Path], typer.Argument(help="One or more video recipe YAML files to compare.")],
+    data: Annotated[Path, typer.Option("--data", help="COCO instances JSON holding every scene.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")],
+    splits: Annotated[int, typer.Option("--splits", help="Random scene splits.")] = 3,
+    test_share: Annotated[float, typer.Option("--test-share", help="Share of the scenes tested on per split.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the scene splits.")] = 42,
+    scene: Annotated[
+        Literal["auto", "video_id", "event", "tile"],
+        typer.Option(help="Scene of an image: video_id, xBD event or xBD tile (auto: video_id, else event)."),
+    ] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
+    videos: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--videos", help="Folder of SRN training videos named after the scenes (<scene>.mp4 or a <scene>/ folder)."
+        ),
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Cross-scene protocol: train and evaluate each recipe on random scene splits; mean ± std.
+
+    Mask and box AP, AP@0.25 and AP@0.5 without and with score refinement, written to
+    OUT/results.json and OUT/results.md. Finished splits are kept in OUT/splits/ and reused
+    when the same command runs again.
+    """
+    from damagemap.progress import make_progress
+    from damagemap.video.coco import load_coco
+    from damagemap.video.config import apply_video_overrides, load_video_recipe
+    from damagemap.video.experiment import (
+        image_scenes,
+        run_video_experiment,
+        scene_splits,
+        scene_videos,
+        summarise,
+        write_results,
+    )
+
+    loaded = [apply_video_overrides(load_video_recipe(p), overrides) for p in recipes]
+    key, scene_of = image_scenes(load_coco(data)["images"], scene, data)
+    split_list = scene_splits(scene_of, splits, test_share, seed, data, key)
+    found = scene_videos(videos, sorted(set(scene_of.values()))) if videos is not None else {}
+    refining = [r.name for r in loaded if r.refine.enabled]
+    if refining and not found:
+        why = "no --videos given" if videos is None else f"no video in {videos} is named after a scene"
+        console.print(
+            f"[yellow]warning:[/] {why}: the SRN of {', '.join(refining)} stays random, so 'with refinement' "
+            "compares random embeddings",
+            highlight=False,
+        )
+    with make_progress() as progress:
+        records, computed = run_video_experiment(loaded, data, split_list, out_dir, images, found, progress)
+    summary = summarise(records)
+    title = f"cross-scene: {splits} splits by {key}, test share {test_share}, seed {seed}, on {data.name}"
+    protocol = {"data": str(data), "splits": splits, "test_share": test_share, "seed": seed, "scene": key}
+    write_results(summary, records, out_dir, title, protocol)
+    typer.echo((Path(out_dir) / "results.md").read_text())
+    console.print(
+        f"results → {out_dir}/results.{{json,md}} ({computed} splits computed, {len(records) - computed} reused)"
+    )
 
 
 @app.command()

@@ -76,8 +76,31 @@ def _config_hash(recipe: Recipe, fold: Fold) -> str:
     for key, default in (("scheduler", "none"), ("min_lr", 0.0), ("color_jitter", None)):
         if dump["train"].get(key) == default:
             dump["train"].pop(key, None)
-    blob = json.dumps([dump, fold.train, fold.val, fold.test], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return config_hash([dump, fold.train, fold.val, fold.test])
+
+
+def config_hash(parts: object) -> str:
+    """16 hex digits of the SHA-256 of ``parts`` as sorted-key JSON: the key a finished unit is stored under."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_record(path: Path, chash: str) -> dict | None:
+    """The record stored at ``path`` if it was computed for configuration ``chash``, else None."""
+    record = json.loads(path.read_text()) if path.is_file() else None
+    return record if record is not None and record.get("config_hash") == chash else None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name next to ``path``, then rename it (``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def store_record(path: Path, record: dict) -> None:
+    """Write a finished unit's record (with its ``config_hash``) as JSON, atomically."""
+    write_text_atomic(path, json.dumps(record, indent=1, default=float))
 
 
 def _fold_path(out_dir: Path, recipe: Recipe, fold: Fold) -> Path:
@@ -164,10 +187,7 @@ def run_experiment(
                         "n_test": len(fold.test),
                     }
                 )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(record, indent=1, default=float))
-                os.replace(tmp, path)
+                store_record(path, record)
                 if progress is not None:
                     for tid in [t for t in progress.task_ids if t != task]:
                         progress.remove_task(tid)  # keep the display to the folds bar
