@@ -60,6 +60,8 @@ def test_scenes_from_video_id_or_xbd_event():
         image_scenes([], "auto", "d.json")
     with pytest.raises(InputError, match=r"d.json: cross-scene splits need at least 2 scenes, found 1 \(video_id 4\)"):
         scene_splits({1: "4", 2: "4"}, 3, 0.2, 0, "d.json", "video_id")
+    with pytest.raises(InputError, match=r"found 1 \(event joplin-tornado\) \(--scene tile splits xBD tiles"):
+        scene_splits({1: "joplin-tornado", 2: "joplin-tornado"}, 3, 0.2, 0, "d.json", "event")
     with pytest.raises(ConfigError, match="--test-share must be between 0 and 1"):
         scene_splits({1: "a", 2: "b"}, 3, 1.0, 0, "d.json")
 

@@ -152,3 +152,15 @@ def test_video_train_cli_warns_and_records_no_positive_pair(tmp_path):
     srn = load_video_model(tmp_path / "m")[2]["metrics"]["srn"]
     assert not srn["trained"] and srn["steps"] == 0 and "no positive pair" in srn["problem"]
     assert srn["videos"][0]["stride"] == 1 and srn["videos"][0]["fps"] == 1.0
+
+
+def test_no_damage_instances_is_an_input_error(tmp_path):
+    import pytest
+
+    from damagemap.errors import InputError
+
+    data = write_coco(tmp_path, [{"id": 1, "file_name": "a.png"}])
+    doc = json.loads(data.read_text())
+    data.write_text(json.dumps(doc | {"annotations": []}))
+    with pytest.raises(InputError, match=r"data.json: no image has damage instances to train on"):
+        train_detector(None, CocoDamageDataset(data, CLASSES), TrainConfig(iterations=1))

@@ -105,8 +105,9 @@ def scene_splits(
         raise ConfigError(f"--test-share must be between 0 and 1 (exclusive), got {test_share}")
     scenes = sorted(set(scene_of.values()))
     if len(scenes) < 2:
+        hint = " (--scene tile splits xBD tiles instead)" if key == "event" else ""
         raise InputError(
-            path, f"cross-scene splits need at least 2 scenes, found {len(scenes)} ({key} {', '.join(scenes)})"
+            path, f"cross-scene splits need at least 2 scenes, found {len(scenes)} ({key} {', '.join(scenes)}){hint}"
         )
     n_test = min(max(1, math.floor(test_share * len(scenes) + 0.5)), len(scenes) - 1)
     rng = np.random.default_rng(seed)
