@@ -40,3 +40,43 @@ def write_gpx(path: Path, times_s: list[float], lats: list[float], lons: list[fl
         f"<trk><trkseg>{pts}</trkseg></trk></gpx>"
     )
     return path
+
+
+def write_coco(folder: Path, images: list[dict], size: int = 64, seed: int = 0, name: str = "data.json") -> Path:
+    """An ISBDA-like COCO file: one random PNG per ``images`` entry (``id``, ``file_name`` and any
+    extra fields such as ``video_id``/``frame_id``), each with one damaged building holding one
+    square Severe instance."""
+    import json
+
+    from PIL import Image
+
+    from damagemap.video.config import CLASSES
+
+    rng = np.random.default_rng(seed)
+    doc: dict = {
+        "images": [],
+        "annotations": [],
+        "buildings": [],
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)],
+    }
+    for k, im in enumerate(images):
+        path = folder / im["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+        doc["images"].append({"width": size, "height": size} | im)
+        x = 8 + 4 * (k % 4)
+        doc["buildings"].append({"id": k + 1, "image_id": im["id"], "bbox": [x - 4, x - 4, 36, 36]})
+        doc["annotations"].append(
+            {
+                "id": k + 1,
+                "image_id": im["id"],
+                "category_id": 2,
+                "building_id": k + 1,
+                "bbox": [x, x, 24, 24],
+                "segmentation": [[x, x, x + 24, x, x + 24, x + 24, x, x + 24]],
+                "area": 576,
+                "iscrowd": 0,
+            }
+        )
+    (folder / name).write_text(json.dumps(doc))
+    return folder / name

@@ -115,6 +115,7 @@ def test_recipes_validate(tmp_path):
     base = load_video_recipe(REPO_ROOT / "recipes" / "video" / "maskrcnn_baseline.yaml")
     assert (msnet.model.rpn, msnet.model.gate, msnet.model.gate_threshold) == ("hierarchical", "ii", 0.3)
     assert base.model.rpn == "single" and not base.refine.enabled
+    assert not msnet.refine.same_label and (msnet.srn.positive_s, msnet.srn.negative_s) == (0.5, 10.0)
     assert apply_video_overrides(msnet, ["model.gate=iou", "refine.c1=0.8"]).model.gate == "iou"
     (tmp_path / "r.yaml").write_text("model:\n  gates: ii\n")
     with pytest.raises(ConfigError, match="r.yaml: invalid video recipe — model.gates: Extra inputs"):

@@ -6,12 +6,15 @@ import json
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from damagemap.video.coco import CocoDamageDataset
 from damagemap.video.config import CLASSES, SRNConfig, TrainConfig
+from damagemap.video.frames import read_frames
 from damagemap.video.model import build_msnet
 from damagemap.video.train import hflip, train_detector, train_srn
+from tests.video.media import write_coco, write_mp4
 from tests.video.tiny import tiny_recipe
 
 
@@ -75,9 +78,89 @@ def test_srn_training_updates_only_srn():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(0)
     frames = [torch.rand(3, 96, 96, generator=g) for _ in range(3)]
-    losses = train_srn(model, frames, [0.0, 0.3, 12.0], SRNConfig(hidden=16, channels=8, iterations=3))
-    assert len(losses) == 3 and all(np.isfinite(losses))
+    run = train_srn(model, frames, [0.0, 0.3, 12.0], SRNConfig(hidden=16, channels=8, iterations=3))
+    assert len(run.losses) == 3 and all(np.isfinite(run.losses)) and run.problem is None
     after = model.state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in before if k.startswith("srn."))
     assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("srn."))
-    assert train_srn(model, frames, [0.0, 0.3, 1.0], SRNConfig(iterations=3)) == []  # no negative ≥ 10 s
+    short = train_srn(model, frames, [0.0, 0.3, 1.0], SRNConfig(iterations=3))
+    assert short.losses == [] and short.problem.startswith("no negative: the frames span 1.0 s")
+
+
+def _srn_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith("srn.")}
+
+
+def test_srn_on_a_1fps_folder_reports_no_positive_pair(tmp_path):
+    from damagemap.video.train import train_srn_on_video, train_srn_on_videos
+
+    rng = np.random.default_rng(0)
+    for i in range(12):  # 12 frames at video.folder_fps = 1: 1 s apart, 11 s in all
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"f{i:02d}.png")
+    torch.manual_seed(0)
+    recipe = tiny_recipe()
+    model = build_msnet(recipe)
+    before = _srn_state(model)
+    frames = [torch.from_numpy(f.image) for f in read_frames(tmp_path)]
+    run = train_srn(model, frames, [float(i) for i in range(12)], recipe.srn)
+    assert run.losses == [] and run.problem.startswith("no positive pair: no two frames are within")
+    record = train_srn_on_video(model, tmp_path, recipe.srn, recipe.video)
+    assert (record["fps"], record["stride"], record["frames"], record["steps"]) == (1.0, 1, 12, 0)
+    assert "no positive pair" in record["problem"] and "video.folder_fps = 1.0" in record["problem"]
+    summary = train_srn_on_videos(model, [tmp_path], recipe.srn, recipe.video)
+    assert not summary["trained"] and "no positive pair" in summary["problem"]
+    assert all(torch.equal(v, before[k]) for k, v in _srn_state(model).items())  # nothing trained
+
+
+def test_srn_stride_from_the_frame_rate_gives_positives(tmp_path):
+    from damagemap.video.train import train_srn_on_video
+
+    # 10 fps for 11 s: video.every = 10 (prediction) would sample frames 1 s apart, no positive
+    frames = [np.full((32, 32, 3), (7 * i) % 255, np.uint8) for i in range(110)]
+    video = write_mp4(tmp_path / "v.mp4", frames, fps=10)
+    recipe = tiny_recipe()
+    recipe.video.every, recipe.srn.iterations = 10, 1
+    torch.manual_seed(0)
+    model = build_msnet(recipe)
+    before = _srn_state(model)
+    record = train_srn_on_video(model, video, recipe.srn, recipe.video, seed=0)
+    # stride floor(10 · 0.5 / 2) = 2: frames 0.2 s ≤ positive_s / 2 = 0.25 s apart
+    assert (record["fps"], record["stride"], record["spacing_s"], record["frames"]) == (10.0, 2, 0.2, 55)
+    assert record["problem"] is None and record["steps"] == 1 and np.isfinite(record["final_loss"])
+    assert any(not torch.equal(v, before[k]) for k, v in _srn_state(model).items())
+
+
+def test_video_train_cli_warns_and_records_no_positive_pair(tmp_path):
+    from typer.testing import CliRunner
+
+    from damagemap.cli import app
+    from damagemap.video.artifact import load_video_model
+
+    data = write_coco(tmp_path, [{"id": 1, "file_name": "a.png"}])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe().model_dump(mode="json", by_alias=True)))
+    args = ["video", "train", str(recipe), "--data", str(data), "--out", str(tmp_path / "m"), "--video", str(folder)]
+    result = CliRunner().invoke(app, [*args, "--set", "train.iterations=1", "--set", "train.batch_size=1"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "warning: SRN not trained on" in said and "no positive pair" in said
+    assert "the SRN stays untrained" in said
+    srn = load_video_model(tmp_path / "m")[2]["metrics"]["srn"]
+    assert not srn["trained"] and srn["steps"] == 0 and "no positive pair" in srn["problem"]
+    assert srn["videos"][0]["stride"] == 1 and srn["videos"][0]["fps"] == 1.0
+
+
+def test_no_damage_instances_is_an_input_error(tmp_path):
+    import pytest
+
+    from damagemap.errors import InputError
+
+    data = write_coco(tmp_path, [{"id": 1, "file_name": "a.png"}])
+    doc = json.loads(data.read_text())
+    data.write_text(json.dumps(doc | {"annotations": []}))
+    with pytest.raises(InputError, match=r"data.json: no image has damage instances to train on"):
+        train_detector(None, CocoDamageDataset(data, CLASSES), TrainConfig(iterations=1))

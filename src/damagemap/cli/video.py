@@ -1,11 +1,11 @@
-"""``damagemap video``: train, evaluate and run MSNet / Mask R-CNN on drone frames and video."""
+"""``damagemap video``: train, evaluate, run and compare (cross-scene) MSNet / Mask R-CNN on drone frames and video."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -61,16 +61,20 @@ def train(
     ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it."""
+    """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it.
+
+    SRN frames are sampled densely enough for positives within srn.positive_s (stride from the
+    video's frame rate, see the recipe's srn section); when a video gives no triplet (e.g. a
+    folder of frames at 1 fps has no positive pair) this says so and the model's metrics record it.
+    """
     import torch
 
     from damagemap.progress import make_progress
     from damagemap.video.artifact import save_video_model
     from damagemap.video.coco import CocoDamageDataset
     from damagemap.video.config import apply_video_overrides, load_video_recipe
-    from damagemap.video.frames import read_frames
     from damagemap.video.model import build_msnet
-    from damagemap.video.train import train_detector, train_srn
+    from damagemap.video.train import train_detector, train_srn_on_videos
 
     r = apply_video_overrides(load_video_recipe(recipe), overrides)
     if checkpoint is not None:
@@ -82,23 +86,28 @@ def train(
     with make_progress() as progress:
         history = train_detector(model, dataset, r.train, progress)
         metrics["final_loss"] = history[-1]
-        srn_losses = []
-        for video in videos or []:
-            frames = list(read_frames(video, r.video.every, r.video.folder_fps))
-            srn_losses += train_srn(
-                model,
-                [torch.from_numpy(f.image) for f in frames],
-                [f.time for f in frames],
-                r.srn,
-                r.train.seed,
-                progress,
-            )
-        metrics["srn_loss"] = srn_losses[-1] if srn_losses else None
+        srn = train_srn_on_videos(model, videos or [], r.srn, r.video, r.train.seed, progress)
+    metrics["srn"] = srn
+    warn_srn(srn, r.refine.enabled)
     save_video_model(model, r, out_dir, metrics)
     console.print(
         f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
-        f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {len(srn_losses)} → {out_dir}"
+        f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {srn['steps']} → {out_dir}"
     )
+
+
+def warn_srn(srn: dict, refine: bool) -> None:
+    """Warn on stderr about each video the SRN could not train on, and when it stays random."""
+    for run in srn["videos"]:
+        if run["problem"]:
+            console.print(f"[yellow]warning:[/] SRN not trained on {run['video']}: {run['problem']}", highlight=False)
+    if not srn["trained"] and refine:
+        why = "no --video given" if not srn["videos"] else "no video gave a triplet"
+        console.print(
+            f"[yellow]warning:[/] the SRN stays untrained (random weights; {why}): score refinement will "
+            "compare random embeddings",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -109,25 +118,121 @@ def evaluate(
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """COCO mask and box AP, AP@0.25 and AP@0.5, overall and per class (pycocotools)."""
+    """COCO mask and box AP, AP@0.25 and AP@0.5 per class, without and with score refinement.
+
+    Refinement runs across adjacent frames: images ordered by video_id + frame_id, else by a
+    time/timestamp field or a time in the file name (damagemap.video.sequence); images without
+    an order are evaluated without refinement, and the output says how many.
+    """
     from damagemap.progress import make_progress
     from damagemap.video.artifact import load_video_model
     from damagemap.video.coco import CocoDamageDataset
-    from damagemap.video.train import evaluate_detector
+    from damagemap.video.evaluate import evaluate_detector
 
-    model, recipe, _ = load_video_model(model_dir)
+    model, recipe, manifest = load_video_model(model_dir)
     dataset = CocoDamageDataset(data, recipe.classes, images)
     with make_progress() as progress:
-        scores = evaluate_detector(model, dataset, progress)
+        scores = evaluate_detector(model, dataset, recipe.refine, progress)
+    srn_note = untrained_srn_note(manifest.get("metrics", {}))
+    if recipe.refine.enabled and srn_note:
+        scores["refinement"]["notes"].append(srn_note)
     if as_json:
         out.print_json(json.dumps(scores))
         return
-    for kind in ("segm", "bbox"):
-        s = scores[kind]
-        table = Table("class", "AP", "AP@0.25", "AP@0.5", title=f"{recipe.name} {kind} on {data.name}")
-        for name, row in [("all", s), *s["per_class"].items()]:
-            table.add_row(name, *(f"{row[k]:.4f}" for k in ("AP", "AP25", "AP50")))
+    for kind, label in (("segm", "mask"), ("bbox", "box")):
+        raw, refined = scores["raw"][kind], scores["refined"][kind]
+        title = f"{recipe.name} {label} AP on {data.name}"
+        caption = "raw = without, refined = with score refinement"
+        table = Table("class", "scores", "AP", "AP@0.25", "AP@0.5", title=title, caption=caption)
+        for name in ["all", *raw["per_class"]]:
+            for variant, s in (("raw", raw), ("refined", refined)):
+                row = s if name == "all" else s["per_class"][name]
+                table.add_row(
+                    name if variant == "raw" else "", variant, *(f"{row[k]:.4f}" for k in ("AP", "AP25", "AP50"))
+                )
         out.print(table)
+    r = scores["refinement"]
+    out.print(
+        f"refinement: {r['images_refined']} of {scores['n_images']} images in {r['videos']} videos "
+        f"(c0={r['c0']}, c1={r['c1']}), {r['scores_changed']} scores changed",
+        highlight=False,
+    )
+    for note in r["notes"]:
+        out.print(f"note: {note}", highlight=False)
+
+
+def untrained_srn_note(metrics: dict) -> str | None:
+    """A warning when a model's metrics say its SRN was never trained (random embeddings)."""
+    srn = metrics.get("srn")
+    trained = srn.get("trained") if isinstance(srn, dict) else metrics.get("srn_loss") is not None
+    if trained:
+        return None
+    why = srn.get("problem") if isinstance(srn, dict) else None
+    return "the model's SRN was never trained" + (f" ({why})" if why else "") + ": refinement used random embeddings"
+
+
+@app.command()
+@clean_errors
+def experiment(
+    recipes: Annotated[list[Path], typer.Argument(help="One or more video recipe YAML files to compare.")],
+    data: Annotated[Path, typer.Option("--data", help="COCO instances JSON holding every scene.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")],
+    splits: Annotated[int, typer.Option("--splits", help="Random scene splits.")] = 3,
+    test_share: Annotated[float, typer.Option("--test-share", help="Share of the scenes tested on per split.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the scene splits.")] = 42,
+    scene: Annotated[
+        Literal["auto", "video_id", "event", "tile"],
+        typer.Option(help="Scene of an image: video_id, xBD event or xBD tile (auto: video_id, else event)."),
+    ] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
+    videos: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--videos", help="Folder of SRN training videos named after the scenes (<scene>.mp4 or a <scene>/ folder)."
+        ),
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Cross-scene protocol: train and evaluate each recipe on random scene splits; mean ± std.
+
+    Mask and box AP, AP@0.25 and AP@0.5 without and with score refinement, written to
+    OUT/results.json and OUT/results.md. Finished splits are kept in OUT/splits/ and reused
+    when the same command runs again.
+    """
+    from damagemap.progress import make_progress
+    from damagemap.video.coco import load_coco
+    from damagemap.video.config import apply_video_overrides, load_video_recipe
+    from damagemap.video.experiment import (
+        image_scenes,
+        run_video_experiment,
+        scene_splits,
+        scene_videos,
+        summarise,
+        write_results,
+    )
+
+    loaded = [apply_video_overrides(load_video_recipe(p), overrides) for p in recipes]
+    key, scene_of = image_scenes(load_coco(data)["images"], scene, data)
+    split_list = scene_splits(scene_of, splits, test_share, seed, data, key)
+    found = scene_videos(videos, sorted(set(scene_of.values()))) if videos is not None else {}
+    refining = [r.name for r in loaded if r.refine.enabled]
+    if refining and not found:
+        why = "no --videos given" if videos is None else f"no video in {videos} is named after a scene"
+        console.print(
+            f"[yellow]warning:[/] {why}: the SRN of {', '.join(refining)} stays random, so 'with refinement' "
+            "compares random embeddings",
+            highlight=False,
+        )
+    with make_progress() as progress:
+        records, computed = run_video_experiment(loaded, data, split_list, out_dir, images, found, progress)
+    summary = summarise(records)
+    title = f"cross-scene: {splits} splits by {key}, test share {test_share}, seed {seed}, on {data.name}"
+    protocol = {"data": str(data), "splits": splits, "test_share": test_share, "seed": seed, "scene": key}
+    write_results(summary, records, out_dir, title, protocol)
+    typer.echo((Path(out_dir) / "results.md").read_text())
+    console.print(
+        f"results → {out_dir}/results.{{json,md}} ({computed} splits computed, {len(records) - computed} reused)"
+    )
 
 
 @app.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from damagemap.protocols.runner import FoldResult
+from damagemap.protocols.runner import FoldResult, write_text_atomic
 
 METRICS = ("miou", "damage_iou", "f1")
 
@@ -78,12 +78,6 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def experiment_notes(results: Sequence[FoldResult]) -> dict[str, list[str]]:
     """Each recipe's distinct training notes over its folds, in first-seen order."""
     notes: dict[str, list[str]] = {}
@@ -111,7 +105,7 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
     ]
     notes = experiment_notes(results)
     payload = {"title": title, "summary": summary, "notes": notes, "folds": folds}
-    _atomic_write(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
+    write_text_atomic(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
     tmp = out_dir / ".results.csv.tmp"
     with tmp.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(folds[0]) if folds else ["recipe"])
@@ -119,7 +113,7 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
         w.writerows(folds)
     os.replace(tmp, out_dir / "results.csv")
     noted = "".join(f"\n- {recipe}: {note}" for recipe, recipe_notes in notes.items() for note in recipe_notes)
-    _atomic_write(
+    write_text_atomic(
         out_dir / "results.md",
         (f"## {title}\n\n" if title else "") + markdown_table(summary) + (f"\nNotes:{noted}\n" if noted else ""),
     )

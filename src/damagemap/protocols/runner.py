@@ -103,8 +103,31 @@ def _config_hash(recipe: Recipe, fold: Fold) -> str:
     parts: list = [dump, fold.train, fold.val, fold.test]
     if "shots" in fold.meta:  # few-shot folds share their training split; the shots tell them apart
         parts.append(fold.meta["shots"])
-    blob = json.dumps(parts, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return config_hash(parts)
+
+
+def config_hash(parts: object) -> str:
+    """16 hex digits of the SHA-256 of ``parts`` as sorted-key JSON: the key a finished unit is stored under."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_record(path: Path, chash: str) -> dict | None:
+    """The record stored at ``path`` if it was computed for configuration ``chash``, else None."""
+    record = json.loads(path.read_text()) if path.is_file() else None
+    return record if record is not None and record.get("config_hash") == chash else None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name next to ``path``, then rename it (``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def store_record(path: Path, record: dict) -> None:
+    """Write a finished unit's record (with its ``config_hash``) as JSON, atomically."""
+    write_text_atomic(path, json.dumps(record, indent=1, default=float))
 
 
 def _training_key(recipe: Recipe, fold: Fold) -> str:
@@ -208,16 +231,12 @@ def run_experiment(
         for fold in folds:
             path = _fold_path(out_dir, recipe, fold)
             chash = _config_hash(recipe, fold)
-            record = json.loads(path.read_text()) if path.is_file() else None
-            # a baseline fold written before records carried "init" is stale: its init is unknown
-            stale = (
-                record is None
-                or record.get("config_hash") != chash
-                or (recipe.encoder.name == "pixels" and "init" not in record)
-            )
-            if stale and not compute:
+            record = finished_record(path, chash)
+            if record is not None and recipe.encoder.name == "pixels" and "init" not in record:
+                record = None  # a baseline fold written before records carried "init": its init is unknown
+            if record is None and not compute:
                 continue
-            if record is None or stale:
+            if record is None:
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
@@ -235,10 +254,7 @@ def run_experiment(
                         "n_test": len(fold.test),
                     }
                 )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(record, indent=1, default=float))
-                os.replace(tmp, path)
+                store_record(path, record)
                 if progress is not None:
                     for tid in [t for t in progress.task_ids if t != task]:
                         progress.remove_task(tid)  # keep the display to the folds bar

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,17 +40,38 @@ def load_coco(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def subset_coco(doc: dict[str, Any], image_ids: Collection[int]) -> dict[str, Any]:
+    """A copy of a COCO document with only the given images and their annotations and buildings."""
+    keep = {int(i) for i in image_ids}
+    return {
+        **doc,
+        "images": [im for im in doc["images"] if im["id"] in keep],
+        "annotations": [a for a in doc["annotations"] if a["image_id"] in keep],
+        "buildings": [b for b in doc.get("buildings", []) if b["image_id"] in keep],
+    }
+
+
 class CocoDamageDataset(torch.utils.data.Dataset):
     """Images with their damage instances as torchvision Mask R-CNN targets.
 
     Each item is ``(image [3, H, W] float in [0, 1], target)`` with ``boxes`` (xyxy), ``labels``
     (category index 1..K in ``classes`` order), ``masks`` (uint8 ``[N, H, W]``),
     ``building_boxes`` and ``image_id``. All image files are checked when the dataset is made.
+    With ``image_ids`` only those images (and their annotations and buildings) are kept, in
+    ``doc`` too, so evaluation against ``doc`` scores just that subset.
     """
 
-    def __init__(self, path: str | Path, classes: list[str], image_root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        classes: list[str],
+        image_root: str | Path | None = None,
+        image_ids: Collection[int] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.doc = load_coco(self.path)
+        if image_ids is not None:
+            self.doc = subset_coco(self.doc, image_ids)
         self.root = Path(image_root) if image_root is not None else self.path.parent
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             self.coco = COCO()

@@ -67,7 +67,17 @@ class SRNConfig(StrictModel):
     """Score Refinement Network: per-location 3-layer MLP on P2–P5 and its triplet training.
 
     Triplets come from video frames: positive within ``positive_s`` seconds of the anchor
-    frame, negative at least ``negative_s`` seconds away; loss margin ``margin``.
+    frame, negative at least ``negative_s`` seconds away; loss margin ``margin``; one Adam
+    step per triplet, ``iterations`` triplets per video.
+
+    Frame sampling for SRN training: each video is decoded with stride
+    ``k = max(1, floor(fps · positive_s / 2))`` (fps = the video stream's rate; a folder of
+    frames is at ``video.folder_fps``), so sampled frames are at most ``positive_s / 2`` apart
+    whenever the source has frames that close: 30 fps and 0.5 s give every 7th frame, 0.23 s
+    apart. ``video.every`` (prediction) is not used for this. When the frames admit no
+    positive pair (e.g. a folder of frames at 1 fps) or no negative (shorter than
+    ``negative_s``), ``damagemap video train`` says so on stderr and records it in the
+    model's ``metrics.srn`` instead of training; the SRN then stays random.
     """
 
     hidden: int = Field(256, ge=1)
@@ -86,16 +96,22 @@ class SRNConfig(StrictModel):
 
 
 class RefineConfig(StrictModel):
-    """Inference-time refinement of confidences in [c0, c1] across adjacent frames.
+    """Inference-time refinement of confidences across adjacent frames (docs/methods.md §4).
 
-    Defaults 0.3 / 0.7: the band of uncertain detections around 0.5 (docs/methods.md §4 leaves C0, C1
-    open); confident detections and clear rejections are left alone.
+    Each detection whose confidence lies in [``c0``, ``c1``] is paired with the most similar
+    detection of the adjacent frame (cosine similarity of ``roi_size``×``roi_size`` RoIAlign'ed
+    SRN embeddings) and both confidences become the pair's mean, the partner's whatever its
+    own confidence (as in the paper). Defaults 0.3 / 0.7 (C0, C1 are open in the paper): only
+    uncertain detections start a pair; a confident detection or a clear rejection changes only
+    as the best match of an uncertain one. ``same_label: true`` restricts matches to
+    detections of the same class, a deviation from the paper (off by default).
     """
 
     enabled: bool = True
     c0: float = Field(0.3, ge=0, le=1)
     c1: float = Field(0.7, ge=0, le=1)
     roi_size: int = Field(7, ge=1)
+    same_label: bool = False
 
     @model_validator(mode="after")
     def _order(self) -> RefineConfig:
@@ -105,7 +121,7 @@ class RefineConfig(StrictModel):
 
 
 class VideoInputConfig(StrictModel):
-    """Frame sampling for video input: every ``every``-th decoded frame."""
+    """Video input: prediction uses every ``every``-th decoded frame (SRN training picks its own stride)."""
 
     every: int = Field(10, ge=1)
     folder_fps: float = Field(1.0, gt=0)

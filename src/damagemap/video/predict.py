@@ -18,7 +18,7 @@ from damagemap.video.frames import read_frames, time_span
 from damagemap.video.gps import align, read_track
 from damagemap.video.heatmap import write_heatmap
 from damagemap.video.model import MSNet
-from damagemap.video.refine import refine_scores, roi_embeddings
+from damagemap.video.refine import detect_and_embed, refine_detections
 
 DETECTIONS = "detections.json"
 
@@ -49,19 +49,15 @@ def predict_video(
     frames, dets, embeds = [], [], []
     task = progress.add_task("predict frames", total=None, info="") if progress else None
     for frame in read_frames(video, every, recipe.video.folder_fps):
-        image = torch.from_numpy(frame.image)
-        detections, features, input_boxes = model.detect([image])
-        with torch.no_grad():
-            srn = model.srn({k: v for k, v in features.items() if k != "pool"})
-            size = (features["0"].shape[-2] * 4, features["0"].shape[-1] * 4)  # P2 is stride 4
-            embeds.append(roi_embeddings(srn, input_boxes[0], size, recipe.refine.roi_size))
+        detections, embeddings = detect_and_embed(model, torch.from_numpy(frame.image), recipe.refine.roi_size)
         frames.append(frame)
-        dets.append(detections[0])
+        dets.append(detections)
+        embeds.append(embeddings)
         if progress is not None and task is not None:
-            progress.update(task, advance=1, info=f"t={frame.time:.1f}s {len(detections[0]['scores'])} det")
+            progress.update(task, advance=1, info=f"t={frame.time:.1f}s {len(detections['scores'])} det")
     raw = [d["scores"] for d in dets]
     cfg = recipe.refine
-    refined = refine_scores(raw, embeds, cfg.c0, cfg.c1, [d["labels"] for d in dets]) if cfg.enabled else raw
+    refined = refine_detections(dets, embeds, cfg)
     times = np.array([f.time for f in frames])
     where = align(gps, times, video_start) if gps is not None else np.full((len(frames), 2), np.nan)
     records, rows = [], []

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
 
+from damagemap.video.config import RefineConfig
 from damagemap.video.srn import LEVELS
+
+if TYPE_CHECKING:
+    from damagemap.video.model import MSNet
 
 
 def roi_embeddings(
@@ -26,17 +31,45 @@ def roi_embeddings(
     return pool(srn_features, [boxes], [image_size]).flatten(1)
 
 
+def detect_and_embed(model: MSNet, image: Tensor, roi_size: int = 7) -> tuple[dict[str, Tensor], Tensor]:
+    """Eval-mode detections of one frame and the SRN embedding of each detection (``[N, D]``).
+
+    The SRN runs on the frame's FPN levels P2–P5 and each detected box is pooled from them
+    with :func:`roi_embeddings`; prediction and evaluation both use this.
+    """
+    detections, features, input_boxes = model.detect([image])
+    with torch.no_grad():
+        srn = model.srn({k: v for k, v in features.items() if k != "pool"})
+        size = (features["0"].shape[-2] * 4, features["0"].shape[-1] * 4)  # P2 is stride 4
+        embeddings = roi_embeddings(srn, input_boxes[0], size, roi_size)
+    return detections[0], embeddings
+
+
+def refine_detections(
+    detections: Sequence[dict[str, Tensor]], embeddings: Sequence[Tensor], cfg: RefineConfig
+) -> list[Tensor]:
+    """The recipe's refined scores for consecutive frames' detections (the raw scores when disabled)."""
+    raw = [d["scores"] for d in detections]
+    if not cfg.enabled:
+        return list(raw)
+    labels = [d["labels"] for d in detections] if cfg.same_label else None
+    return refine_scores(raw, embeddings, cfg.c0, cfg.c1, labels)
+
+
 def refine_scores(
     scores: Sequence[Tensor], embeddings: Sequence[Tensor], c0: float, c1: float, labels: Sequence[Tensor] | None = None
 ) -> list[Tensor]:
-    """Refined confidences for a sequence of frames.
+    """Refined confidences for a sequence of frames (docs/methods.md §4).
 
     For every detection of frame ``t`` with confidence in [c0, c1], the most similar detection
-    (cosine similarity of the embeddings, same label when ``labels`` is given) in the adjacent
-    frame (``t + 1``; ``t − 1`` for the last frame) is found and the pair's mean confidence is
-    assigned to both — but only to those of the two whose own confidence is in [c0, c1]: scores
-    outside the band never change. A detection in several pairs gets the mean of its pair means.
-    All means use the unrefined scores, so the result does not depend on processing order.
+    (cosine similarity of the embeddings) in the adjacent frame (``t + 1``; ``t − 1`` for the
+    last frame) is found and both confidences are replaced by the pair's mean, as the paper
+    describes: the partner is updated whatever its own confidence. With ``labels`` the match
+    is restricted to detections of the same label (``refine.same_label``, a deviation from the
+    paper, which matches any prediction). Choices the paper leaves open: a detection in several
+    pairs (it matched, and was matched by, others) gets the mean of its pair means, and all
+    means use the unrefined scores, so the result does not depend on processing order.
+    Detections in no pair keep their score.
     """
     sums = [torch.zeros_like(s) for s in scores]
     counts = [torch.zeros_like(s) for s in scores]
@@ -55,7 +88,6 @@ def refine_scores(
             mean = (scores[t][i] + scores[u][j]) / 2
             sums[t][i] += mean
             counts[t][i] += 1
-            if c0 <= float(scores[u][j]) <= c1:
-                sums[u][j] += mean
-                counts[u][j] += 1
+            sums[u][j] += mean
+            counts[u][j] += 1
     return [torch.where(c > 0, s_sum / c.clamp(min=1), s) for s, s_sum, c in zip(scores, sums, counts)]
