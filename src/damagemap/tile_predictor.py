@@ -7,6 +7,7 @@ of receiving a pickled network; its ``fingerprint`` hashes the manifest and head
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 
 from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
 from damagemap.data.views import standardize
+from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
 
 
@@ -59,25 +61,64 @@ class ModelTilePredictor:
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, K, T, T]`` of native-resolution tiles ``[B, C, T, T]``."""
+        probs, _ = self.predict(tiles)
+        assert probs is not None
+        return probs
+
+    @torch.inference_mode()
+    def predict(self, tiles: np.ndarray, head: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(probabilities [B, K, T, T] or None without head, pooled encoder features [B, D])``.
+
+        The features are the global average of the encoder's deepest map: what
+        :mod:`damagemap.active` measures diversity with.
+        """
         m = self.model
-        cfg = m.recipe.input
+        x, size = self._model_input(tiles)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            maps = m.encoder(x)
+            logits = m.head(maps, tuple(x.shape[-2:])) if head else None
+        pooled = maps[-1].float().mean(dim=(-2, -1)).numpy()
+        if logits is None:
+            return None, pooled
+        return self._to_native(m.probabilities(logits.float()), size).float().numpy(), pooled
+
+    def _model_input(self, tiles: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Native tiles → the model's input size (standardised, padded or resized as in training)."""
+        cfg = self.model.recipe.input
+        self.model.head.eval()
         if cfg.standardize != "none":  # the same per-image / stored training-split statistics as training
             tiles = np.stack([standardize(t, cfg, "mapping tile") for t in tiles])
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))
-        size = tuple(x.shape[-2:])
-        if size != (cfg.size, cfg.size):
-            if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
-                x = F.pad(x, (0, cfg.size - size[1], 0, cfg.size - size[0]))
+        h, w = x.shape[-2:]
+        if (h, w) != (cfg.size, cfg.size):
+            if cfg.mode == "tile" and h <= cfg.size and w <= cfg.size:
+                x = F.pad(x, (0, cfg.size - w, 0, cfg.size - h))
             else:
                 x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            probs = m.probabilities(m.logits(x).float())
-        if tuple(probs.shape[-2:]) != size:
-            if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
-                probs = probs[..., : size[0], : size[1]]
-            else:
-                probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
-        return probs.float().numpy()
+        return x, (int(h), int(w))
+
+    def _to_native(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Model-size probabilities back to the tiles' native size."""
+        cfg = self.model.recipe.input
+        if tuple(probs.shape[-2:]) == size:
+            return probs
+        if cfg.mode == "tile" and size[0] <= cfg.size and size[1] <= cfg.size:
+            return probs[..., : size[0], : size[1]]
+        return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+
+    def scene_spec(
+        self, bands: Sequence[int] | None = None, scale: Scale = "dtype", replicate_single_band: bool = False
+    ) -> SceneInputSpec:
+        """How to read a scene for this model, as ``map`` does.
+
+        1-based ``bands`` (default: the recipe's ``input.bands`` + 1, else all), ``scale`` and
+        single-band replication.
+        """
+        if bands is None and self.model.recipe.input.bands is not None:
+            bands = [b + 1 for b in self.model.recipe.input.bands]
+        return SceneInputSpec(
+            bands=None if bands is None else tuple(bands), scale=scale, replicate_single_band=replicate_single_band
+        )
 
     @property
     def native_tile(self) -> int:

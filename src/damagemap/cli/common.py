@@ -18,6 +18,7 @@ from rich.console import Console
 from damagemap.errors import DamagemapError
 
 if TYPE_CHECKING:
+    from damagemap.data.inputs import Inputs
     from damagemap.training.items import CacheDir
 
 console = Console(stderr=True)
@@ -152,3 +153,59 @@ def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:
     from damagemap.training.items import DEFAULT_CACHE  # imports torch: only when a command runs
 
     return None if no_cache else (path if path is not None else DEFAULT_CACHE)
+
+
+# -- labelled inputs: a dataset folder, or scenes with polygons drawn over them ---------------------
+DataOpt = Annotated[
+    Optional[Path], typer.Option("--data", help="Dataset folder in the recipe's data format (or use --scene/--labels).")
+]
+SceneOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--scene", help="A labelled scene (GeoTIFF/COG, any CRS); repeat with --labels, one domain each."),
+]
+LabelsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--labels", help="Polygons drawn over the --scene before it (any vector format GDAL reads, any CRS)."),
+]
+FootprintsListOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--footprints", help="Building footprints: one file for all scenes, or one per --scene."),
+]
+LabelFieldOpt = Annotated[
+    str, typer.Option("--label-field", help="The polygons' class attribute: recipe class names or indexes.")
+]
+BandsOpt = Annotated[
+    Optional[Ints],
+    typer.Option(parser=parse_bands, metavar="N,N,N", help="1-based scene bands in model order, e.g. 3,2,1."),
+]
+ScaleOpt = Annotated[
+    ScaleArg,
+    typer.Option(
+        parser=parse_scale,
+        metavar="dtype|MIN,MAX",
+        help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.",
+    ),
+]
+ReplicateOpt = Annotated[bool, typer.Option(help="Repeat a 1-band scene for an RGB model.")]
+DTYPE_SCALE = ScaleArg()  # scale by the data type's range
+
+
+def labelled_inputs(
+    data: Optional[Path],
+    domains: Optional[Names],
+    scenes: Optional[list[str]],
+    labels: Optional[list[str]],
+    footprints: Optional[list[str]],
+    label_field: str,
+    bands: Optional[Ints],
+    scale: ScaleArg,
+    replicate_single_band: bool,
+) -> Inputs:
+    """The command's labelled inputs (see :class:`damagemap.data.inputs.Inputs`)."""
+    from damagemap.data.inputs import Inputs, SceneOptions, pair_scenes
+
+    pairs = pair_scenes(scenes or [], labels or [], footprints or []) if scenes or labels else []
+    options = SceneOptions(
+        label_field, tuple(bands) if bands else None, tuple(scale) if scale else "dtype", replicate_single_band
+    )
+    return Inputs(data, names_list(domains), pairs, options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -10,27 +11,34 @@ import typer
 from rich.table import Table
 
 from damagemap.cli.common import (
+    DTYPE_SCALE,
+    BandsOpt,
     CacheOpt,
+    DataOpt,
+    FootprintsListOpt,
     Ints,
+    LabelFieldOpt,
+    LabelsOpt,
     Names,
     NoCacheOpt,
-    ScaleArg,
+    ReplicateOpt,
+    ScaleOpt,
+    SceneOpt,
     SetOpt,
     cache_dir,
     clean_errors,
     console,
+    labelled_inputs,
     names_list,
     out,
-    parse_bands,
     parse_ints,
     parse_names,
-    parse_scale,
 )
+from damagemap.errors import ConfigError
 
 app = typer.Typer()
 
 DEFAULT_SHOTS = Ints((0, 1, 3, 5, 10))  # 0 = the source-only model, reported beside each n
-DTYPE_SCALE = ScaleArg()  # scale by the data type's range
 
 DomainsOpt = Annotated[
     Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Comma-separated domains (default: all).")
@@ -61,20 +69,33 @@ def encoders() -> None:
 @clean_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder in the recipe's data format.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    data: DataOpt = None,
     domains: DomainsOpt = None,
     val_domains: Annotated[
         Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Domains used only for epoch selection.")
     ] = None,
+    scenes: SceneOpt = None,
+    labels: LabelsOpt = None,
+    footprints: FootprintsListOpt = None,
+    label_field: LabelFieldOpt = "damage",
+    bands: BandsOpt = None,
+    scale: ScaleOpt = DTYPE_SCALE,
+    replicate_single_band: ReplicateOpt = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
     overrides: SetOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """Train a model (frozen encoder + head) and write its artifact directory."""
+    """Train a model (frozen encoder + head) and write its artifact directory.
+
+    Train on a dataset folder (--data) or on the event's own scenes with the polygons drawn over
+    them (--scene post.tif --labels polygons.gpkg, repeatable: each pair is a domain). Unlabelled
+    scene area is ignored; a background-class polygon over the checked area makes its unlabelled
+    pixels background.
+    """
     from damagemap.artifact import save_model
-    from damagemap.data.loading import load_samples
+    from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
     from damagemap.recipe import apply_overrides, load_recipe
     from damagemap.training.pipeline import evaluate_model, train_model
@@ -82,8 +103,13 @@ def train(
     r = apply_overrides(load_recipe(recipe), overrides)
     if epochs is not None:
         r.train.epochs = epochs
-    samples = load_samples(data, r.data, len(r.classes), names_list(domains))
-    val = load_samples(data, r.data, len(r.classes), names_list(val_domains)) if val_domains else None
+    inputs = labelled_inputs(
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+    )
+    if val_domains and inputs.scenes:
+        raise ConfigError("--val-domains selects dataset folders; with --scene, epochs are chosen on a hold-out")
+    samples = load_labelled(r, inputs)
+    val = load_labelled(r, replace(inputs, domains=tuple(val_domains))) if val_domains else None
     cache_root = cache_dir(cache, no_cache)
     with make_progress() as progress:
         model, result = train_model(r, samples, val, cache_dir=cache_root, progress=progress)
@@ -107,20 +133,30 @@ def train(
 @clean_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap train`.")],
-    data: Annotated[Path, typer.Option("--data", help="Labelled dataset folder.")],
+    data: DataOpt = None,
     domains: DomainsOpt = None,
+    scenes: SceneOpt = None,
+    labels: LabelsOpt = None,
+    footprints: FootprintsListOpt = None,
+    label_field: LabelFieldOpt = "damage",
+    bands: BandsOpt = None,
+    scale: ScaleOpt = DTYPE_SCALE,
+    replicate_single_band: ReplicateOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """Evaluate a model on labelled data: one row per domain plus the pooled total."""
+    """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total."""
     from damagemap.artifact import load_model
-    from damagemap.data.loading import load_samples
+    from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
     from damagemap.training.pipeline import evaluate_model
 
     model = load_model(model_dir)
-    samples = load_samples(data, model.recipe.data, len(model.recipe.classes), names_list(domains))
+    inputs = labelled_inputs(
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+    )
+    samples = load_labelled(model.recipe, inputs)
     with make_progress() as progress:
         scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress)
     if as_json:
@@ -159,7 +195,16 @@ def predict(
 @clean_errors
 def experiment(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder (the first recipe's data format).")],
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Dataset folder (the first recipe's data format), or --scene.")
+    ] = None,
+    scenes: SceneOpt = None,
+    labels: LabelsOpt = None,
+    footprints: FootprintsListOpt = None,
+    label_field: LabelFieldOpt = "damage",
+    bands: BandsOpt = None,
+    scale: ScaleOpt = DTYPE_SCALE,
+    replicate_single_band: ReplicateOpt = False,
     protocol: Annotated[
         Literal["lodo", "ssdc", "kfold", "fewshot"], typer.Option(help="lodo | ssdc | kfold | fewshot")
     ] = "lodo",
@@ -199,7 +244,7 @@ def experiment(
 
     Finished folds are kept in OUT/folds/ and reused when the same command is run again.
     """
-    from damagemap.data.loading import load_samples
+    from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
@@ -213,7 +258,10 @@ def experiment(
     if variants:  # every recipe as every variant; one that cannot apply is refused before loading data
         loaded = expand_variants(loaded, list(variants))
     first = loaded[0]
-    samples = load_samples(data, first.data, len(first.classes), names_list(domains))
+    inputs = labelled_inputs(
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+    )
+    samples = load_labelled(first, inputs)
     fold_list = make_folds(
         samples,
         protocol,
@@ -230,7 +278,7 @@ def experiment(
         results = run_experiment(
             loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress, compute=not report_only
         )
-    summary = write_reports(results, out_dir, f"{protocol} on {data}")
+    summary = write_reports(results, out_dir, f"{protocol} on {data or ', '.join(p.scene for p in inputs.scenes)}")
     from damagemap.protocols.report import experiment_notes
 
     for recipe_name, recipe_notes in experiment_notes(results).items():  # once per run, not per fold
@@ -258,19 +306,9 @@ def map_command(
     ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Overlap between tiles in pixels.")] = 32,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 8,
-    bands: Annotated[
-        Optional[Ints],
-        typer.Option(parser=parse_bands, metavar="N,N,N", help="1-based scene bands in model order, e.g. 3,2,1."),
-    ] = None,
-    scale: Annotated[
-        ScaleArg,
-        typer.Option(
-            parser=parse_scale,
-            metavar="dtype|MIN,MAX",
-            help="'dtype' (uint8/255, uint16/65535) or MIN,MAX of the raw values.",
-        ),
-    ] = DTYPE_SCALE,
-    replicate_single_band: Annotated[bool, typer.Option(help="Repeat a 1-band scene for an RGB model.")] = False,
+    bands: BandsOpt = None,
+    scale: ScaleOpt = DTYPE_SCALE,
+    replicate_single_band: ReplicateOpt = False,
     threshold: Annotated[
         Optional[float], typer.Option(min=0.0, max=1.0, help="Damage probability threshold (default: model's).")
     ] = None,
@@ -280,20 +318,13 @@ def map_command(
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
     from damagemap.artifact import read_manifest
-    from damagemap.mapping import MapOptions, SceneInputSpec, map_scene
+    from damagemap.mapping import MapOptions, map_scene
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
     read_manifest(model_dir)  # clear error before anything else
     predictor = ModelTilePredictor(model_dir, precision=precision)
-    if bands:
-        band_idx: tuple[int, ...] | None = tuple(bands)
-    else:
-        rb = predictor.model.recipe.input.bands
-        band_idx = None if rb is None else tuple(b + 1 for b in rb)
-    spec = SceneInputSpec(
-        bands=band_idx, scale=tuple(scale) if scale else "dtype", replicate_single_band=replicate_single_band
-    )
+    spec = predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band)
     options = MapOptions(
         tile=tile or predictor.native_tile,
         overlap=overlap,
@@ -312,6 +343,64 @@ def map_command(
     console.print(
         f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
         f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}"
+    )
+
+
+@app.command()
+@clean_errors
+def suggest(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    scene: Annotated[str, typer.Argument(help="The event's scene (GeoTIFF / COG).")],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="GeoPackage of the suggested tiles (a PNG is written beside it).")
+    ],
+    n: Annotated[int, typer.Option("--n", min=1, help="How many tiles to suggest.")] = 20,
+    labels: Annotated[
+        Optional[str], typer.Option("--labels", help="Polygons already drawn: their tiles are not suggested again.")
+    ] = None,
+    map_dir: Annotated[
+        Optional[Path], typer.Option("--map-dir", help="An existing `damagemap map` output of this scene to reuse.")
+    ] = None,
+    tile: Annotated[
+        Optional[int], typer.Option(min=16, help="Candidate tile size in scene pixels (default: as trained).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 8,
+    bands: BandsOpt = None,
+    scale: ScaleOpt = DTYPE_SCALE,
+    replicate_single_band: ReplicateOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suggestions as JSON on stdout.")] = False,
+) -> None:
+    """Which tiles to label next: the most uncertain tiles that are unlike what is already labelled.
+
+    Scores candidate tiles by the model's predictive entropy and by their distance, in encoder
+    feature space, to the labelled tiles and to each other (greedy k-center), and writes them as
+    polygons (rank, score, uncertainty, distance) in the scene CRS plus a PNG overview. Draw
+    polygons over the top-ranked tiles, add them to --labels, train again.
+    """
+    from damagemap.active import SuggestOptions, suggest_tiles, write_suggestions
+    from damagemap.artifact import read_manifest
+    from damagemap.progress import make_progress
+    from damagemap.tile_predictor import ModelTilePredictor
+
+    read_manifest(model_dir)
+    predictor = ModelTilePredictor(model_dir)
+    options = SuggestOptions(
+        n=n,
+        tile=tile,
+        batch=batch,
+        spec=predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band),
+        labels=labels,
+        map_dir=map_dir,
+    )
+    with make_progress() as progress:
+        tiles = suggest_tiles(predictor, scene, options, progress)
+    written = write_suggestions(tiles, out_path, scene)
+    if as_json:
+        rows = tiles.drop(columns="geometry").to_dict(orient="records")
+        out.print_json(json.dumps({"scene": scene, "outputs": [str(p) for p in written], "tiles": rows}, default=float))
+    console.print(
+        f"{len(tiles)} tiles to label next of {tiles.attrs['candidates']} candidates "
+        f"({tiles.attrs['labelled_tiles']} already labelled) → {written[0]} and {written[1].name}"
     )
 
 

@@ -51,6 +51,7 @@ def read_geotiff_labels(
     domain: str | None = None,
     scale: Scale = "dtype",
     unlabelled: Literal["ignore", "background"] = "ignore",
+    replicate_to: int | None = None,
 ) -> list[Sample]:
     """Cut labelled training tiles from a georeferenced scene.
 
@@ -61,12 +62,17 @@ def read_geotiff_labels(
         stride: step between tiles (default ``tile``); the last row/column of tiles is shifted
             inward so every tile lies inside the scene.
         class_column: the polygons' class attribute: integers 0..254, or names with ``class_map``.
-        class_map: class name → index, e.g. ``{"no-damage": 0, "damaged": 1}``.
+        class_map: class name → index, e.g. ``{"no-damage": 0, "damaged": 1}``; with it, integer
+            values are accepted too when they are one of the map's indexes.
         buildings_path: optional building footprints (any CRS) → ``Sample.buildings``.
         bands: 1-based scene bands in model order, as for ``damagemap map --bands`` (None: all).
         domain: ``Sample.domain`` (default: the scene file's stem).
         scale: raw value → [0, 1] scaling, as :attr:`damagemap.geo.spec.SceneInputSpec.scale`.
         unlabelled: pixels outside every polygon are ``"ignore"`` (255) or ``"background"`` (0).
+            A polygon of the background class over the labelled extent (a "checked area") makes
+            the unlabelled pixels inside it background, while the rest of the scene stays ignored.
+        replicate_to: repeat a single-band scene (or selected band) to this many bands, as
+            ``damagemap map --replicate-single-band`` does for a panchromatic scene.
 
     Returns:
         One sample per tile with labelled pixels, with ``geo`` (scene CRS WKT, tile transform)
@@ -74,12 +80,12 @@ def read_geotiff_labels(
 
     Raises:
         InputError: naming the file — missing or unreadable scene/labels, a scene or labels
-            without CRS, labels that cannot be transformed or do not overlap the scene, unknown
+            without CRS, labels that cannot be transformed, polygons outside the scene, unknown
             class names or a missing class column, band indexes out of range, no labelled pixels.
     """
     if unlabelled not in ("ignore", "background"):
         raise ValueError(f"unlabelled must be 'ignore' or 'background', got {unlabelled!r}")
-    scene = _open(scene_path, bands, scale)
+    scene = _open(scene_path, bands, scale, replicate_to)
     labels = read_vectors(labels_path, scene.crs, "labels")
     labels = labels[labels.geometry.notna() & ~labels.geometry.is_empty].reset_index(drop=True)
     classes = _classes(labels, labels_path, class_column, class_map)
@@ -133,14 +139,18 @@ def read_geotiff_labels(
     return samples
 
 
-def _open(path: PathLike, bands: Sequence[int] | None, scale: Scale) -> SceneInfo:
+def _open(path: PathLike, bands: Sequence[int] | None, scale: Scale, replicate_to: int | None = None) -> SceneInfo:
     """Check the scene like the mapper does; every band (or ``bands``) becomes model input."""
     if bands is not None:
         bad = [b for b in bands if int(b) < 1]
         if not list(bands) or bad:
             raise InputError(path, f"bands must be 1-based band indexes, got {list(bands)}")
-        return open_scene(path, SceneInputSpec(bands=tuple(bands), scale=scale), len(bands))
+        n = replicate_to if replicate_to and len(bands) == 1 else len(bands)
+        spec = SceneInputSpec(bands=tuple(bands), scale=scale, replicate_single_band=n != len(bands))
+        return open_scene(path, spec, n)
     probe = open_scene(path, SceneInputSpec(bands=(1,)), 1)  # all checks; tells the band count
+    if replicate_to and probe.count == 1:
+        return open_scene(path, SceneInputSpec(scale=scale, replicate_single_band=True), replicate_to)
     return open_scene(path, SceneInputSpec(scale=scale), probe.count)
 
 
@@ -154,9 +164,13 @@ def _classes(labels: gpd.GeoDataFrame, path: PathLike, column: str, class_map: M
         raise InputError(path, f"{int(values.isna().sum())} polygon(s) have no value in {column!r}")
     if class_map is not None:
         known = {str(k): int(v) for k, v in class_map.items()}
+        if pd.api.types.is_numeric_dtype(values):  # indexes: 0, 1, 1.0 … must be the map's
+            known |= {str(float(i)): i for i in set(known.values())} | {str(i): i for i in set(known.values())}
+            values = values.map(lambda v: str(float(v)) if float(v) % 1 == 0 else str(v))
         unknown = sorted({str(v) for v in values} - set(known))
         if unknown:
-            raise InputError(path, f"unknown class name(s) {unknown} in {column!r}; known: {sorted(known)}")
+            names = ", ".join(f"{k} ({v})" for k, v in class_map.items())
+            raise InputError(path, f"unknown value(s) {unknown} in {column!r}; expected one of: {names}")
         out = np.array([known[str(v)] for v in values], dtype=np.int64)
     elif pd.api.types.is_numeric_dtype(values) and (values % 1 == 0).all():
         out = values.to_numpy().astype(np.int64)
@@ -175,11 +189,19 @@ def _labelled_window(labels: gpd.GeoDataFrame, scene: SceneInfo, path: PathLike)
     if labels.empty:
         raise InputError(path, "no label polygons (the file is empty or every geometry is empty)")
     extent = _bounds(scene.transform, scene.width, scene.height)
-    if not labels.intersects(box(*extent)).any():
+    inside = labels.intersects(box(*extent))
+    if not inside.any():
         raise InputError(
             path,
             f"labels do not overlap the scene (labels {np.round(labels.total_bounds, 2).tolist()}, "
             f"scene {np.round(extent, 2).tolist()} in {scene.crs.to_string()})",
+        )
+    if not inside.all():
+        outside = [int(i) + 1 for i in np.flatnonzero(~inside.to_numpy())]
+        raise InputError(
+            path,
+            f"{len(outside)} of {len(labels)} polygon(s) lie outside the scene (feature number(s) "
+            f"{outside[:10]}{' …' if len(outside) > 10 else ''}): is this the scene they were drawn on?",
         )
     minx, miny, maxx, maxy = labels.total_bounds
     inv = ~scene.transform

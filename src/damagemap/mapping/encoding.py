@@ -42,20 +42,33 @@ def quantise(x: np.ndarray) -> np.ndarray:
     return np.rint(x, out=x).astype(np.uint8)
 
 
-def encode(probs: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """``probs`` ``[K, h, w]`` float32, ``valid`` ``[h, w]`` → the three uint8 ``[h, w]`` layers."""
+def normalised_entropy(probs: np.ndarray) -> np.ndarray:
+    """Predictive entropy of ``probs`` ``[K, …]`` divided by its maximum (0 certain … 1 uniform).
+
+    ``K = 1``: binary damage probability (entropy of p and 1 − p, over ln 2); ``K > 1``: class
+    probabilities (renormalised; over ln K).
+    """
     probs = np.clip(probs.astype(np.float32, copy=False), 0.0, 1.0)
     if probs.shape[0] == 1:
         p = probs[0]
-        damage = p
-        cls = (p >= np.float32(threshold)).astype(np.uint8)
-        entropy = (entr(p) + entr(1.0 - p)) / np.float32(np.log(2.0))
+        return (entr(p) + entr(1.0 - p)) / np.float32(np.log(2.0))
+    total = probs.sum(axis=0, keepdims=True)
+    probs = np.divide(probs, total, out=np.full_like(probs, 1.0 / probs.shape[0]), where=total > 0)
+    return entr(probs).sum(axis=0) / np.float32(np.log(probs.shape[0]))
+
+
+def encode(probs: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """``probs`` ``[K, h, w]`` float32, ``valid`` ``[h, w]`` → the three uint8 ``[h, w]`` layers."""
+    probs = np.clip(probs.astype(np.float32, copy=False), 0.0, 1.0)
+    entropy = normalised_entropy(probs)
+    if probs.shape[0] == 1:
+        damage = probs[0]
+        cls = (damage >= np.float32(threshold)).astype(np.uint8)
     else:
         total = probs.sum(axis=0, keepdims=True)
         probs = np.divide(probs, total, out=np.full_like(probs, 1.0 / probs.shape[0]), where=total > 0)
         damage = 1.0 - probs[0]
         cls = np.argmax(probs, axis=0).astype(np.uint8)
-        entropy = entr(probs).sum(axis=0) / np.float32(np.log(probs.shape[0]))
     out = {PROBABILITY: quantise(damage), CLASS: cls, UNCERTAINTY: quantise(entropy)}
     for arr in out.values():
         arr[~valid] = NODATA

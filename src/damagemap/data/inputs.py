@@ -1,0 +1,118 @@
+"""Labelled samples from what a user points at: a dataset folder, or scenes with drawn polygons.
+
+The responder's loop trains on the event's own imagery: ``--scene post.tif --labels
+polygons.gpkg`` (repeatable; each pair is a domain) with the polygons drawn in QGIS over it.
+:func:`load_labelled` is the one function ``damagemap train / evaluate / experiment`` and the
+demo use to turn either kind of input into samples, so the CLI and the demo follow one path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from damagemap.data.geo_labels import read_geotiff_labels
+from damagemap.data.loading import load_samples
+from damagemap.errors import ConfigError, InputError
+from damagemap.geo.spec import Scale
+from damagemap.recipe import Recipe
+from damagemap.types import Sample
+
+
+@dataclass(frozen=True)
+class ScenePair:
+    """One labelled scene: the scene raster, its label polygons and optional building footprints."""
+
+    scene: str
+    labels: str
+    footprints: str | None = None
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """How scene pixels and polygons become training tiles (the ``map`` command's options).
+
+    Attributes:
+        label_field: the polygons' class attribute: recipe class names or class indexes.
+        bands: 1-based scene bands in model order (default: the recipe's ``input.bands`` + 1).
+        scale: raw value → [0, 1] scaling, as ``damagemap map --scale``.
+        replicate_single_band: repeat a 1-band scene for a model that expects more bands.
+    """
+
+    label_field: str = "damage"
+    bands: tuple[int, ...] | None = None
+    scale: Scale = "dtype"
+    replicate_single_band: bool = False
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Either a dataset folder in the recipe's ``data.format`` or labelled scenes (not both)."""
+
+    data: Path | None = None
+    domains: Sequence[str] | None = None
+    scenes: Sequence[ScenePair] = field(default_factory=tuple)
+    options: SceneOptions = field(default_factory=SceneOptions)
+
+
+def pair_scenes(scenes: Sequence[str], labels: Sequence[str], footprints: Sequence[str] = ()) -> list[ScenePair]:
+    """``--scene``/``--labels`` (one each per scene) and ``--footprints`` (none, one for all, or one each)."""
+    if len(scenes) != len(labels):
+        raise ConfigError(
+            f"--scene and --labels come in pairs: got {len(scenes)} scene(s) and {len(labels)} label file(s)"
+        )
+    if len(footprints) not in (0, 1, len(scenes)):
+        raise ConfigError(
+            f"--footprints: give one file for every scene, or one per scene ({len(scenes)}), got {len(footprints)}"
+        )
+    given: list[str | None] = [str(f) for f in footprints]
+    fps = given * len(scenes) if len(given) == 1 else given or [None] * len(scenes)
+    return [ScenePair(str(s), str(lab), f) for s, lab, f in zip(scenes, labels, fps)]
+
+
+def read_scene_pairs(pairs: Sequence[ScenePair], recipe: Recipe, options: SceneOptions | None = None) -> list[Sample]:
+    """Training tiles of every labelled scene; each scene is one domain (its file stem).
+
+    Every pair is read and checked (CRS, overlap, polygons outside the scene, label values
+    against the recipe's classes, empty layers) before anything is returned, so bad input is
+    reported before any training starts. Tiles are ``input.size`` scene pixels.
+    """
+    opts = options or SceneOptions()
+    domains = [Path(p.scene).stem for p in pairs]
+    if len(set(domains)) != len(domains):
+        dup = sorted({d for d in domains if domains.count(d) > 1})
+        raise ConfigError(f"two scenes share the name {dup[0]!r}: each --scene is a domain, named by its file stem")
+    class_map = {name: i for i, name in enumerate(recipe.classes)}
+    bands = opts.bands
+    if bands is None and recipe.input.bands is not None:
+        bands = tuple(b + 1 for b in recipe.input.bands)
+    samples: list[Sample] = []
+    for pair, domain in zip(pairs, domains):
+        samples += read_geotiff_labels(
+            pair.scene,
+            pair.labels,
+            tile=recipe.input.size,
+            class_column=opts.label_field,
+            class_map=class_map,
+            buildings_path=pair.footprints,
+            bands=bands,
+            domain=domain,
+            scale=opts.scale,
+            replicate_to=int(recipe.encoder.options.get("in_chans", 3)) if opts.replicate_single_band else None,
+        )
+    return samples
+
+
+def load_labelled(recipe: Recipe, inputs: Inputs) -> list[Sample]:
+    """The labelled samples of ``inputs`` for ``recipe`` (dataset folder or labelled scenes)."""
+    if (inputs.data is None) == (not inputs.scenes):
+        raise ConfigError("give either --data DATASET or --scene SCENE --labels POLYGONS (one or more pairs)")
+    if inputs.scenes:
+        if inputs.domains:
+            raise ConfigError("--domains selects dataset folders; with --scene every scene is a domain")
+        return read_scene_pairs(inputs.scenes, recipe, inputs.options)
+    assert inputs.data is not None
+    if not Path(inputs.data).exists():
+        raise InputError(inputs.data, "data folder does not exist")
+    return load_samples(inputs.data, recipe.data, len(recipe.classes), list(inputs.domains) if inputs.domains else None)
