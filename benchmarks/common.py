@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -11,7 +12,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("DAMAGEMAP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""Real data from outside the project: ``$DAMAGEMAP_SHARED_DATA``, else ``../shared/data`` beside the repository."""
+
+
+def shared(*parts: str) -> Path:
+    """A folder of the shared real data, or exit with a clear message when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        raise SystemExit(f"{path}: real data not found (set DAMAGEMAP_SHARED_DATA to the folder holding it)")
+    return path
 
 
 def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
@@ -52,3 +62,23 @@ def print_table(title: str, columns: list[str], rows: list[list[object]]) -> Non
     for row in rows:
         table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     Console(width=140).print(table)
+
+
+def machine_header() -> str:
+    """One line naming the machine a table was measured on: cores, CPU flags, torch, threads, load."""
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info = fh.read()
+        model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+        have = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have)
+    except OSError:
+        model = platform.processor()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"machine: {os.cpu_count()} cores, {model or platform.machine()} [{flags or 'no AVX2/AVX-512'}], "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load:.2f}"
+    )

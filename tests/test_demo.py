@@ -45,6 +45,16 @@ def test_outputs_exist_and_match_the_scene(demo):
     assert result.mapping.stats["buildings"] == result.event.n_buildings
 
 
+def test_the_demo_suggests_tiles_outside_the_drawn_polygons(demo):
+    import geopandas as gpd
+
+    result = demo
+    tiles = gpd.read_file(result.suggestions, layer="suggested_tiles")
+    labels = gpd.read_file(result.event.labels).to_crs(tiles.crs)
+    assert len(tiles) > 0 and tiles["rank"].tolist() == list(range(1, len(tiles) + 1))
+    assert not tiles.intersects(labels.union_all()).any() and result.suggestions.with_suffix(".png").is_file()
+
+
 def test_held_out_buildings_beat_the_majority_baseline(demo):
     result = demo
     b = result.buildings

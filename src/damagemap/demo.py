@@ -2,13 +2,15 @@
 
 1. Write a synthetic post-event scene (GeoTIFF), its building footprints and the few polygons a
    responder would draw on the WEST part (:mod:`damagemap.data.synthetic_geo`).
-2. Cut training tiles from the labelled polygons (:func:`~damagemap.data.geo_labels.read_geotiff_labels`).
-3. Adapt the embedded default (frozen EfficientNet-Lite0 + FPN head, focal loss) and save it.
-4. Map the whole scene with the footprints and a 100 m grid (:func:`~damagemap.mapping.map_scene`).
+2. Cut training tiles from the labelled polygons and adapt the embedded default (frozen
+   EfficientNet-Lite0 + FPN head, focal loss) — the functions ``damagemap train --scene
+   --labels`` uses (:func:`damagemap.data.inputs.load_labelled`, ``train_model``, ``save_model``).
+3. Suggest the tiles to label next, as ``damagemap suggest`` does (:mod:`damagemap.active`).
+4. Map the whole scene with the footprints and a 100 m grid, as ``damagemap map`` does.
 5. Check every held-out (EAST) building against the generator's truth and write the HTML report.
 
-Output folder: ``event/`` (inputs), ``model/``, ``map/`` (COGs, ``damage.gpkg``, CSVs,
-``summary.json``), ``report.html``.
+Output folder: ``event/`` (inputs), ``model/``, ``next.gpkg`` + ``next.png`` (tiles to label
+next), ``map/`` (COGs, ``damage.gpkg``, CSVs, ``summary.json``), ``report.html``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import pyogrio
 from rich.console import Console
 from rich.table import Table
 
+from damagemap.active import SuggestOptions, suggest_tiles, write_suggestions
 from damagemap.artifact import save_model
-from damagemap.data.geo_labels import read_geotiff_labels
+from damagemap.data.inputs import Inputs, ScenePair, load_labelled
 from damagemap.data.synthetic_geo import SyntheticEvent, write_synthetic_event
 from damagemap.mapping import MapOptions, MappingResult, map_scene
 from damagemap.progress import make_progress
@@ -64,6 +67,7 @@ class DemoResult:
     report: Path
     buildings: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    suggestions: Path | None = None
 
 
 def building_accuracy(buildings_csv: Path, footprints: Path, part: str | None = "east") -> dict[str, Any]:
@@ -114,21 +118,29 @@ def run_demo(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     event = write_synthetic_event(out / "event", height=size, width=size, seed=seed)
-    samples = read_geotiff_labels(event.scene, event.labels, tile=tile, buildings_path=event.footprints, domain="event")
+    recipe = demo_recipe(tile, epochs)
+    # the same steps as `damagemap train --scene … --labels …`, `suggest` and `map`
+    inputs = Inputs(scenes=[ScenePair(str(event.scene), str(event.labels), str(event.footprints))])
+    samples = load_labelled(recipe, inputs)
     timings["generate + read labels"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    recipe = demo_recipe(tile, epochs)
     with make_progress(False if quiet else None) as progress:
         model, fit = train_model(recipe, samples, cache_dir=None, progress=progress)
         model_dir = save_model(model, out / "model")
         timings["train"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        predictor = ModelTilePredictor(model_dir, model=model)
+        suggested = suggest_tiles(predictor, event.scene, SuggestOptions(n=10, labels=event.labels), progress)
+        suggestions = write_suggestions(suggested, out / "next.gpkg", event.scene)
+        timings["suggest"] = time.perf_counter() - t
+
+        t = time.perf_counter()
         options = MapOptions(
             tile=tile, overlap=tile // 4, batch=8, threshold=model.threshold, footprints=event.footprints, grid_m=grid_m
         )
-        mapping = map_scene(ModelTilePredictor(model_dir, model=model), event.scene, out / "map", options, progress)
+        mapping = map_scene(predictor, event.scene, out / "map", options, progress)
         timings["map"] = time.perf_counter() - t
 
     held_out = building_accuracy(mapping.buildings_csv, event.footprints, "east")
@@ -146,10 +158,15 @@ def run_demo(
             "validation damage IoU": best.get("val_damage_iou", float("nan")),
         },
         "buildings vs truth (held-out east)": held_out,
+        "tiles to label next": {
+            "suggested": len(suggested),
+            "file": str(suggestions[0]),
+            "top uncertainty": float(suggested["uncertainty"].iloc[0]),
+        },
         "seconds": timings,
     }
     report = write_html_report(out, mapping, event.scene, "damagemap demo: synthetic event", metrics)
-    result = DemoResult(out, event, model_dir, mapping, report, held_out, metrics)
+    result = DemoResult(out, event, model_dir, mapping, report, held_out, metrics, suggestions[0])
     if not quiet:
         print_summary(result)
     return result
@@ -169,6 +186,9 @@ def print_summary(result: DemoResult) -> None:
         "adapt",
         f"{tr['label polygons']} label polygons → {tr['training tiles']} tiles, "
         f"{tr['epochs']} epochs in {sec['train']:.0f} s (validation mIoU {tr['validation mIoU']:.3f})",
+    )
+    table.add_row(
+        "suggest", f"{result.metrics['tiles to label next']['suggested']} tiles to label next → {result.suggestions}"
     )
     table.add_row(
         "map",

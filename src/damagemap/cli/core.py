@@ -281,9 +281,12 @@ def experiment(
     summary = write_reports(results, out_dir, f"{protocol} on {data or ', '.join(p.scene for p in inputs.scenes)}")
     from damagemap.protocols.report import experiment_notes
 
-    for recipe_name, recipe_notes in experiment_notes(results).items():  # once per run, not per fold
+    by_note: dict[str, list[str]] = {}
+    for recipe_name, recipe_notes in experiment_notes(results).items():
         for note in recipe_notes:
-            console.print(f"note ({recipe_name}): {note}", highlight=False)
+            by_note.setdefault(note, []).append(recipe_name)
+    for note, names in by_note.items():  # each note once per run, not once per fold or recipe
+        console.print(f"note ({', '.join(names)}): {note}", highlight=False)
     typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
 
