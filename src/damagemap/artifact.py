@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from damagemap import __version__
 from damagemap.adapters import apply_saved_adapter
+from damagemap.device import resolve_device
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError
@@ -172,6 +173,7 @@ def load_model(
     model_dir: str | Path,
     encoder: Encoder | None = None,
     checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
 ) -> DamageModel:
     """Load an artifact. The encoder is rebuilt from the manifest unless one is given.
 
@@ -180,6 +182,7 @@ def load_model(
         encoder: an already-built base encoder to reuse (checked against the manifest). If
             the model has adapters, they are applied to a copy; ``encoder`` is not modified.
         checkpoint: encoder checkpoint path overriding the one recorded in the manifest.
+        device: where to put the model (``auto``, ``cpu``, ``cuda``…; default: the CPU).
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -206,4 +209,5 @@ def load_model(
     head.eval()
     state_path = model_dir / STATE_FILE
     state = load_tensors(state_path) if state_path.is_file() else {}
-    return DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}), adapter, adapter_config)
+    model = DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}), adapter, adapter_config)
+    return model.to(resolve_device(device)) if device is not None else model

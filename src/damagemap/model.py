@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.data.views import make_views, select_bands, view_image
+from damagemap.device import autocast, module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import InputError
 from damagemap.heads.base import Head
@@ -54,11 +55,25 @@ class DamageModel:
             )
         return image
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (see :meth:`to`)."""
+        return module_device(self.head)
+
+    def to(self, device: torch.device | str) -> DamageModel:
+        """Move encoder and head to ``device`` (in place); returns the model."""
+        self.encoder.to(device)
+        self.head.to(device)
+        return self
+
     @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, K, S, S]`` for encoder-sized [0, 1] inputs ``[B, C, S, S]``."""
+    def logits(self, batch: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """Logits ``[B, K, S, S]`` (float32, on the model's device) for encoder-sized [0, 1] inputs ``[B, C, S, S]``."""
         self.head.eval()
-        return self.head(self.encoder(batch), tuple(batch.shape[-2:]))
+        device = self.device
+        batch = batch.to(device)
+        with autocast(device, precision):
+            return self.head(self.encoder(batch), tuple(batch.shape[-2:])).float()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Binary: damage probability ``[B, 1, …]``; multi-class: softmax ``[B, K, …]``."""
@@ -81,7 +96,8 @@ class DamageModel:
         hits = torch.zeros(1, h, w)
         for start in range(0, len(views), batch_size):
             chunk = views[start : start + batch_size]
-            probs = self.probabilities(self.logits(torch.stack([view_image(sample, v, cfg) for v in chunk])))
+            logits = self.logits(torch.stack([view_image(sample, v, cfg) for v in chunk]))
+            probs = self.probabilities(logits).cpu()
             for v, p in zip(chunk, probs):
                 y0, x0, vh, vw = v.window
                 if cfg.mode == "resize":

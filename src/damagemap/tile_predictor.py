@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
 from damagemap.data.views import standardize
+from damagemap.device import autocast, check_precision, resolve_device
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
 
@@ -27,13 +28,15 @@ class ModelTilePredictor:
     size (and the probabilities are resized back), ``tile`` models see them as they are.
     """
 
-    def __init__(self, model_dir: str | Path, model: DamageModel | None = None, precision: str = "fp32") -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    def __init__(
+        self, model_dir: str | Path, model: DamageModel | None = None, precision: str = "fp32", device: str = "cpu"
+    ) -> None:
+        self.device = str(resolve_device(device))
+        self.precision = check_precision(precision, torch.device(self.device))
         self.model_dir = Path(model_dir)
-        self._model = model
-        self.precision = precision
-        digest = hashlib.sha256(precision.encode())
+        self._model = None if model is None else model.to(self.device)
+        # GPU kernels round differently from the CPU's: a resumed map must not mix the two
+        digest = hashlib.sha256(f"{precision}|{torch.device(self.device).type}".encode())
         for name in (MANIFEST, HEAD_FILE):
             digest.update((self.model_dir / name).read_bytes())
         self.fingerprint = digest.hexdigest()[:16]
@@ -45,7 +48,7 @@ class ModelTilePredictor:
     def model(self) -> DamageModel:
         """The loaded model (loaded on first use, e.g. on a Dask worker)."""
         if self._model is None:
-            self._model = load_model(self.model_dir)
+            self._model = load_model(self.model_dir).to(self.device)
         return self._model
 
     def __getstate__(self) -> dict:
@@ -53,6 +56,7 @@ class ModelTilePredictor:
             "model_dir": self.model_dir,
             "fingerprint": self.fingerprint,
             "precision": self.precision,
+            "device": self.device,
             "in_bands": self.in_bands,
             "num_outputs": self.num_outputs,
             "_model": None,
@@ -74,13 +78,15 @@ class ModelTilePredictor:
         """
         m = self.model
         x, size = self._model_input(tiles)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        device = torch.device(self.device)
+        x = x.to(device)
+        with autocast(device, self.precision):
             maps = m.encoder(x)
             logits = m.head(maps, tuple(x.shape[-2:])) if head else None
-        pooled = maps[-1].float().mean(dim=(-2, -1)).numpy()
+        pooled = maps[-1].float().mean(dim=(-2, -1)).cpu().numpy()
         if logits is None:
             return None, pooled
-        return self._to_native(m.probabilities(logits.float()), size).float().numpy(), pooled
+        return self._to_native(m.probabilities(logits.float()), size).float().cpu().numpy(), pooled
 
     def _model_input(self, tiles: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Native tiles → the model's input size (standardised, padded or resized as in training)."""

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from damagemap.device import module_device
 from damagemap.errors import CheckpointError
 from damagemap.severity.config import GroundPlaneConfig
 
@@ -142,6 +143,11 @@ class DepthModel:
         metric = getattr(config, "depth_estimation_type", "relative") == "metric"
         return cls(model.eval(), path, metric, patch, mean, std)
 
+    def to(self, device: torch.device | str) -> DepthModel:
+        """Move the depth network to ``device``; returns self."""
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def predict(self, image: np.ndarray, size: int = 518) -> np.ndarray:
         """Depth ``[H, W]`` (> 0, arbitrary scale for relative models) of a [0, 1] ``[3, H, W]`` image."""
@@ -151,7 +157,7 @@ class DepthModel:
         x = torch.from_numpy(np.ascontiguousarray(image[:3], dtype=np.float32))[None]
         x = F.interpolate(x, size=(th, tw), mode="bicubic", align_corners=False).clamp(0, 1)
         x = (x - torch.tensor(self.mean).view(1, -1, 1, 1)) / torch.tensor(self.std).view(1, -1, 1, 1)
-        out = self.model(pixel_values=x).predicted_depth
+        out = self.model(pixel_values=x.to(module_device(self.model))).predicted_depth.float().cpu()
         out = F.interpolate(out.reshape(1, 1, *out.shape[-2:]), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         pred = out.double().numpy()
         floor = max(float(pred.max()), 1e-12) * 1e-3

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from damagemap.data.views import content_hash
+from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 
 Features = list[torch.Tensor]
@@ -99,10 +100,11 @@ class FeatureCache:
         pending: list[tuple[int, torch.Tensor, Path | None]] = []
 
         def flush() -> None:
-            maps = self.encoder(torch.stack([x for _, x, _ in pending]))
+            device = module_device(self.encoder)
+            maps = self.encoder(torch.stack([x for _, x, _ in pending]).to(device))
             self.encoder_calls += 1
             for j, (i, _, path) in enumerate(pending):
-                feats = [m[j].to(self.dtype).clone() for m in maps]
+                feats = [m[j].to("cpu", self.dtype).clone() for m in maps]  # the cache lives on the CPU
                 self._store(path, feats)
                 out[i] = feats
             self.misses += len(pending)

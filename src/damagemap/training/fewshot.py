@@ -95,6 +95,7 @@ def adapt_encoder_lora(
     attach_adapter(
         encoder, "lora", {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": list(cfg.target_modules)}
     )
+    encoder.to(model.device)  # the new LoRA matrices join the model on its device
     for name, p in encoder.named_parameters():
         p.requires_grad_(".lora_" in name)
     params = [p for p in encoder.parameters() if p.requires_grad]
@@ -108,7 +109,15 @@ def adapt_encoder_lora(
             "color_jitter": None,
         }
     )
-    result = fit(head, objective, items, [], FitSpec.for_recipe(recipe, "LoRA", train), progress, LiveEncoder(encoder))
+    result = fit(
+        head,
+        objective,
+        items,
+        [],
+        FitSpec.for_recipe(recipe, "LoRA", train, device=model.device),
+        progress,
+        LiveEncoder(encoder),
+    )
 
     n_modules = len({k.rsplit(".lora_", 1)[0] for k, _ in encoder.named_parameters() if ".lora_" in k})
     trainable = int(sum(p.numel() for p in params))

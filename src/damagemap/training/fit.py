@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from damagemap.adapters import has_trainable_parameters
 from damagemap.data.augment import random_dihedral
+from damagemap.device import autocast, module_device
 from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
 from damagemap.recipe import Recipe, TrainConfig
@@ -33,7 +34,9 @@ class FitSpec:
 
     ``train`` gives epochs, batch size, learning rate, weight decay, clipping, schedule,
     augmentation, seed and epoch selection; ``num_classes``, ``binary`` and ``damage_classes``
-    define predictions and validation scores; ``description`` labels the progress task.
+    define predictions and validation scores; ``description`` labels the progress task;
+    ``device`` and ``precision`` say where and how (autocast) training runs — the head and the
+    objective are moved there, batches follow (items themselves stay on the CPU).
     """
 
     train: TrainConfig
@@ -41,11 +44,28 @@ class FitSpec:
     binary: bool
     damage_classes: tuple[int, ...] = (1,)
     description: str = "train"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
 
     @classmethod
-    def for_recipe(cls, recipe: Recipe, description: str = "train", train: TrainConfig | None = None) -> FitSpec:
+    def for_recipe(
+        cls,
+        recipe: Recipe,
+        description: str = "train",
+        train: TrainConfig | None = None,
+        device: torch.device | None = None,
+        precision: str = "fp32",
+    ) -> FitSpec:
         """The spec of ``recipe`` (optionally with other optimisation settings ``train``)."""
-        return cls(train or recipe.train, len(recipe.classes), recipe.binary, tuple(recipe.damage_classes), description)
+        return cls(
+            train or recipe.train,
+            len(recipe.classes),
+            recipe.binary,
+            tuple(recipe.damage_classes),
+            description,
+            device or torch.device("cpu"),
+            precision,
+        )
 
 
 @dataclass
@@ -81,14 +101,17 @@ def evaluate_items(
     binary: bool,
     threshold: float = 0.5,
     batch_size: int = 16,
+    precision: str = "fp32",
 ) -> ConfusionMatrix:
-    """Confusion matrix of the head's predictions at each item's native resolution."""
+    """Confusion matrix of the head's predictions at each item's native resolution (on the head's device)."""
     head.eval()
+    device = module_device(head)
     cm = ConfusionMatrix(num_classes)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         feats, batch = collate(chunk)
-        logits = head(feats, tuple(batch["mask"].shape[-2:]))
+        with autocast(device, precision):
+            logits = head([f.to(device) for f in feats], tuple(batch["mask"].shape[-2:])).float()
         for j, it in enumerate(chunk):
             lg = logits[j : j + 1]
             h, w = it.eval_mask.shape
@@ -96,7 +119,7 @@ def evaluate_items(
                 lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
             else:  # tile views are native-resolution, zero-padded at the bottom/right
                 lg = lg[..., :h, :w]
-            cm.update(logits_to_labels(lg, binary, threshold)[0].numpy(), it.eval_mask.numpy())
+            cm.update(logits_to_labels(lg, binary, threshold)[0].cpu().numpy(), it.eval_mask.numpy())
     return cm
 
 
@@ -120,6 +143,10 @@ def fit(
         raise ValueError("no training views: the training split is empty")
     source = source or FeatureSource()
     cfg = spec.train
+    device = spec.device
+    head.to(device)
+    objective.to(device)
+    scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
     train_head = has_trainable_parameters(head)
     gen = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in head.parameters() if p.requires_grad] + source.parameters()
@@ -139,14 +166,26 @@ def fit(
             if train_head and len(chunk) == 1 and n_batches > 1:
                 continue  # BatchNorm cannot train on a single-image tail batch
             tfs = [random_dihedral(gen, cfg.augment) for _ in chunk] if cfg.augment else None
-            feats, batch = source.step_inputs(chunk, tfs)
-            out = forward_head(head, feats, size)
-            loss, _ = objective(out, batch)
+            with autocast(device, spec.precision):
+                feats, batch = source.step_inputs(chunk, tfs)
+                feats = [f.to(device, non_blocking=True) for f in feats]
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                out = forward_head(head, feats, size)
+                out.logits = out.logits.float()
+                loss, _ = objective(out, batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:  # fp16: scale the loss so small gradients survive
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             total += float(loss.detach()) * len(chunk)
             count += len(chunk)
             if progress is not None and task is not None:
@@ -155,7 +194,9 @@ def fit(
             scheduler.step()
         record = {"epoch": epoch, "loss": total / max(count, 1)}
         if val and cfg.select_by != "last":
-            cm = evaluate_items(head, source.eval_items(val), spec.num_classes, spec.binary, cfg.threshold)
+            cm = evaluate_items(
+                head, source.eval_items(val), spec.num_classes, spec.binary, cfg.threshold, precision=spec.precision
+            )
             scores = cm.scores(spec.damage_classes)
             record.update({"val_miou": scores["miou"], "val_damage_iou": scores["damage_iou"]})
             score = scores["miou"] if cfg.select_by == "miou" else -record["loss"]

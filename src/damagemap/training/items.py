@@ -17,6 +17,7 @@ import torch
 from rich.progress import Progress
 
 from damagemap.data.views import View, make_views, preprocess_key, view_image, view_mask
+from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
 from damagemap.recipe import InputConfig
@@ -105,7 +106,7 @@ def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int = 8) -
     out: list[Item] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        maps = encoder(torch.stack([it.features[0] for it in chunk]))
+        maps = encoder(torch.stack([it.features[0] for it in chunk]).to(module_device(encoder)))
         for j, it in enumerate(chunk):
             encoded = copy.copy(it)
             encoded.features = [m[j] for m in maps]

@@ -25,6 +25,7 @@ from damagemap.adapters import (
 )
 from damagemap.adapters.recipe import attach_recipe_adapters
 from damagemap.data.band_stats import fit_input_stats
+from damagemap.device import check_precision, module_device, resolve_device
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
 from damagemap.encoders.pixels import PixelsEncoder
@@ -112,6 +113,8 @@ def train_model(
     encoder: Encoder | None = None,
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> tuple[DamageModel, FitResult]:
     """Train the recipe's head (and adapters) on ``train_samples``; select the epoch on ``val_samples``.
 
@@ -120,7 +123,8 @@ def train_model(
     trained adapter tensors are ``model.adapter`` with ``model.adapter_config`` saying how to
     re-create them; ``metrics["parameters"]`` holds trainable / total parameter counts, and for a
     head that is the whole network (``unet``, ``yolo_fpn``) ``metrics["init"]`` says how it was
-    initialised (see :func:`head_options`).
+    initialised (see :func:`head_options`). Training runs on ``device`` (default: the encoder's;
+    see :mod:`damagemap.device`) in ``precision``; the feature cache stays on the CPU.
     """
     torch.manual_seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
@@ -128,6 +132,9 @@ def train_model(
         encoder or encoder_for(recipe), recipe, train_samples, copy_first=encoder is not None
     )
     options = head_options(recipe, encoder)  # refuse a misplaced checkpoint before any encoding
+    run_on = resolve_device(device) if device is not None else module_device(encoder)
+    check_precision(precision, run_on)
+    encoder.to(run_on)
     if val_samples is None:
         train_samples, val_samples = split_validation(train_samples, recipe.train.val_fraction, recipe.train.seed)
     # standardize: dataset — per-band statistics from the training split only, kept in the recipe
@@ -153,7 +160,15 @@ def train_model(
     torch.manual_seed(recipe.train.seed)
     head = build_head(recipe.head.kind, in_channels=tuple(encoder.channels), out_channels=recipe.num_outputs, **options)
     counts = parameter_counts(encoder, head)
-    result = fit(head, objective, train_items, val_items, FitSpec.for_recipe(recipe, description), progress, source)
+    result = fit(
+        head,
+        objective,
+        train_items,
+        val_items,
+        FitSpec.for_recipe(recipe, description, device=run_on, precision=precision),
+        progress,
+        source,
+    )
     adapted = bool(adapter_specs(encoder))
     adapter = adapter_tensors(encoder) if adapted else None
     config = adapter_record(encoder) if adapted else None
@@ -177,6 +192,7 @@ def evaluate_model(
     samples: Sequence[Sample],
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> dict[str, dict]:
     """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``."""
     r = model.recipe
@@ -186,7 +202,9 @@ def evaluate_model(
         by_domain[s.domain].append(s)
     for domain, group in sorted(by_domain.items()):
         items = cached_items(group, r.input, model.encoder, cache_dir, progress, f"encode {domain}")
-        per_domain[domain] = evaluate_items(model.head, items, len(r.classes), r.binary, r.train.threshold)
+        per_domain[domain] = evaluate_items(
+            model.head, items, len(r.classes), r.binary, r.train.threshold, precision=precision
+        )
     total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(len(r.classes))
     out = {d: cm.scores(tuple(r.damage_classes)) | {"n_samples": len(by_domain[d])} for d, cm in per_domain.items()}
     out["all"] = total.scores(tuple(r.damage_classes)) | {"n_samples": len(samples)}

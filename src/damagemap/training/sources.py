@@ -15,6 +15,7 @@ from typing import overload
 import torch
 
 from damagemap.adapters import trainable_state
+from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
 from damagemap.training.items import Item, encode_items
@@ -92,7 +93,9 @@ class LiveEncoder(FeatureSource):
     def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
         """The batch run through the encoder (colour-jittered first, if asked)."""
         images, batch = super().step_inputs(chunk, transforms)
-        x = images[0] if not self.jitter else color_jitter(images[0], self.jitter)
+        x = images[0].to(module_device(self.encoder), non_blocking=True)
+        if self.jitter:
+            x = color_jitter(x, self.jitter)
         return self.encoder(x), batch
 
     def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:

@@ -20,6 +20,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import misc as misc_nn_ops
 
+from damagemap.device import module_device
 from damagemap.errors import CheckpointError
 from damagemap.video.config import ModelConfig, VideoRecipe
 from damagemap.video.rpn import GatedRPN, HierarchicalRPN
@@ -89,13 +90,15 @@ class MSNet(MaskRCNN):
     def detect(self, images: list[Tensor]) -> tuple[list[dict[str, Tensor]], dict[str, Tensor], list[Tensor]]:
         """Eval-mode detections, the FPN features, and the boxes in network-input (resized) coordinates."""
         original = [tuple(img.shape[-2:]) for img in images]
-        image_list, _ = self.transform(images)
+        device = module_device(self)
+        image_list, _ = self.transform([img.to(device) for img in images])
         features = self.backbone(image_list.tensors)
         proposals, _ = self.rpn(image_list, features)
         detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
         input_boxes = [d["boxes"].clone() for d in detections]
         detections = self.transform.postprocess(detections, image_list.image_sizes, original)
-        return detections, features, input_boxes
+        # detections go back to the CPU (outputs, COCO evaluation); features and boxes stay for the SRN
+        return [{k: v.cpu() for k, v in d.items()} for d in detections], features, input_boxes
 
 
 def _rpn_like(template: RegionProposalNetwork, cls: type) -> RegionProposalNetwork:

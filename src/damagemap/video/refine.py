@@ -41,7 +41,7 @@ def detect_and_embed(model: MSNet, image: Tensor, roi_size: int = 7) -> tuple[di
     with torch.no_grad():
         srn = model.srn({k: v for k, v in features.items() if k != "pool"})
         size = (features["0"].shape[-2] * 4, features["0"].shape[-1] * 4)  # P2 is stride 4
-        embeddings = roi_embeddings(srn, input_boxes[0], size, roi_size)
+        embeddings = roi_embeddings(srn, input_boxes[0], size, roi_size).cpu()
     return detections[0], embeddings
 
 

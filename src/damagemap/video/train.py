@@ -11,6 +11,7 @@ import torch
 from rich.progress import Progress
 from torch import Tensor
 
+from damagemap.device import module_device
 from damagemap.errors import InputError
 from damagemap.video.coco import CocoDamageDataset
 from damagemap.video.config import SRNConfig, TrainConfig, VideoInputConfig
@@ -58,7 +59,8 @@ def train_detector(
         if cfg.hflip:
             flips = torch.rand(len(batch), generator=gen) < 0.5
             batch = [hflip(*b) if f else b for b, f in zip(batch, flips)]
-        losses = model([b[0] for b in batch], [b[1] for b in batch])
+        device = module_device(model)
+        losses = model([b[0].to(device) for b in batch], [{k: v.to(device) for k, v in b[1].items()} for b in batch])
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
@@ -115,7 +117,7 @@ def fit_srn(
     def fpn(i: int) -> dict[str, Tensor]:
         if i not in cache:
             with torch.no_grad():
-                images, _ = model.transform([frames[i]])
+                images, _ = model.transform([frames[i].to(module_device(model))])
                 cache[i] = {k: v for k, v in model.backbone(images.tensors).items() if k != "pool"}
         return cache[i]
 
