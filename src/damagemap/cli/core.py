@@ -244,8 +244,19 @@ def experiment(
 @clean_errors
 def map_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
-    scene: Annotated[Path, typer.Argument(help="Post-event GeoTIFF / COG of any size.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (COGs, GeoPackage, CSV).")],
+    scene: Annotated[
+        str,
+        typer.Argument(
+            help="Post-event GeoTIFF / COG of any size: a local file; a URL (https://…, s3://…, gs://…, az://…); "
+            "a GDAL path (/vsicurl/https://…, /vsis3/bucket/key.tif, /vsizip/…); or a STAC item (local or "
+            "http(s) .json: its --asset, default 'visual', else the first GeoTIFF/COG asset).",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Local output folder (COGs, GeoPackage, CSV).")],
+    asset: Annotated[
+        Optional[str], typer.Option(help="STAC item only: the asset to map (default: visual, else the first COG).")
+    ] = None,
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
     grid_m: Annotated[
@@ -278,13 +289,21 @@ def map_command(
         Literal["fp32", "bf16"], typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")
     ] = "fp32",
 ) -> None:
-    """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
+    """Map a scene into damage rasters, polygons, per-building damage and zonal statistics.
+
+    Remote scenes are read window by window (never downloaded whole) with short HTTP timeouts
+    (GDAL_HTTP_TIMEOUT=20 s unless set); credentials come from GDAL's usual options (AWS_*, …).
+    """
     from damagemap.artifact import read_manifest
+    from damagemap.geo.sources import resolve_scene
     from damagemap.mapping import MapOptions, SceneInputSpec, map_scene
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
     read_manifest(model_dir)  # clear error before anything else
+    source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
+    if source.href is not None:
+        console.print(f"scene: {source.name} → {source.href}", highlight=False)
     predictor = ModelTilePredictor(model_dir, precision=precision)
     if bands:
         band_idx: tuple[int, ...] | None = tuple(bands)
@@ -307,7 +326,7 @@ def map_command(
         grid_m=grid_m or None,
     )
     with make_progress() as progress:
-        result = map_scene(predictor, scene, out_dir, options, progress)
+        result = map_scene(predictor, source, out_dir, options, progress)
     st = result.stats
     console.print(
         f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
