@@ -15,15 +15,23 @@ class DamagemapError(Exception):
 
 
 class InputError(DamagemapError, ValueError):
-    """A data file (image, mask, label, scene) is missing, unreadable or inconsistent."""
+    """A data file (image, mask, label, scene) is missing, unreadable or inconsistent.
+
+    Attributes:
+        path: the file as a ``Path`` (for a URL or ``/vsi…`` path use ``location``: ``Path``
+            merges the ``//`` of ``https://``).
+        location: the file or URL exactly as given (a string).
+        problem: what is wrong with it.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.location = None if path is None else os.fspath(path)
         self.path = None if path is None else Path(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
+        super().__init__(f"{self.location}: {problem}" if path is not None else problem)
 
     def __reduce__(self):  # picklable, so the error survives crossing to/from dask workers
-        return (type(self), (self.path, self.problem))
+        return (type(self), (self.location, self.problem))
 
 
 class CheckpointError(DamagemapError, ValueError):

@@ -33,6 +33,7 @@ from shapely.geometry import box
 from damagemap.active.select import select_tiles
 from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, gdal_env, open_scene, read_tiles
+from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import gpkg_date, load_vectors, write_layer
 from damagemap.mapping.encoding import LEVELS, NODATA, normalised_entropy
@@ -87,7 +88,7 @@ def _map_uncertainty(map_dir: Path, scene: SceneInfo) -> rasterio.io.DatasetRead
 
 def suggest_tiles(
     predictor: ModelTilePredictor,
-    scene_path: str | os.PathLike,
+    scene_path: SceneLike,
     options: SuggestOptions | None = None,
     progress: Progress | None = None,
 ) -> gpd.GeoDataFrame:
@@ -103,8 +104,9 @@ def suggest_tiles(
         raise ConfigError(
             f"suggest: tile must be >= 16, batch >= 1 and min_valid in (0, 1], got {tile}, {o.batch}, {o.min_valid}"
         )
-    with gdal_env():
-        scene = open_scene(scene_path, o.spec, predictor.in_bands)
+    source = resolve_scene(scene_path)
+    with gdal_env(source.gdal_path):
+        scene = open_scene(source, o.spec, predictor.in_bands)
         labels = load_vectors(o.labels, scene.crs, "labels")
         labelled_boxes = None if labels is None or labels.empty else labels
         uncertainty_ds = _map_uncertainty(Path(o.map_dir), scene) if o.map_dir is not None else None
@@ -155,7 +157,7 @@ def suggest_tiles(
             close_datasets()
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=scene.crs) if rows else None
     if frame is None:
-        raise ConfigError(f"{scene_path}: no candidate tile has {o.min_valid:.0%} valid pixels")
+        raise ConfigError(f"{source}: no candidate tile has {o.min_valid:.0%} valid pixels")
     features = np.stack(feats)
     is_labelled = np.zeros(len(frame), dtype=bool)
     if labelled_boxes is not None:
@@ -163,7 +165,7 @@ def suggest_tiles(
         is_labelled[np.unique(hit)] = True
     pool = np.flatnonzero(~is_labelled)
     if len(pool) == 0:
-        raise ConfigError(f"{scene_path}: every candidate tile already holds label polygons")
+        raise ConfigError(f"{source}: every candidate tile already holds label polygons")
     pick = select_tiles(
         frame["uncertainty"].to_numpy()[pool], features[pool], o.n, features[is_labelled], o.alpha, o.beta
     )
@@ -177,7 +179,7 @@ def suggest_tiles(
     return chosen
 
 
-def write_suggestions(tiles: gpd.GeoDataFrame, out: str | os.PathLike, scene_path: str | os.PathLike) -> list[Path]:
+def write_suggestions(tiles: gpd.GeoDataFrame, out: str | os.PathLike, scene_path: SceneLike) -> list[Path]:
     """Write the GeoPackage (layer ``suggested_tiles``) and ``<out>.png``; both appear only when complete."""
     out = Path(out)
     if out.suffix.lower() != ".gpkg":
@@ -185,7 +187,7 @@ def write_suggestions(tiles: gpd.GeoDataFrame, out: str | os.PathLike, scene_pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.gpkg")
     tmp.unlink(missing_ok=True)
-    date = gpkg_date(scene_path) if Path(scene_path).exists() else "2000-01-01T00:00:00.000Z"
+    date = gpkg_date(scene_path)
     write_layer(tiles, tmp, LAYER, date=date)
     png = out.with_suffix(".png")
     tmp_png = png.with_name(f".{png.name}.tmp.png")
@@ -195,7 +197,7 @@ def write_suggestions(tiles: gpd.GeoDataFrame, out: str | os.PathLike, scene_pat
     return [out, png]
 
 
-def overview_png(tiles: gpd.GeoDataFrame, scene_path: str | os.PathLike, path: Path, max_size: int = 900) -> None:
+def overview_png(tiles: gpd.GeoDataFrame, scene_path: SceneLike, path: Path, max_size: int = 900) -> None:
     """The scene's quicklook with the suggested tiles outlined and numbered by rank."""
     import matplotlib
 
@@ -205,11 +207,12 @@ def overview_png(tiles: gpd.GeoDataFrame, scene_path: str | os.PathLike, path: P
 
     from damagemap.report.figures import overview_shape, scene_rgb
 
-    shape = overview_shape(scene_path, max_size)
-    with rasterio.open(scene_path) as src:
+    gdal_path = resolve_scene(scene_path).gdal_path
+    shape = overview_shape(gdal_path, max_size)
+    with gdal_env(gdal_path), rasterio.open(gdal_path) as src:
         sx, sy = shape[1] / src.width, shape[0] / src.height
     fig, ax = plt.subplots(figsize=(shape[1] / 100, shape[0] / 100), dpi=100)
-    ax.imshow(scene_rgb(scene_path, shape))
+    ax.imshow(scene_rgb(gdal_path, shape))
     for t in tiles.itertuples():
         w, h = t.size_px * sx, t.size_px * sy
         ax.add_patch(Rectangle((t.col * sx, t.row * sy), w, h, fill=False, edgecolor="#ffd400", linewidth=1.5))

@@ -295,8 +295,19 @@ def experiment(
 @clean_errors
 def map_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
-    scene: Annotated[Path, typer.Argument(help="Post-event GeoTIFF / COG of any size.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (COGs, GeoPackage, CSV).")],
+    scene: Annotated[
+        str,
+        typer.Argument(
+            help="Post-event GeoTIFF / COG of any size: a local file; a URL (https://…, s3://…, gs://…, az://…); "
+            "a GDAL path (/vsicurl/https://…, /vsis3/bucket/key.tif, /vsizip/…); or a STAC item (local or "
+            "http(s) .json: its --asset, default 'visual', else the first GeoTIFF/COG asset).",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Local output folder (COGs, GeoPackage, CSV).")],
+    asset: Annotated[
+        Optional[str], typer.Option(help="STAC item only: the asset to map (default: visual, else the first COG).")
+    ] = None,
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
     grid_m: Annotated[
@@ -319,13 +330,21 @@ def map_command(
         Literal["fp32", "bf16"], typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")
     ] = "fp32",
 ) -> None:
-    """Map a scene into damage rasters, polygons, per-building damage and zonal statistics."""
+    """Map a scene into damage rasters, polygons, per-building damage and zonal statistics.
+
+    Remote scenes are read window by window (never downloaded whole) with short HTTP timeouts
+    (GDAL_HTTP_TIMEOUT=20 s unless set); credentials come from GDAL's usual options (AWS_*, …).
+    """
     from damagemap.artifact import read_manifest
+    from damagemap.geo.sources import resolve_scene
     from damagemap.mapping import MapOptions, map_scene
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
     read_manifest(model_dir)  # clear error before anything else
+    source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
+    if source.href is not None:
+        console.print(f"scene: {source.name} → {source.href}", highlight=False)
     predictor = ModelTilePredictor(model_dir, precision=precision)
     spec = predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band)
     options = MapOptions(
@@ -341,7 +360,7 @@ def map_command(
         grid_m=grid_m or None,
     )
     with make_progress() as progress:
-        result = map_scene(predictor, scene, out_dir, options, progress)
+        result = map_scene(predictor, source, out_dir, options, progress)
     st = result.stats
     console.print(
         f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
@@ -353,10 +372,11 @@ def map_command(
 @clean_errors
 def suggest(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
-    scene: Annotated[str, typer.Argument(help="The event's scene (GeoTIFF / COG).")],
+    scene: Annotated[str, typer.Argument(help="The event's scene: as for `damagemap map` (file, URL, STAC item).")],
     out_path: Annotated[
         Path, typer.Option("--out", help="GeoPackage of the suggested tiles (a PNG is written beside it).")
     ],
+    asset: Annotated[Optional[str], typer.Option(help="STAC item only: the asset to read (as for `map`).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="How many tiles to suggest.")] = 20,
     labels: Annotated[
         Optional[str], typer.Option("--labels", help="Polygons already drawn: their tiles are not suggested again.")
@@ -382,10 +402,12 @@ def suggest(
     """
     from damagemap.active import SuggestOptions, suggest_tiles, write_suggestions
     from damagemap.artifact import read_manifest
+    from damagemap.geo.sources import resolve_scene
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
     read_manifest(model_dir)
+    source = resolve_scene(scene, asset)
     predictor = ModelTilePredictor(model_dir)
     options = SuggestOptions(
         n=n,
@@ -396,8 +418,8 @@ def suggest(
         map_dir=map_dir,
     )
     with make_progress() as progress:
-        tiles = suggest_tiles(predictor, scene, options, progress)
-    written = write_suggestions(tiles, out_path, scene)
+        tiles = suggest_tiles(predictor, source, options, progress)
+    written = write_suggestions(tiles, out_path, source)
     if as_json:
         rows = tiles.drop(columns="geometry").to_dict(orient="records")
         out.print_json(json.dumps({"scene": scene, "outputs": [str(p) for p in written], "tiles": rows}, default=float))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Literal
 
 import geopandas as gpd
@@ -31,6 +30,7 @@ from shapely.geometry import box
 
 from damagemap.errors import InputError
 from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, open_scene, read_tiles
+from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.geo.vector import read_vectors
 from damagemap.types import IGNORE_INDEX, GeoInfo, Sample
@@ -39,7 +39,7 @@ PathLike = str | os.PathLike
 
 
 def read_geotiff_labels(
-    scene_path: PathLike,
+    scene_path: SceneLike,
     labels_path: PathLike,
     *,
     tile: int = 256,
@@ -56,7 +56,11 @@ def read_geotiff_labels(
     """Cut labelled training tiles from a georeferenced scene.
 
     Args:
-        scene_path: GeoTIFF/COG with a CRS (any band count; uint8/uint16/float).
+        scene_path: GeoTIFF/COG with a CRS (any band count; uint8/uint16/float): a local file, a
+            URL, a ``/vsi…`` path or a STAC item, or a
+            :class:`~damagemap.geo.sources.SceneSource` from
+            :func:`~damagemap.geo.sources.resolve_scene` (to pick a STAC asset). Only the
+            labelled tiles are read, also from a remote scene.
         labels_path: label polygons (GeoJSON/GeoPackage/shapefile, any CRS).
         tile: tile size in scene pixels (smaller scenes give one scene-sized tile).
         stride: step between tiles (default ``tile``); the last row/column of tiles is shifted
@@ -66,7 +70,7 @@ def read_geotiff_labels(
             values are accepted too when they are one of the map's indexes.
         buildings_path: optional building footprints (any CRS) → ``Sample.buildings``.
         bands: 1-based scene bands in model order, as for ``damagemap map --bands`` (None: all).
-        domain: ``Sample.domain`` (default: the scene file's stem).
+        domain: ``Sample.domain`` (default: the scene file's stem, or the STAC item's id).
         scale: raw value → [0, 1] scaling, as :attr:`damagemap.geo.spec.SceneInputSpec.scale`.
         unlabelled: pixels outside every polygon are ``"ignore"`` (255) or ``"background"`` (0).
             A polygon of the background class over the labelled extent (a "checked area") makes
@@ -76,7 +80,8 @@ def read_geotiff_labels(
 
     Returns:
         One sample per tile with labelled pixels, with ``geo`` (scene CRS WKT, tile transform)
-        and ``meta`` (``scene``, ``window`` = (row, col, height, width)).
+        and ``meta`` (``scene`` as given — the path/URL, or ``ITEM [asset KEY]`` —,
+        ``window`` = (row, col, height, width)).
 
     Raises:
         InputError: naming the file — missing or unreadable scene/labels, a scene or labels
@@ -85,7 +90,8 @@ def read_geotiff_labels(
     """
     if unlabelled not in ("ignore", "background"):
         raise ValueError(f"unlabelled must be 'ignore' or 'background', got {unlabelled!r}")
-    scene = _open(scene_path, bands, scale, replicate_to)
+    source = resolve_scene(scene_path)
+    scene = _open(source, bands, scale, replicate_to)
     labels = read_vectors(labels_path, scene.crs, "labels")
     labels = labels[labels.geometry.notna() & ~labels.geometry.is_empty].reset_index(drop=True)
     classes = _classes(labels, labels_path, class_column, class_map)
@@ -98,7 +104,7 @@ def read_geotiff_labels(
     order = np.argsort(classes, kind="stable")  # burn higher classes last: they win overlaps
     shapes = list(zip(labels.geometry.to_numpy()[order], classes[order]))
     fill = 0 if unlabelled == "background" else IGNORE_INDEX
-    name, wkt = Path(scene_path).stem, scene.crs.to_wkt()
+    name, wkt = source.stem, scene.crs.to_wkt()
     samples: list[Sample] = []
     try:
         for row in _starts(int(area.row_off), int(area.height), size_h, step, scene.height):
@@ -127,11 +133,11 @@ def read_geotiff_labels(
                         id=f"{name}_r{row}_c{col}",
                         geo=GeoInfo(wkt, tuple(transform)[:6]),
                         buildings=buildings,
-                        meta={"scene": str(scene_path), "window": (row, col, size_h, size_w)},
+                        meta={"scene": source.name, "window": (row, col, size_h, size_w)},
                     )
                 )
     except SceneReadError as exc:
-        raise InputError(exc.path, exc.problem) from None
+        raise InputError(source.name, exc.problem) from None
     finally:
         close_datasets()
     if not samples:
@@ -139,12 +145,12 @@ def read_geotiff_labels(
     return samples
 
 
-def _open(path: PathLike, bands: Sequence[int] | None, scale: Scale, replicate_to: int | None = None) -> SceneInfo:
+def _open(path: SceneLike, bands: Sequence[int] | None, scale: Scale, replicate_to: int | None = None) -> SceneInfo:
     """Check the scene like the mapper does; every band (or ``bands``) becomes model input."""
     if bands is not None:
         bad = [b for b in bands if int(b) < 1]
         if not list(bands) or bad:
-            raise InputError(path, f"bands must be 1-based band indexes, got {list(bands)}")
+            raise InputError(str(path), f"bands must be 1-based band indexes, got {list(bands)}")
         n = replicate_to if replicate_to and len(bands) == 1 else len(bands)
         spec = SceneInputSpec(bands=tuple(bands), scale=scale, replicate_single_band=n != len(bands))
         return open_scene(path, spec, n)

@@ -9,12 +9,20 @@ nodata), builds the validity mask from the dataset's nodata value / internal mas
 are set to 0 in the model input; the mapper writes nodata there.
 
 :class:`ReadPlan` is small and picklable so Dask workers can read their own windows (the scene
-path must be readable from the workers).
+path must be readable from the workers). Scenes are anything :func:`damagemap.geo.sources.resolve_scene`
+accepts — local files, URLs, ``/vsi…`` paths, STAC items; the plan carries the resolved GDAL path
+(for a STAC item, its asset's href). Remote scenes are opened and read with
+:data:`~damagemap.geo.sources.REMOTE_GDAL_DEFAULTS`; their network failures become one
+:class:`~damagemap.errors.InputError` naming the URL.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +32,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
+from damagemap.geo.sources import SceneLike, SceneSource, remote_gdal_options, resolve_scene
+from damagemap.geo.sources import is_remote as _is_remote
 from damagemap.geo.spec import SceneInputSpec
 
 
@@ -56,7 +66,7 @@ class ReadPlan:
 
 @dataclass(frozen=True)
 class SceneInfo:
-    """A checked scene: its read plan and the georeferencing every output copies."""
+    """A checked scene: its read plan, where it came from and the georeferencing every output copies."""
 
     plan: ReadPlan
     crs: rasterio.crs.CRS
@@ -65,42 +75,122 @@ class SceneInfo:
     height: int
     count: int
     dtype: str
+    source: SceneSource
 
 
-def open_scene(path: str | os.PathLike, spec: SceneInputSpec, in_bands: int) -> SceneInfo:
-    """Open ``path`` and check it can feed a model expecting ``in_bands`` bands."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "scene file not found")
-    if not path.is_file():
-        raise InputError(path, "scene path is not a file")
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < 32:
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def gdal_messages(remote: bool = True) -> Iterator[list[str]]:
+    """Collect GDAL's warnings (rasterio logs them) while reading a remote scene.
+
+    A failed range request mid-read surfaces only as "IReadBlock failed"; the HTTP status is in
+    a warning just before it, which :func:`remote_problem` picks up from this list.
+    """
+    if not remote:
+        yield []
+        return
+    handler, logger = _Messages(), logging.getLogger("rasterio")
+    logger.addHandler(handler)
     try:
-        src = rasterio.open(path)
-    except RasterioError as exc:
-        raise InputError(path, f"cannot open as a raster (corrupt or not a GeoTIFF/COG?): {describe(exc)}") from exc
-    with src:
-        if src.crs is None:
-            raise InputError(
-                path,
-                "scene has no CRS; georeference it first (e.g. `gdal_edit.py -a_srs EPSG:32616 "
-                "scene.tif`, or export it from QGIS/GDAL with its coordinate system)",
-            )
-        t = src.transform
-        if t.b != 0 or t.d != 0:
-            raise InputError(path, "scene has a rotated/sheared geotransform; warp it north-up first (gdalwarp)")
-        indexes, repeat = _select_bands(path, spec, src.count, in_bands)
-        lo, hi = spec.ranges(src.dtypes[indexes[0] - 1], len(indexes))
-        try:  # a truncated file opens fine but fails on its last blocks
-            for window in (Window(src.width - 1, src.height - 1, 1, 1), Window(0, 0, 1, 1)):
-                src.read(list(indexes), window=window)
-                src.read_masks(list(indexes), window=window)
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def remote_problem(exc: BaseException, messages: Sequence[str] = ()) -> str:
+    """GDAL's network failure in words: HTTP status, connection refused, timeout, credentials.
+
+    ``messages``: GDAL warnings logged during the failed call (:func:`gdal_messages`).
+    """
+    text = describe(exc)
+    context = " ".join([text, *messages])
+    m = re.search(r"(?:HTTP response code: |response_code=)(\d+)", context)
+    if m:
+        code = int(m.group(1))
+        meaning = {400: "bad request", 401: "authentication required", 403: "access denied", 404: "not found"}
+        hint = " (credentials? see GDAL's AWS_*/GS_*/AZURE_*/GDAL_HTTP_* options)" if code in (401, 403) else ""
+        return f"HTTP {code} ({meaning.get(code, 'server error' if code >= 500 else 'refused')}){hint}"
+    if re.search(r"timed out|timeout", context, re.IGNORECASE):
+        return f"timed out ({text}; GDAL_HTTP_TIMEOUT={_option('GDAL_HTTP_TIMEOUT')} s)"
+    curl = re.search(r"CURL error: ([^(;]*)", context)
+    if curl:
+        return f"cannot reach the server ({curl.group(1).strip()})"
+    if "AWS_NO_SIGN_REQUEST" in text:
+        return f"{text} (set AWS credentials, or AWS_NO_SIGN_REQUEST=YES for a public bucket)"
+    return text
+
+
+def _option(name: str) -> str:
+    return os.environ.get(name) or remote_gdal_options().get(name, "unset")
+
+
+def open_scene(path: SceneLike, spec: SceneInputSpec, in_bands: int) -> SceneInfo:
+    """Open a scene and check it can feed a model expecting ``in_bands`` bands.
+
+    ``path`` is anything :func:`~damagemap.geo.sources.resolve_scene` accepts (or its result):
+    a local file, a URL, a ``/vsi…`` path or a STAC item.
+    """
+    source = resolve_scene(path)
+    name = source.name
+    where = "" if source.href is None else f" {source.href}"  # a STAC asset: say which file
+    if source.local:
+        local = Path(source.gdal_path)
+        what = "scene file" if source.stac_item is None else f"asset file{where}"
+        if not local.exists():
+            raise InputError(name, f"{what} not found")
+        if not local.is_file():
+            raise InputError(name, f"{what} is not a file")
+    with gdal_env(source.gdal_path), gdal_messages(source.remote) as messages:
+        try:
+            src = rasterio.open(source.gdal_path)
         except RasterioError as exc:
-            raise InputError(path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from exc
-        plan = ReadPlan(str(path), indexes, repeat, tuple(lo), tuple(hi), src.width, src.height)
-        return SceneInfo(plan, src.crs, src.transform, src.width, src.height, src.count, src.dtypes[0])
+            if source.remote:
+                problem = remote_problem(exc, messages)
+                raise InputError(name, f"cannot open the remote scene{where}: {problem}") from None
+            raise InputError(
+                name, f"cannot open{where} as a raster (corrupt or not a GeoTIFF/COG?): {describe(exc)}"
+            ) from exc
+        with src:
+            return _check(src, source, spec, in_bands, messages)
 
 
-def _select_bands(path: Path, spec: SceneInputSpec, count: int, in_bands: int) -> tuple[tuple[int, ...], int]:
+def _check(
+    src: rasterio.io.DatasetReader, source: SceneSource, spec: SceneInputSpec, in_bands: int, messages: list[str]
+) -> SceneInfo:
+    name = source.name
+    if src.crs is None:
+        raise InputError(
+            name,
+            "scene has no CRS; georeference it first (e.g. `gdal_edit.py -a_srs EPSG:32616 "
+            "scene.tif`, or export it from QGIS/GDAL with its coordinate system)",
+        )
+    t = src.transform
+    if t.b != 0 or t.d != 0:
+        raise InputError(name, "scene has a rotated/sheared geotransform; warp it north-up first (gdalwarp)")
+    indexes, repeat = _select_bands(name, spec, src.count, in_bands)
+    lo, hi = spec.ranges(src.dtypes[indexes[0] - 1], len(indexes))
+    try:  # a truncated file opens fine but fails on its last blocks
+        for window in (Window(src.width - 1, src.height - 1, 1, 1), Window(0, 0, 1, 1)):
+            src.read(list(indexes), window=window)
+            src.read_masks(list(indexes), window=window)
+    except RasterioError as exc:
+        if source.remote:
+            raise InputError(name, f"cannot read pixels of the remote scene: {remote_problem(exc, messages)}") from None
+        raise InputError(name, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from exc
+    plan = ReadPlan(source.gdal_path, indexes, repeat, tuple(lo), tuple(hi), src.width, src.height)
+    return SceneInfo(plan, src.crs, src.transform, src.width, src.height, src.count, src.dtypes[0], source)
+
+
+def _select_bands(path: str, spec: SceneInputSpec, count: int, in_bands: int) -> tuple[tuple[int, ...], int]:
     if spec.bands is not None:
         bad = [b for b in spec.bands if b > count]
         if bad:
@@ -126,11 +216,16 @@ GDAL_CACHE_MB = 64
 """GDAL block cache cap for mapping (GDAL's default, 5 % of RAM, would let RSS grow with the scene)."""
 
 
-def gdal_env() -> rasterio.Env:
-    """A rasterio environment with a bounded block cache (unless the user set GDAL_CACHEMAX)."""
-    if "GDAL_CACHEMAX" in os.environ:
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+def gdal_env(path: str | os.PathLike | None = None) -> rasterio.Env:
+    """A rasterio environment with a bounded block cache (unless the user set GDAL_CACHEMAX).
+
+    For a remote ``path`` (``/vsicurl/``, ``/vsis3/``, …) it also sets
+    :data:`~damagemap.geo.sources.REMOTE_GDAL_DEFAULTS` (each unless set in the environment).
+    """
+    options: dict[str, object] = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_MB}
+    if path is not None and _is_remote(os.fspath(path)):
+        options.update(remote_gdal_options())
+    return rasterio.Env(**options)
 
 
 _OPEN: dict[tuple[str, int], rasterio.io.DatasetReader] = {}
@@ -158,8 +253,9 @@ def read_tiles(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
     valid = np.zeros((len(origins), size, size), dtype=bool)
     lo = np.asarray(plan.lo, dtype=np.float32)[:, None, None]
     inv_span = (1.0 / (np.asarray(plan.hi, dtype=np.float64) - plan.lo)).astype(np.float32)[:, None, None]
+    remote, messages = _is_remote(plan.path), []
     try:
-        with gdal_env():  # ~50 µs per batch; bounds the worker's block cache too
+        with gdal_env(plan.path), gdal_messages(remote) as messages:  # µs per batch; bounds the block cache too
             src = _dataset(plan.path)
             for i, (row, col) in enumerate(origins):
                 h, w = min(size, plan.height - row), min(size, plan.width - col)
@@ -176,6 +272,9 @@ def read_tiles(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
                 x[i, :, :h, :w] = scaled
                 valid[i, :h, :w] = ok
     except RasterioError as exc:
+        if remote:
+            problem = remote_problem(exc, messages)
+            raise SceneReadError(plan.path, f"cannot read pixels of the remote scene: {problem}") from None
         raise SceneReadError(plan.path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from None
     if plan.repeat > 1:
         x = np.repeat(x, plan.repeat, axis=1)

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import InputError
+from damagemap.geo.sources import SceneLike, modified_time, resolve_scene
 
 
 def read_vectors(path: str | os.PathLike, scene_crs: CRS | object, what: str) -> gpd.GeoDataFrame:
@@ -133,9 +134,14 @@ def inside(geom, window: Window, transform: Affine, all_touched: bool = False) -
     )
 
 
-def gpkg_date(path: str | os.PathLike) -> str:
-    """A reproducible ``last_change`` for GeoPackage metadata: the scene file's mtime (UTC)."""
-    ts = datetime.fromtimestamp(int(os.stat(path).st_mtime), tz=timezone.utc)
+def gpkg_date(scene: SceneLike) -> str:
+    """A reproducible ``last_change`` for GeoPackage metadata: the scene's mtime (UTC).
+
+    A local file's mtime; a remote scene's HTTP ``Last-Modified`` (so mapping a served copy gives
+    the same bytes as mapping the file); 1970-01-01 when neither is known (e.g. ``/vsis3/``).
+    """
+    mtime = modified_time(resolve_scene(scene))
+    ts = datetime.fromtimestamp(int(mtime or 0), tz=timezone.utc)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 

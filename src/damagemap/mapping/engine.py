@@ -30,6 +30,7 @@ from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import SceneReadError, close_datasets, gdal_env, open_scene
+from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import load_vectors
 from damagemap.mapping.checkpoint import Checkpoint, scene_identity
@@ -91,7 +92,7 @@ class MapOptions:
 @_bounded_gdal_cache
 def map_scene(
     predictor: TilePredictor,
-    scene_path: str | os.PathLike,
+    scene_path: SceneLike,
     out_dir: str | os.PathLike,
     options: MapOptions | None = None,
     progress: Progress | None = None,
@@ -100,13 +101,19 @@ def map_scene(
 
     Args:
         predictor: see :class:`~damagemap.mapping.spec.TilePredictor` (picklable for Dask).
-        scene_path: GeoTIFF/COG (any size, any band count, uint8/uint16/float, with a CRS).
+        scene_path: GeoTIFF/COG (any size, any band count, uint8/uint16/float, with a CRS): a local
+            file, a URL (``https://``, ``s3://``, …), a GDAL ``/vsi…`` path or a STAC item, or the
+            :class:`~damagemap.geo.sources.SceneSource` of
+            :func:`~damagemap.geo.sources.resolve_scene` (to pick a STAC asset). Remote scenes are
+            read window by window, never downloaded whole; outputs always go to local ``out_dir``.
         out_dir: output directory (created; existing outputs of the same names are replaced).
         options: tiling, thresholds, scale-out, footprints and zones (:class:`MapOptions`).
         progress: a progress display (:func:`damagemap.progress.make_progress`) to report tiles on.
 
     Raises:
-        InputError: bad scene / footprints / zones (nothing is left in ``out_dir``).
+        InputError: bad scene / footprints / zones (nothing is left in ``out_dir``); a remote scene
+            that cannot be reached (one message naming the URL). A remote read failing mid-run
+            keeps the finished blocks: rerunning continues.
         ConfigError: bad parameters or a predictor returning the wrong shape.
     """
     o = options or MapOptions()
@@ -119,13 +126,14 @@ def map_scene(
         raise ConfigError(f"batch must be >= 1, got {batch}")
     if not (0.0 <= threshold <= 1.0 and 0.0 <= building_threshold <= 1.0):
         raise ConfigError(f"thresholds must be in [0, 1], got {threshold}, {building_threshold}")
-    scene = open_scene(scene_path, spec, in_bands)
+    source = resolve_scene(scene_path)
+    scene = open_scene(source, spec, in_bands)
     grid = TileGrid(scene.width, scene.height, tile=tile, overlap=overlap, block=block)
     fp = load_vectors(footprints, scene.crs, "footprints")
     zn = load_vectors(zones, scene.crs, "zones")
 
     params = {
-        "scene": scene_identity(scene_path),
+        "scene": scene_identity(source),
         "predictor": predictor_fingerprint(predictor),
         "in_bands": in_bands,
         "num_outputs": k,
@@ -143,7 +151,7 @@ def map_scene(
     checkpoint = Checkpoint(out, params)
     checkpoint.open()
     if checkpoint.resumed:
-        log.info("%s: resuming from the checkpoint in %s", scene_path, checkpoint.root)
+        log.info("%s: resuming from the checkpoint in %s", source.name, checkpoint.root)
     executor = None
     try:
         executor = make_executor(predictor, workers=workers, scheduler=scheduler)
@@ -181,9 +189,12 @@ def map_scene(
             (out / stale).unlink(missing_ok=True)
         publish((tmp, out / name) for name, tmp in products.files.items())
     except (InputError, SceneReadError, ConfigError) as exc:  # not resumable: leave nothing
-        _clean_up(checkpoint, out, created, keep_blocks=False)
+        # ... except a remote scene's read failure (network): keep the finished blocks for a rerun
+        network = isinstance(exc, SceneReadError) and source.remote
+        _clean_up(checkpoint, out, created, keep_blocks=network)
         if isinstance(exc, SceneReadError):
-            raise InputError(exc.path, exc.problem) from None
+            hint = "; rerun the same command to continue from the finished blocks" if network else ""
+            raise InputError(source.name, exc.problem + hint) from None
         raise
     except BaseException:  # crash / interrupt: keep finished blocks for resuming, not partial products
         _clean_up(checkpoint, out, created, keep_blocks=True)

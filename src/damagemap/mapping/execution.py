@@ -6,10 +6,12 @@ writes exactly as a single-process run would: results are identical for any work
 At most ``prefetch`` batches are in flight, so memory stays bounded however large the scene.
 
 On Dask the predictor is pickled once and broadcast to the workers (it must be picklable and
-importable by name on the workers); workers read their own windows from the scene path, which
-must be readable at the same path on every worker. As with any multiprocessing code, a script
-that calls ``map_scene(..., workers=N)`` needs an ``if __name__ == "__main__":`` guard (worker
-processes are spawned and re-import the main module).
+importable by name on the workers); workers read their own windows from the scene's resolved
+GDAL path (:attr:`ReadPlan.path <damagemap.geo.raster.ReadPlan>`: a local path must exist at the
+same path on every worker; a URL — also a STAC item's asset href — is read by each worker
+itself). As with any multiprocessing code, a script that calls ``map_scene(..., workers=N)``
+needs an ``if __name__ == "__main__":`` guard (worker processes are spawned and re-import the
+main module).
 """
 
 from __future__ import annotations

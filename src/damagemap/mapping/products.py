@@ -13,7 +13,8 @@ Output files (in ``out_dir``):
                             ``zones`` (grid or given zones)
 ``buildings.csv``           per-building table (with footprints)
 ``zones.csv``               zonal statistics table
-``summary.json``            scene, parameters and totals (deterministic: no timings)
+``summary.json``            scene (as given: path/URL, or STAC item + asset + href),
+                            parameters and totals (deterministic: no timings)
 =========================  ==============================================================
 """
 
@@ -77,13 +78,13 @@ def make_products(
     stats = raster_stats(paths[CLASS], paths[PROBABILITY], grid, damaged)
     if stats["valid_pixels"] == 0:
         raise InputError(
-            scene.plan.path, "no valid pixels: the scene (selected bands) is entirely nodata; nothing to map"
+            scene.source.name, "no valid pixels: the scene (selected bands) is entirely nodata; nothing to map"
         )
     centre = scene.transform @ (scene.width / 2, scene.height / 2)
     stats["damaged_area_m2"] = stats["damaged_pixels"] * pixel_area_m2(scene.transform, scene.crs, at=centre)
 
     gpkg = tmp / GPKG_NAME
-    date = gpkg_date(scene.plan.path)
+    date = gpkg_date(scene.source)
     layers = 0
     if vectorize:
         n_regions = 0
@@ -130,7 +131,7 @@ def make_products(
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()}
     summary = {
         "scene": {
-            "path": str(scene.plan.path),
+            **scene.source.to_json(),
             "width": scene.width,
             "height": scene.height,
             "crs": scene.crs.to_string(),

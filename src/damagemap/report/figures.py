@@ -2,7 +2,9 @@
 
 Rasters are read with rasterio's ``out_shape`` at most ``max_size`` pixels on a side, so GDAL
 reads a COG's (or any GeoTIFF's) overview level instead of the full-resolution data: memory
-stays bounded whatever the scene size.
+stays bounded whatever the scene size. The scene may be anything
+:func:`damagemap.geo.sources.resolve_scene` accepts (a remote COG is read at overview level
+too: a few requests, not a download).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from rasterio.enums import Resampling  # noqa: E402
 
+from damagemap.geo.raster import gdal_env  # noqa: E402
+from damagemap.geo.sources import SceneLike, resolve_scene  # noqa: E402
 from damagemap.mapping.encoding import CLASS_COLORS, LEVELS, NODATA  # noqa: E402
 
 PathLike = str | os.PathLike
@@ -28,7 +32,7 @@ PathLike = str | os.PathLike
 
 def overview_shape(path: PathLike, max_size: int) -> tuple[int, int]:
     """``(h, w)`` of the raster scaled down to at most ``max_size`` pixels on a side."""
-    with rasterio.open(path) as src:
+    with gdal_env(path), rasterio.open(path) as src:
         factor = max(1.0, max(src.width, src.height) / max_size)
         return max(1, round(src.height / factor)), max(1, round(src.width / factor))
 
@@ -42,16 +46,17 @@ def read_overview(
     """Bands (1-based; default: all) resampled to ``shape`` → ``(data [C,h,w], valid [h,w])``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
+        with gdal_env(path), rasterio.open(path) as src:
             idx = bands or list(range(1, src.count + 1))
             data = src.read(idx, out_shape=(len(idx), *shape), resampling=resampling)
             valid = src.read_masks(idx, out_shape=(len(idx), *shape), resampling=Resampling.nearest).any(axis=0)
     return data, valid
 
 
-def scene_rgb(path: PathLike, shape: tuple[int, int]) -> np.ndarray:
+def scene_rgb(scene: SceneLike, shape: tuple[int, int]) -> np.ndarray:
     """An RGBA float quicklook of the scene (first three bands, or band 1 as grey), 2–98 % stretch."""
-    with rasterio.open(path) as src:
+    path = resolve_scene(scene).gdal_path
+    with gdal_env(path), rasterio.open(path) as src:
         bands = [1, 2, 3] if src.count >= 3 else [1]
     data, valid = read_overview(path, shape, bands)
     img = data.astype(np.float32)
@@ -78,7 +83,7 @@ def _figure(shape: tuple[int, int], title: str) -> tuple[plt.Figure, plt.Axes]:
     return fig, ax
 
 
-def probability_overlay(scene_path: PathLike, prob_path: PathLike, max_size: int) -> bytes:
+def probability_overlay(scene_path: SceneLike, prob_path: PathLike, max_size: int) -> bytes:
     """The scene with P(damage) drawn over it (transparent where the probability is low)."""
     shape = overview_shape(prob_path, max_size)  # products have the scene's size
     rgb = scene_rgb(scene_path, shape)

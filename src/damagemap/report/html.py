@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.mapping import MappingResult
 from damagemap.report.figures import class_map, probability_overlay, uncertainty_map
 
@@ -42,7 +43,7 @@ td:first-child,th:first-child{text-align:left}
 def write_html_report(
     out_dir: str | os.PathLike,
     mapping_result: MappingResult,
-    scene_path: str | os.PathLike,
+    scene_path: SceneLike,
     title: str,
     metrics: Mapping[str, Any] | None = None,
     *,
@@ -53,7 +54,8 @@ def write_html_report(
     Args:
         out_dir: folder for the report (created).
         mapping_result: what :func:`damagemap.mapping.map_scene` returned.
-        scene_path: the mapped scene (for the quicklook).
+        scene_path: the mapped scene (for the quicklook): as given to ``map_scene`` (path, URL,
+            ``/vsi…`` path, STAC item or :class:`~damagemap.geo.sources.SceneSource`).
         title: page title.
         metrics: optional sections ``{name: {key: value}}`` (or flat ``{key: value}``), e.g.
             training and evaluation scores.
@@ -63,10 +65,11 @@ def write_html_report(
     out.mkdir(parents=True, exist_ok=True)
     r = mapping_result
     summary = json.loads(Path(r.summary).read_text())
-    parts = [f"<h1>{escape(title)}</h1>", _scene_line(summary, scene_path)]
+    source = resolve_scene(scene_path)
+    parts = [f"<h1>{escape(title)}</h1>", _scene_line(summary, source.name)]
     parts.append("<h2>Maps</h2><div class='maps'>")
     for caption, png in (
-        ("Damage probability over the scene", probability_overlay(scene_path, r.probability, max_size)),
+        ("Damage probability over the scene", probability_overlay(source, r.probability, max_size)),
         ("Damage class", class_map(r.damage_class, max_size, CLASS_NAMES)),
         ("Uncertainty", uncertainty_map(r.uncertainty, max_size)),
     ):
@@ -111,7 +114,7 @@ def _image(png: bytes, caption: str) -> str:
     )
 
 
-def _scene_line(summary: Mapping[str, Any], scene_path: str | os.PathLike) -> str:
+def _scene_line(summary: Mapping[str, Any], scene_path: str) -> str:
     sc = summary.get("scene", {})
     t = sc.get("transform", [float("nan")] * 6)
     return (
