@@ -1,6 +1,7 @@
 """The CLI end to end on a small generated dataset with the real default encoder."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,23 @@ def test_map_refuses_a_scene_with_the_wrong_band_count(workspace, shared_data, t
     result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out)])
     assert result.exit_code == 2 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def _south_images(workspace, n: int) -> list[str]:
+    return [str(workspace / "data" / "south" / "images" / f"south_{i:03d}.png") for i in range(n)]
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal_and_quiet_removes_them(workspace, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DAMAGEMAP_NO_PROGRESS", raising=False)
+    args = ["predict", str(workspace / "model"), *_south_images(workspace, 3), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, args)  # CliRunner's stderr is not a TTY
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[damagemap] ")]
+    assert lines[0] == "[damagemap] predict: 0/3 (0%) elapsed 0:00 eta -:--"
+    assert re.fullmatch(r"\[damagemap\] predict: 3/3 \(100%\) elapsed \d+:\d\d eta 0:00", lines[-1])
+    assert "[damagemap]" not in result.stdout
+    quiet = runner.invoke(app, ["--quiet", *args])
+    assert quiet.exit_code == 0, quiet.output
+    assert "[damagemap]" not in quiet.output and "wrote 3 masks" in quiet.stderr  # the summary stays
+    again = runner.invoke(app, args)  # --quiet of the earlier in-process run does not stick
+    assert "[damagemap] predict: 3/3 (100%)" in again.stderr

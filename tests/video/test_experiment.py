@@ -241,3 +241,27 @@ def test_srn_videos_come_from_training_scenes_only(tmp_path, monkeypatch):
     record = experiment.run_split(tiny_recipe(), data, split, videos=found)
     assert seen["v"] == [found["v0"], found["v1"]]  # never the test scene's video
     assert record["srn"]["scenes_without_video"] == ["v3"]
+
+
+def test_video_experiment_prints_a_line_per_finished_split_unless_quiet(tmp_path, monkeypatch):
+    data, recipes, out = _three_videos(tmp_path), _recipes(tmp_path), tmp_path / "runs"
+
+    def fake(recipe, data, split, *a, **k):
+        r = _record(recipe.name, split.name, 0.1, 0.2)
+        return {k: r[k] for k in ("scores", "refinement", "srn")}
+
+    monkeypatch.setattr("damagemap.video.experiment.run_split", fake)
+    monkeypatch.delenv("DAMAGEMAP_NO_PROGRESS", raising=False)
+    args = ["experiment", *recipes, "--data", str(data), "--out", str(out), "--splits", "2"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["video", *args])  # stderr is not a terminal: plain lines
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[damagemap] splits: ")]
+    assert len(lines) == 1 + 4 and lines[0].startswith("[damagemap] splits: 0/4 (0%) elapsed 0:00 eta")
+    assert lines[1].startswith("[damagemap] splits: 1/4 (25%) elapsed ") and lines[1].endswith(
+        "| tiny_msnet split1 done"
+    )
+    assert lines[4].startswith("[damagemap] splits: 4/4 (100%)") and " eta 0:00 " in lines[4]
+    for quiet in (["--quiet", "video"], ["video", "--quiet"]):  # root or group option
+        silent = runner.invoke(app, [*quiet, *args])
+        assert silent.exit_code == 0 and "[damagemap]" not in silent.output and "4 reused" in _flat(silent.stderr)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from damagemap.cli import core, severity, video
+from damagemap.cli.common import QuietOpt
+from damagemap.progress import set_quiet
 
 app = typer.Typer(
     help="Rapid disaster damage mapping with frozen vision foundation models.",
@@ -15,6 +17,11 @@ app = typer.Typer(
 app.add_typer(core.app)
 app.add_typer(severity.app)
 app.add_typer(video.app, name="video")
+
+
+@app.callback()
+def _root(quiet: QuietOpt = False) -> None:
+    set_quiet(quiet)  # every invocation: a --quiet of an earlier in-process run does not stick
 
 
 def main() -> None:  # pragma: no cover - console entry point

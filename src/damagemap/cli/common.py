@@ -139,6 +139,15 @@ CacheOpt = Annotated[
     ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars or progress lines on stderr (errors and results still print). "
+        "Also: DAMAGEMAP_NO_PROGRESS=1.",
+    ),
+]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option(

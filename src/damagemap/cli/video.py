@@ -10,11 +10,29 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.table import Table
 
-from damagemap.cli.common import Names, clean_errors, console, names_list, out, parse_datetime, parse_names
+from damagemap.cli.common import (
+    Names,
+    QuietOpt,
+    clean_errors,
+    console,
+    names_list,
+    out,
+    parse_datetime,
+    parse_names,
+)
 
 app = typer.Typer(
     help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).", no_args_is_help=True
 )
+
+
+@app.callback()
+def _group(quiet: QuietOpt = False) -> None:
+    if quiet:  # `damagemap video --quiet …` (same as `damagemap --quiet video …`, which this must not undo)
+        from damagemap.progress import set_quiet
+
+        set_quiet(True)
+
 
 SetOpt = Annotated[
     Optional[list[str]],
