@@ -1,6 +1,7 @@
 """The CLI end to end on a small generated dataset with the real default encoder."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_predict_truncated_png_is_a_clear_error_and_writes_nothing(workspace, tm
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     out = tmp_path / "out"
     result = runner.invoke(app, ["predict", str(workspace / "model"), str(good), str(bad), "--out", str(out)])
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # input error
     assert "broken.png" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
 
@@ -112,11 +113,11 @@ def test_bad_recipe_and_missing_data_are_one_line_errors(workspace, tmp_path) ->
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nhead: {kind: fpn, colour: red}\n")
     result = runner.invoke(app, ["train", str(bad), "--data", str(workspace / "data"), "--out", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "head.colour" in result.output
+    assert result.exit_code == 4 and "head.colour" in result.output  # configuration error
     result = runner.invoke(
         app, ["train", str(workspace / "tiny.yaml"), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
     )
-    assert result.exit_code == 2 and "nope" in result.output
+    assert result.exit_code == 3 and "nope" in result.output  # input error
     assert not (tmp_path / "m").exists()
 
 
@@ -169,7 +170,7 @@ def test_map_refuses_a_scene_with_the_wrong_band_count(workspace, shared_data, t
         pytest.skip(f"real GeoTIFF not found at {scene}")
     out = tmp_path / "map"
     result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out)])
-    assert result.exit_code == 2 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 3 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -191,3 +192,29 @@ def test_progress_lines_when_stderr_is_not_a_terminal_and_quiet_removes_them(wor
     assert "[damagemap]" not in quiet.output and "wrote 3 masks" in quiet.stderr  # the summary stays
     again = runner.invoke(app, args)  # --quiet of the earlier in-process run does not stick
     assert "[damagemap] predict: 3/3 (100%)" in again.stderr
+
+
+def test_version_module_entry_point_completion_and_exit_codes_in_help() -> None:
+    import subprocess
+    import sys
+
+    import damagemap
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"damagemap {damagemap.__version__}\n"
+    src = str(Path(damagemap.__file__).resolve().parents[1])
+    module = subprocess.run(
+        [sys.executable, "-m", "damagemap", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+        check=False,
+    )
+    assert module.returncode == 0 and module.stdout == f"damagemap {damagemap.__version__}\n", module.stderr
+    completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="damagemap")
+    assert completion.exit_code == 0 and "_DAMAGEMAP_COMPLETE=complete_bash" in completion.stdout
+    helped = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0
+    flat = " ".join(helped.stdout.split())
+    for code in ("0 success", "2 usage error", "3 input error", "4 configuration error", "--quiet", "--version"):
+        assert code in flat, code

@@ -115,7 +115,7 @@ def test_degrees_must_name_model_classes(model_dir, tmp_path) -> None:
     result = runner.invoke(
         app, ["severity", str(model_dir), str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--degrees", "rubble=1"]
     )
-    assert result.exit_code == 2 and "rubble" in result.output
+    assert result.exit_code == 4 and "rubble" in result.output
 
 
 def test_photos_without_structure_are_undefined_not_zero(model_dir, tmp_path) -> None:

@@ -196,18 +196,18 @@ def test_video_experiment_bad_input(tmp_path):
     one = write_coco(tmp_path, [{"id": 1, "file_name": "a.png", "video_id": 1, "frame_id": 1}], name="one.json")
     runner = CliRunner()
     result = runner.invoke(app, ["video", "experiment", recipes[0], "--data", str(one), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "one.json: cross-scene splits need at least 2 scenes, found 1" in _flat(
+    assert result.exit_code == 3 and "one.json: cross-scene splits need at least 2 scenes, found 1" in _flat(
         result.output
     )
     none = write_coco(tmp_path, [{"id": 1, "file_name": "a.png"}], name="none.json")
     result = runner.invoke(app, ["video", "experiment", recipes[0], "--data", str(none), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "none.json: 1 of 1 images have no video_id and 1 no xBD tile" in _flat(
+    assert result.exit_code == 3 and "none.json: 1 of 1 images have no video_id and 1 no xBD tile" in _flat(
         result.output
     )
     (tmp_path / "empty.json").write_text("{}")
     args = ["video", "experiment", recipes[0], "--data", str(tmp_path / "empty.json"), "--out", str(tmp_path / "o")]
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "empty.json: not a COCO instances file" in _flat(result.output)
+    assert result.exit_code == 3 and "empty.json: not a COCO instances file" in _flat(result.output)
     assert not (tmp_path / "o").exists()
 
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from damagemap.errors import DamagemapError
+from damagemap.errors import ConfigError, DamagemapError
 
 if TYPE_CHECKING:
     from damagemap.training.items import CacheDir
@@ -28,16 +29,46 @@ out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# -- exit codes -------------------------------------------------------------------------------------
+EXIT_OK = 0
+"""Success."""
+EXIT_PARTIAL = 1
+"""Partial failure (e.g. ``severity``: some photos unreadable) or an unexpected internal error."""
+EXIT_USAGE = 2
+"""Usage error: unknown option, bad option value, missing argument (click's own code)."""
+EXIT_INPUT = 3
+"""Input error: a data file or checkpoint is missing, unreadable or inconsistent."""
+EXIT_CONFIG = 4
+"""Configuration error: a recipe, manifest or option combination is invalid."""
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_PARTIAL: "partial failure (some inputs failed) or an unexpected internal error",
+    EXIT_USAGE: "usage error: unknown option, bad option value, missing argument",
+    EXIT_INPUT: "input error: a data file or checkpoint is missing, unreadable or inconsistent",
+    EXIT_CONFIG: "configuration error: invalid recipe, manifest or option combination",
+}
+"""What each exit code means (shown in ``damagemap --help`` and the README)."""
+
+
+def exit_code_of(exc: DamagemapError) -> int:
+    """The exit code of an error: 4 for a :class:`ConfigError`, else 3 (bad input or checkpoint)."""
+    return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_INPUT
+
+
 def clean_errors(fn: F) -> F:
-    """Print bad-input errors as one clear line (exit 2) instead of a traceback."""
+    """Print a damagemap error as one clear line and exit with its code (3 input, 4 configuration).
+
+    Anything else propagates: a traceback and exit code 1 (an internal error, worth a bug report).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DamagemapError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code_of(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
