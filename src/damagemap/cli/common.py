@@ -7,6 +7,9 @@ usage error naming the option, before any command body runs.
 from __future__ import annotations
 
 import functools
+import json
+import math
+import numbers
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -179,12 +182,56 @@ QuietOpt = Annotated[
         "Also: DAMAGEMAP_NO_PROGRESS=1.",
     ),
 ]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Damage probability threshold of binary models (default: the model's).",
+    ),
+]
+BatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch",
+        min=1,
+        help="Model inputs (tiles, or resized images) per model call; more is faster and needs more memory.",
+    ),
+]
+DEFAULT_BATCH = 8
+"""``--batch`` default of ``map`` and ``predict``."""
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout (and nothing else there).")
+]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable)."
     ),
 ]
+
+
+def print_json(data: Any) -> None:
+    """``data`` as strict JSON on stdout: paths and other objects as strings, NaN and infinities as null."""
+    out.print_json(json.dumps(_jsonable(data), allow_nan=False), highlight=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy scalars → Python numbers
+        value = value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return str(value)
 
 
 def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:

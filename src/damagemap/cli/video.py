@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -19,6 +18,7 @@ from damagemap.cli.common import (
     out,
     parse_datetime,
     parse_names,
+    print_json,
 )
 
 app = typer.Typer(
@@ -155,7 +155,7 @@ def evaluate(
     if recipe.refine.enabled and srn_note:
         scores["refinement"]["notes"].append(srn_note)
     if as_json:
-        out.print_json(json.dumps(scores))
+        print_json(scores)
         return
     for kind, label in (("segm", "mask"), ("bbox", "box")):
         raw, refined = scores["raw"][kind], scores["refined"][kind]
