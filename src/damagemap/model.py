@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,28 +87,39 @@ class DamageModel:
         Resize recipes predict on the resized image and upsample; tile recipes predict tile by
         tile at native resolution (edge tiles overlap their neighbours; overlaps are averaged).
         """
-        image = self.check_bands(image, where)
+        return self.predict_proba_many([image], [where], batch_size)[0]
+
+    @torch.no_grad()
+    def predict_proba_many(
+        self, images: Sequence[np.ndarray], wheres: Sequence[str], batch_size: int = 8
+    ) -> list[np.ndarray]:
+        """:meth:`predict_proba` of several images, ``batch_size`` views per model call across images.
+
+        A view is one model input: a tile (tile recipes) or a whole resized image (resize recipes).
+        """
+        checked = [self.check_bands(image, where) for image, where in zip(images, wheres)]
         cfg = self.recipe.input.model_copy(update={"bands": None})
-        sample = Sample(image=image, mask=None, domain="", id=where)
-        views = make_views([sample], cfg)
-        h, w = image.shape[1:]
+        samples = [Sample(image=image, mask=None, domain="", id=where) for image, where in zip(checked, wheres)]
+        views = make_views(samples, cfg)
         k = self.recipe.num_outputs
-        acc = torch.zeros(k, h, w)
-        hits = torch.zeros(1, h, w)
+        acc = [torch.zeros(k, *image.shape[1:]) for image in checked]
+        hits = [torch.zeros(1, *image.shape[1:]) for image in checked]
         for start in range(0, len(views), batch_size):
             chunk = views[start : start + batch_size]
-            logits = self.logits(torch.stack([view_image(sample, v, cfg) for v in chunk]))
-            probs = self.probabilities(logits).cpu()
-            for v, p in zip(chunk, probs):
+            batch = torch.stack([view_image(samples[v.sample_index], v, cfg) for v in chunk])
+            for v, p in zip(chunk, self.probabilities(self.logits(batch)).cpu()):
                 y0, x0, vh, vw = v.window
                 if cfg.mode == "resize":
                     p = F.interpolate(p[None], size=(vh, vw), mode="bilinear", align_corners=False)[0]
-                acc[:, y0 : y0 + vh, x0 : x0 + vw] += p[:, :vh, :vw]
-                hits[:, y0 : y0 + vh, x0 : x0 + vw] += 1
-        return (acc / hits).numpy()
+                acc[v.sample_index][:, y0 : y0 + vh, x0 : x0 + vw] += p[:, :vh, :vw]
+                hits[v.sample_index][:, y0 : y0 + vh, x0 : x0 + vw] += 1
+        return [(a / n).numpy() for a, n in zip(acc, hits)]
 
-    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
-        """Class map ``[H, W]`` (uint8) from :meth:`predict_proba` output."""
+    def labels_from_proba(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Class map ``[H, W]`` (uint8) from :meth:`predict_proba` output.
+
+        Binary models: damaged where the probability exceeds ``threshold`` (default: the model's).
+        """
         if self.recipe.binary:
-            return (proba[0] > self.threshold).astype(np.uint8)
+            return (proba[0] > (self.threshold if threshold is None else threshold)).astype(np.uint8)
         return proba.argmax(0).astype(np.uint8)

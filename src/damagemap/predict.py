@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import Progress
 
+from damagemap.errors import ConfigError
 from damagemap.model import DamageModel
 
 
@@ -25,26 +26,38 @@ def predict_files(
     out_dir: Path,
     read_image: Callable[[Path], np.ndarray],
     progress: Progress | None = None,
+    threshold: float | None = None,
+    batch: int = 8,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (class indices) and ``<stem>_prob.png`` for each image.
 
     The probability PNG holds the damage probability ×255 for binary models and the maximum
     class probability ×255 for multi-class models. Every input is read (and validated) before
     anything is written, so a bad file leaves no partial output.
+
+    Args:
+        threshold: binary models: damage probability threshold of the masks (default: the model's).
+        batch: model inputs (tiles, or resized images) per model call, across images.
     """
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     images = [(Path(p), read_image(p)) for p in paths]
     for path, image in images:  # validate every input first; predict_proba selects the bands itself
         model.check_bands(image, str(path))
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("predict", total=len(images), info="") if progress else None
     written = []
-    for path, image in images:
-        proba = model.predict_proba(image, str(path))
-        labels = model.labels_from_proba(proba)
-        prob = proba[0] if model.recipe.binary else proba.max(0)
-        _save_png(labels, out_dir / f"{path.stem}_mask.png")
-        _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{path.stem}_prob.png")
-        written.append(out_dir / f"{path.stem}_mask.png")
+    for start in range(0, len(images), batch):
+        group = images[start : start + batch]
+        probas = model.predict_proba_many([image for _, image in group], [str(path) for path, _ in group], batch)
+        for (path, _), proba in zip(group, probas):
+            labels = model.labels_from_proba(proba, threshold)
+            prob = proba[0] if model.recipe.binary else proba.max(0)
+            _save_png(labels, out_dir / f"{path.stem}_mask.png")
+            _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{path.stem}_prob.png")
+            written.append(out_dir / f"{path.stem}_mask.png")
         if progress is not None and task is not None:
-            progress.advance(task)
+            progress.advance(task, len(group))
     return written

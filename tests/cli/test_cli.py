@@ -1,6 +1,8 @@
 """The CLI end to end on a small generated dataset with the real default encoder."""
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +104,7 @@ def test_predict_truncated_png_is_a_clear_error_and_writes_nothing(workspace, tm
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     out = tmp_path / "out"
     result = runner.invoke(app, ["predict", str(workspace / "model"), str(good), str(bad), "--out", str(out)])
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # input error
     assert "broken.png" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
 
@@ -111,11 +113,11 @@ def test_bad_recipe_and_missing_data_are_one_line_errors(workspace, tmp_path) ->
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nhead: {kind: fpn, colour: red}\n")
     result = runner.invoke(app, ["train", str(bad), "--data", str(workspace / "data"), "--out", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "head.colour" in result.output
+    assert result.exit_code == 4 and "head.colour" in result.output  # configuration error
     result = runner.invoke(
         app, ["train", str(workspace / "tiny.yaml"), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
     )
-    assert result.exit_code == 2 and "nope" in result.output
+    assert result.exit_code == 3 and "nope" in result.output  # input error
     assert not (tmp_path / "m").exists()
 
 
@@ -168,5 +170,117 @@ def test_map_refuses_a_scene_with_the_wrong_band_count(workspace, shared_data, t
         pytest.skip(f"real GeoTIFF not found at {scene}")
     out = tmp_path / "map"
     result = runner.invoke(app, ["map", str(workspace / "model"), str(scene), "--out", str(out)])
-    assert result.exit_code == 2 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 3 and "sample_geotiff.tif" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def _south_images(workspace, n: int) -> list[str]:
+    return [str(workspace / "data" / "south" / "images" / f"south_{i:03d}.png") for i in range(n)]
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal_and_quiet_removes_them(workspace, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DAMAGEMAP_NO_PROGRESS", raising=False)
+    args = ["predict", str(workspace / "model"), *_south_images(workspace, 3), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, args)  # CliRunner's stderr is not a TTY
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[damagemap] ")]
+    assert lines[0] == "[damagemap] predict: 0/3 (0%) elapsed 0:00 eta -:--"
+    assert re.fullmatch(r"\[damagemap\] predict: 3/3 \(100%\) elapsed \d+:\d\d eta 0:00", lines[-1])
+    assert "[damagemap]" not in result.stdout
+    quiet = runner.invoke(app, ["--quiet", *args])
+    assert quiet.exit_code == 0, quiet.output
+    assert "[damagemap]" not in quiet.output and "wrote 3 masks" in quiet.stderr  # the summary stays
+    again = runner.invoke(app, args)  # --quiet of the earlier in-process run does not stick
+    assert "[damagemap] predict: 3/3 (100%)" in again.stderr
+
+
+def test_predict_threshold_and_batch(workspace, tmp_path) -> None:
+    images = _south_images(workspace, 3)
+    model = str(workspace / "model")
+    one = runner.invoke(app, ["predict", model, *images, "--out", str(tmp_path / "b1"), "--batch", "1"])
+    three = runner.invoke(app, ["predict", model, *images, "--out", str(tmp_path / "b3"), "--batch", "3"])
+    never = runner.invoke(app, ["predict", model, *images, "--out", str(tmp_path / "t1"), "--threshold", "1"])
+    assert one.exit_code == three.exit_code == never.exit_code == 0, one.output + three.output + never.output
+    for i in range(3):
+        name = f"south_{i:03d}"
+        a = np.array(Image.open(tmp_path / "b1" / f"{name}_prob.png")).astype(int)
+        b = np.array(Image.open(tmp_path / "b3" / f"{name}_prob.png")).astype(int)
+        assert np.abs(a - b).max() <= 1  # batching across images changes nothing but float rounding
+        assert not np.array(Image.open(tmp_path / "t1" / f"{name}_mask.png")).any()
+    bad = runner.invoke(app, ["predict", model, *images, "--out", str(tmp_path / "x"), "--threshold", "1.5"])
+    assert bad.exit_code == 2 and "--threshold" in bad.output
+
+
+def _write_scene(tmp_path: Path) -> tuple[Path, Path]:
+    import geopandas as gpd
+    import rasterio
+    from affine import Affine
+    from shapely.geometry import box
+
+    rgb = (np.random.default_rng(0).random((3, 96, 96)) * 255).astype(np.uint8)
+    scene = tmp_path / "scene.tif"
+    transform = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
+    with rasterio.open(
+        scene, "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8", crs="EPSG:32616", transform=transform
+    ) as dst:
+        dst.write(rgb)
+    footprints = tmp_path / "footprints.geojson"
+    squares = [box(500002, 3999980, 500012, 3999990), box(500020, 3999970, 500030, 3999980)]
+    gpd.GeoDataFrame({"bid": ["house-a", "house-b"]}, geometry=squares, crs="EPSG:32616").to_file(footprints)
+    return scene, footprints
+
+
+def test_map_json_summary_and_id_column(workspace, tmp_path) -> None:
+    scene, footprints = _write_scene(tmp_path)
+    out = tmp_path / "map"
+    base = ["map", str(workspace / "model"), str(scene), "--out", str(out), "--footprints", str(footprints)]
+    options = ["--id-column", "bid", "--json", "--batch", "2", "--threshold", "0.4", "--grid-m", "0"]
+    result = runner.invoke(app, [*base, *options])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # nothing but the JSON on stdout
+    assert doc["scene"]["width"] == doc["scene"]["height"] == 96
+    assert doc["parameters"]["batch"] == 2 and doc["parameters"]["threshold"] == 0.4
+    assert doc["stats"]["buildings"] == 2 and doc["seconds"] > 0
+    assert doc["files"]["summary"] == str(out / "summary.json") and doc["files"]["zones_csv"] is None
+    assert json.loads((out / "summary.json").read_text()) == {
+        k: doc[k] for k in ("scene", "parameters", "stats", "outputs")
+    }
+    ids = Path(doc["files"]["buildings_csv"]).read_text()
+    assert "house-a" in ids and "house-b" in ids
+    missing = runner.invoke(app, [*base, "--id-column", "nope"])
+    assert missing.exit_code == 3 and "footprints.geojson" in missing.output and "'nope' not found" in missing.output
+
+
+def test_encoders_json_is_the_list_of_specs() -> None:
+    result = runner.invoke(app, ["encoders", "--json"])
+    assert result.exit_code == 0, result.output
+    specs = json.loads(result.stdout)
+    assert [s["name"] for s in specs if s["default"]] == ["efficientnet-lite0"]
+    assert {"name", "family", "offline_weights", "description"} <= set(specs[0])
+    assert "dinov2-vits14" in {s["name"] for s in specs}
+
+
+def test_version_module_entry_point_completion_and_exit_codes_in_help() -> None:
+    import subprocess
+    import sys
+
+    import damagemap
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"damagemap {damagemap.__version__}\n"
+    src = str(Path(damagemap.__file__).resolve().parents[1])
+    module = subprocess.run(
+        [sys.executable, "-m", "damagemap", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+        check=False,
+    )
+    assert module.returncode == 0 and module.stdout == f"damagemap {damagemap.__version__}\n", module.stderr
+    completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="damagemap")
+    assert completion.exit_code == 0 and "_DAMAGEMAP_COMPLETE=complete_bash" in completion.stdout
+    helped = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0
+    flat = " ".join(helped.stdout.split())
+    for code in ("0 success", "2 usage error", "3 input error", "4 configuration error", "--quiet", "--version"):
+        assert code in flat, code

@@ -74,18 +74,18 @@ def test_map_a_stac_item_with_asset(model, served, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("scene", "asset", "expected"),
+    ("scene", "asset", "expected", "code"),
     [
-        ("{url}/item.json", "nir", "has no asset 'nir'; its assets: visual"),
-        ("/vsicurl/{url}/missing.tif", None, "/vsicurl/{url}/missing.tif: cannot open the remote scene: HTTP 404"),
-        ("/vsicurl/{url}/scene.tif", "visual", "--asset 'visual' applies to STAC items only"),
+        ("{url}/item.json", "nir", "has no asset 'nir'; its assets: visual", 3),
+        ("/vsicurl/{url}/missing.tif", None, "/vsicurl/{url}/missing.tif: cannot open the remote scene: HTTP 404", 3),
+        ("/vsicurl/{url}/scene.tif", "visual", "--asset 'visual' applies to STAC items only", 4),
     ],
 )
-def test_bad_remote_input_is_a_clean_error(model, served, tmp_path, scene, asset, expected):
+def test_bad_remote_input_is_a_clean_error(model, served, tmp_path, scene, asset, expected, code):
     _, server = served
     args = ["map", str(model), scene.format(url=server.url), "--out", str(tmp_path / "out")]
     result = runner.invoke(app, args + (["--asset", asset] if asset else []))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output  # 3: input error, 4: configuration error
     assert expected.format(url=server.url) in _flat(result.output) and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
 

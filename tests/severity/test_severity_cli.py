@@ -115,7 +115,7 @@ def test_degrees_must_name_model_classes(model_dir, tmp_path) -> None:
     result = runner.invoke(
         app, ["severity", str(model_dir), str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--degrees", "rubble=1"]
     )
-    assert result.exit_code == 2 and "rubble" in result.output
+    assert result.exit_code == 4 and "rubble" in result.output
 
 
 def test_photos_without_structure_are_undefined_not_zero(model_dir, tmp_path) -> None:
@@ -161,3 +161,18 @@ def test_depth_model_option_is_used_and_recorded(model_dir, tmp_path) -> None:
     [row] = json.loads((tmp_path / "o" / "scores.json").read_text())["photos"]
     assert row["depth_source"].startswith("DepthAnythingForDepthEstimation") and "1/x" in row["depth_source"]
     assert not (tmp_path / "o" / "severity.gpkg").exists()  # no GPS: nothing to map
+
+
+def test_severity_json_summary_on_stdout_even_on_partial_failure(model_dir, tmp_path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_street(np.random.default_rng(2))).save(photos / "a.png")
+    (photos / "b.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["severity", str(model_dir), str(photos), "--out", str(out), "--json"])
+    assert result.exit_code == 1, result.output  # partial failure: one unreadable file
+    doc = json.loads(result.stdout)  # nothing but the JSON on stdout; the error line is on stderr
+    assert (doc["photos"], doc["scored"], doc["errors"], doc["with_gps"]) == (2, 1, 1, 0)
+    assert [r["photo"] for r in doc["rows"]] == ["a.png", "b.txt"] and doc["rows"][1]["status"] == "error"
+    assert doc["rows"] == json.loads((out / "scores.json").read_text())["photos"]
+    assert str(out / "scores.csv") in doc["files"] and "b.txt" in result.stderr

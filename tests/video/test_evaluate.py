@@ -223,4 +223,4 @@ def test_video_evaluate_cli_reports_both(tmp_path):
     assert "note: 1 of 1 images have no frame order" in table.stdout
     (tmp_path / "empty.json").write_text('{"images": [], "annotations": [], "categories": []}')
     empty = runner.invoke(app, ["video", "evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "empty.json")])
-    assert empty.exit_code == 2 and "empty.json: no images to evaluate" in " ".join(empty.output.split())
+    assert empty.exit_code == 3 and "empty.json: no images to evaluate" in " ".join(empty.output.split())

@@ -196,18 +196,18 @@ def test_video_experiment_bad_input(tmp_path):
     one = write_coco(tmp_path, [{"id": 1, "file_name": "a.png", "video_id": 1, "frame_id": 1}], name="one.json")
     runner = CliRunner()
     result = runner.invoke(app, ["video", "experiment", recipes[0], "--data", str(one), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "one.json: cross-scene splits need at least 2 scenes, found 1" in _flat(
+    assert result.exit_code == 3 and "one.json: cross-scene splits need at least 2 scenes, found 1" in _flat(
         result.output
     )
     none = write_coco(tmp_path, [{"id": 1, "file_name": "a.png"}], name="none.json")
     result = runner.invoke(app, ["video", "experiment", recipes[0], "--data", str(none), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "none.json: 1 of 1 images have no video_id and 1 no xBD tile" in _flat(
+    assert result.exit_code == 3 and "none.json: 1 of 1 images have no video_id and 1 no xBD tile" in _flat(
         result.output
     )
     (tmp_path / "empty.json").write_text("{}")
     args = ["video", "experiment", recipes[0], "--data", str(tmp_path / "empty.json"), "--out", str(tmp_path / "o")]
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "empty.json: not a COCO instances file" in _flat(result.output)
+    assert result.exit_code == 3 and "empty.json: not a COCO instances file" in _flat(result.output)
     assert not (tmp_path / "o").exists()
 
 
@@ -241,3 +241,27 @@ def test_srn_videos_come_from_training_scenes_only(tmp_path, monkeypatch):
     record = experiment.run_split(tiny_recipe(), data, split, videos=found)
     assert seen["v"] == [found["v0"], found["v1"]]  # never the test scene's video
     assert record["srn"]["scenes_without_video"] == ["v3"]
+
+
+def test_video_experiment_prints_a_line_per_finished_split_unless_quiet(tmp_path, monkeypatch):
+    data, recipes, out = _three_videos(tmp_path), _recipes(tmp_path), tmp_path / "runs"
+
+    def fake(recipe, data, split, *a, **k):
+        r = _record(recipe.name, split.name, 0.1, 0.2)
+        return {k: r[k] for k in ("scores", "refinement", "srn")}
+
+    monkeypatch.setattr("damagemap.video.experiment.run_split", fake)
+    monkeypatch.delenv("DAMAGEMAP_NO_PROGRESS", raising=False)
+    args = ["experiment", *recipes, "--data", str(data), "--out", str(out), "--splits", "2"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["video", *args])  # stderr is not a terminal: plain lines
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[damagemap] splits: ")]
+    assert len(lines) == 1 + 4 and lines[0].startswith("[damagemap] splits: 0/4 (0%) elapsed 0:00 eta")
+    assert lines[1].startswith("[damagemap] splits: 1/4 (25%) elapsed ") and lines[1].endswith(
+        "| tiny_msnet split1 done"
+    )
+    assert lines[4].startswith("[damagemap] splits: 4/4 (100%)") and " eta 0:00 " in lines[4]
+    for quiet in (["--quiet", "video"], ["video", "--quiet"]):  # root or group option
+        silent = runner.invoke(app, [*quiet, *args])
+        assert silent.exit_code == 0 and "[damagemap]" not in silent.output and "4 reused" in _flat(silent.stderr)

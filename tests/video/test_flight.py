@@ -111,7 +111,7 @@ def test_flight_errors(tmp_path):
     bad = runner.invoke(
         app, ["video", "predict", str(tmp_path / "model"), str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "o")]
     )
-    assert bad.exit_code == 2 and "bad.mp4: cannot" in bad.output
+    assert bad.exit_code == 3 and "bad.mp4: cannot" in bad.output
     late = runner.invoke(
         app,
         [
@@ -125,5 +125,5 @@ def test_flight_errors(tmp_path):
             str(tmp_path / "late.csv"),
         ],
     )
-    assert late.exit_code == 2 and "late.csv: track covers" in late.output and "no overlap" in late.output
+    assert late.exit_code == 3 and "late.csv: track covers" in late.output and "no overlap" in late.output
     assert not (tmp_path / "o").exists()  # nothing written

@@ -7,6 +7,9 @@ usage error naming the option, before any command body runs.
 from __future__ import annotations
 
 import functools
+import json
+import math
+import numbers
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from damagemap.errors import DamagemapError
+from damagemap.errors import ConfigError, DamagemapError
 
 if TYPE_CHECKING:
     from damagemap.data.inputs import Inputs
@@ -29,16 +33,46 @@ out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# -- exit codes -------------------------------------------------------------------------------------
+EXIT_OK = 0
+"""Success."""
+EXIT_PARTIAL = 1
+"""Partial failure (e.g. ``severity``: some photos unreadable) or an unexpected internal error."""
+EXIT_USAGE = 2
+"""Usage error: unknown option, bad option value, missing argument (click's own code)."""
+EXIT_INPUT = 3
+"""Input error: a data file or checkpoint is missing, unreadable or inconsistent."""
+EXIT_CONFIG = 4
+"""Configuration error: a recipe, manifest or option combination is invalid."""
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_PARTIAL: "partial failure (some inputs failed) or an unexpected internal error",
+    EXIT_USAGE: "usage error: unknown option, bad option value, missing argument",
+    EXIT_INPUT: "input error: a data file or checkpoint is missing, unreadable or inconsistent",
+    EXIT_CONFIG: "configuration error: invalid recipe, manifest or option combination",
+}
+"""What each exit code means (shown in ``damagemap --help`` and the README)."""
+
+
+def exit_code_of(exc: DamagemapError) -> int:
+    """The exit code of an error: 4 for a :class:`ConfigError`, else 3 (bad input or checkpoint)."""
+    return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_INPUT
+
+
 def clean_errors(fn: F) -> F:
-    """Print bad-input errors as one clear line (exit 2) instead of a traceback."""
+    """Print a damagemap error as one clear line and exit with its code (3 input, 4 configuration).
+
+    Anything else propagates: a traceback and exit code 1 (an internal error, worth a bug report).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DamagemapError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code_of(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -140,12 +174,65 @@ CacheOpt = Annotated[
     ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Keep encoder features in memory only.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars or progress lines on stderr (errors and results still print). "
+        "Also: DAMAGEMAP_NO_PROGRESS=1.",
+    ),
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Damage probability threshold of binary models (default: the model's).",
+    ),
+]
+BatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch",
+        min=1,
+        help="Model inputs (tiles, or resized images) per model call; more is faster and needs more memory.",
+    ),
+]
+DEFAULT_BATCH = 8
+"""``--batch`` default of ``map`` and ``predict``."""
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout (and nothing else there).")
+]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--set", help="Override a recipe value, e.g. --set data.format=xbd --set train.epochs=5 (repeatable)."
     ),
 ]
+
+
+def print_json(data: Any) -> None:
+    """``data`` as strict JSON on stdout: paths and other objects as strings, NaN and infinities as null."""
+    out.print_json(json.dumps(_jsonable(data), allow_nan=False), highlight=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy scalars → Python numbers
+        value = value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return str(value)
 
 
 def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:

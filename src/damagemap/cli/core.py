@@ -11,12 +11,15 @@ import typer
 from rich.table import Table
 
 from damagemap.cli.common import (
+    DEFAULT_BATCH,
     DTYPE_SCALE,
     BandsOpt,
+    BatchOpt,
     CacheOpt,
     DataOpt,
     FootprintsListOpt,
     Ints,
+    JsonOpt,
     LabelFieldOpt,
     LabelsOpt,
     Names,
@@ -25,6 +28,7 @@ from damagemap.cli.common import (
     ScaleOpt,
     SceneOpt,
     SetOpt,
+    ThresholdOpt,
     cache_dir,
     clean_errors,
     console,
@@ -33,6 +37,7 @@ from damagemap.cli.common import (
     out,
     parse_ints,
     parse_names,
+    print_json,
 )
 from damagemap.errors import ConfigError
 
@@ -47,10 +52,24 @@ DomainsOpt = Annotated[
 
 @app.command()
 @clean_errors
-def encoders() -> None:
+def encoders(as_json: JsonOpt = False) -> None:
     """List the registered encoders."""
     from damagemap.encoders import DEFAULT_ENCODER, list_encoders
 
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": spec.name,
+                    "default": spec.name == DEFAULT_ENCODER,
+                    "family": spec.family,
+                    "offline_weights": spec.offline_weights,
+                    "description": spec.description,
+                }
+                for spec in list_encoders()
+            ]
+        )
+        return
     table = Table("default", "family", "weights offline", "description")
     table.add_column("name", no_wrap=True, min_width=18)
     table.columns.insert(0, table.columns.pop())
@@ -160,7 +179,7 @@ def evaluate(
     with make_progress() as progress:
         scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress)
     if as_json:
-        out.print_json(json.dumps(scores, default=float))
+        print_json(scores)
         return
     table = Table(
         "domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall", title=f"{model.recipe.name} on {data}"
@@ -178,6 +197,8 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF; Landslide4Sense .h5).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <id>_mask.png and <id>_prob.png.")],
+    threshold: ThresholdOpt = None,
+    batch: BatchOpt = DEFAULT_BATCH,
 ) -> None:
     """Predict damage masks and probability images for individual image files."""
     from damagemap.artifact import load_model
@@ -187,7 +208,7 @@ def predict(
 
     model = load_model(model_dir)
     with make_progress() as progress:
-        written = predict_files(model, images, out_dir, read_image, progress)
+        written = predict_files(model, images, out_dir, read_image, progress, threshold=threshold, batch=batch)
     console.print(f"wrote {len(written)} masks to {out_dir}")
 
 
@@ -309,6 +330,14 @@ def map_command(
         Optional[str], typer.Option(help="STAC item only: the asset to map (default: visual, else the first COG).")
     ] = None,
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
+    id_column: Annotated[
+        Optional[str],
+        typer.Option(
+            "--id-column",
+            help="Footprint id column of --footprints (default: building_id, id, osm_id, uid or fid, "
+            "else the row number).",
+        ),
+    ] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
     grid_m: Annotated[
         float, typer.Option("--grid-m", min=0, help="Statistics grid cell size in metres (0 = none).")
@@ -319,16 +348,15 @@ def map_command(
         Optional[int], typer.Option(min=16, help="Tile size in scene pixels (default: as trained).")
     ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Overlap between tiles in pixels.")] = 32,
-    batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 8,
+    batch: BatchOpt = DEFAULT_BATCH,
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
-    threshold: Annotated[
-        Optional[float], typer.Option(min=0.0, max=1.0, help="Damage probability threshold (default: model's).")
-    ] = None,
+    threshold: ThresholdOpt = None,
     precision: Annotated[
         Literal["fp32", "bf16"], typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")
     ] = "fp32",
+    as_json: JsonOpt = False,
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics.
 
@@ -356,12 +384,15 @@ def map_command(
         workers=workers,
         scheduler=scheduler,
         footprints=footprints,
+        id_column=id_column,
         zones=zones,
         grid_m=grid_m or None,
     )
     with make_progress() as progress:
         result = map_scene(predictor, source, out_dir, options, progress)
     st = result.stats
+    if as_json:
+        print_json({**json.loads(result.summary.read_text()), "seconds": st["seconds"], "files": result.paths()})
     console.print(
         f"mapped {st['width']}x{st['height']} px in {st['seconds']:.1f} s: damaged area "
         f"{st['damaged_area_m2']:.0f} m², {st.get('damaged_buildings', 0)} damaged buildings → {out_dir}"

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from damagemap.cli.common import Degrees, clean_errors, console, parse_degrees
+from damagemap.cli.common import EXIT_PARTIAL, Degrees, JsonOpt, clean_errors, console, parse_degrees, print_json
 
 app = typer.Typer()
 
@@ -49,11 +50,13 @@ def severity(
             "(default: the model recipe's severity section).",
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Severity of every photo in PHOTOS: depth-weighted damage score in [0, 1], band, pixel score.
 
     Unreadable files are listed with status 'error' and make the command exit with code 1 after
     all other photos are scored; photos with no structure pixels get the band 'undefined'.
+    With --json, stdout gets the counts, the output files and one row per photo (as scores.json).
     """
     from damagemap.artifact import load_model
     from damagemap.progress import make_progress
@@ -76,9 +79,24 @@ def severity(
     ok = [r for r in result.rows if r["status"] == "ok"]
     located = sum(r["lat"] is not None for r in ok)
     undefined = sum(r["score"] is None for r in ok)
+    if as_json:
+        print_json(
+            {
+                "photos": len(result.rows),
+                "scored": len(ok),
+                "with_gps": located,
+                "undefined": undefined,
+                "errors": result.n_errors,
+                "out_dir": str(out_dir),
+                "files": [str(p) for p in result.written if p.parent == Path(out_dir)],
+                "overlays": str(Path(out_dir) / "overlays"),
+                "rows": result.rows,
+            }
+        )
     console.print(f"scored {len(ok)} photos ({located} with GPS, {undefined} undefined: no structure) → {out_dir}")
     for r in result.rows:
         if r["status"] != "ok":
-            console.print(f"[bold red]error:[/] {Path(photos) / r['photo']}: {r['error']}", highlight=False)
+            message = escape(f"{Path(photos) / r['photo']}: {r['error']}")
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     if result.n_errors:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_PARTIAL)

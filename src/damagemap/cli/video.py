@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -10,11 +9,30 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.table import Table
 
-from damagemap.cli.common import Names, clean_errors, console, names_list, out, parse_datetime, parse_names
+from damagemap.cli.common import (
+    Names,
+    QuietOpt,
+    clean_errors,
+    console,
+    names_list,
+    out,
+    parse_datetime,
+    parse_names,
+    print_json,
+)
 
 app = typer.Typer(
     help="Drone-video damage instances (MSNet: hierarchical RPN + score refinement).", no_args_is_help=True
 )
+
+
+@app.callback()
+def _group(quiet: QuietOpt = False) -> None:
+    if quiet:  # `damagemap video --quiet …` (same as `damagemap --quiet video …`, which this must not undo)
+        from damagemap.progress import set_quiet
+
+        set_quiet(True)
+
 
 SetOpt = Annotated[
     Optional[list[str]],
@@ -137,7 +155,7 @@ def evaluate(
     if recipe.refine.enabled and srn_note:
         scores["refinement"]["notes"].append(srn_note)
     if as_json:
-        out.print_json(json.dumps(scores))
+        print_json(scores)
         return
     for kind, label in (("segm", "mask"), ("bbox", "box")):
         raw, refined = scores["raw"][kind], scores["refined"][kind]

@@ -54,3 +54,8 @@ class MappingResult:
             summary=out / SUMMARY,
             stats=stats,
         )
+
+    def paths(self) -> dict[str, str | None]:
+        """Every output path by attribute name (``None``: not produced), e.g. for a JSON summary."""
+        names = ("out_dir", "probability", "damage_class", "uncertainty", "vectors", "buildings_csv", "zones_csv")
+        return {name: None if getattr(self, name) is None else str(getattr(self, name)) for name in (*names, "summary")}

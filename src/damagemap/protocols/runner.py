@@ -226,7 +226,7 @@ def run_experiment(
     by_key = {s.key: s for s in samples}
     trained = _TrainedModels()
     results: list[FoldResult] = []
-    task = progress.add_task("folds", total=len(recipes) * len(folds), info="") if progress else None
+    task = progress.add_task("folds", total=len(recipes) * len(folds), info="", report_each=True) if progress else None
     for recipe in recipes:
         for fold in folds:
             path = _fold_path(out_dir, recipe, fold)
@@ -270,5 +270,5 @@ def run_experiment(
                 )
             )
             if progress is not None and task is not None:
-                progress.advance(task)
+                progress.update(task, advance=1, info=f"{recipe.name} {fold.name} done")
     return results

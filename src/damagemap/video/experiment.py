@@ -213,7 +213,9 @@ def run_video_experiment(
     out_dir, videos = Path(out_dir), videos or {}
     images = {int(im["id"]): str(im["file_name"]) for im in load_coco(data)["images"]}
     records, computed = [], 0
-    task = progress.add_task("splits", total=len(recipes) * len(splits), info="") if progress else None
+    task = (
+        progress.add_task("splits", total=len(recipes) * len(splits), info="", report_each=True) if progress else None
+    )
     for recipe in recipes:
         for split in splits:
             path = out_dir / "splits" / recipe.name / f"{split.name}.json"
@@ -241,7 +243,7 @@ def run_video_experiment(
                         progress.remove_task(tid)
             records.append(record)
             if progress is not None and task is not None:
-                progress.advance(task)
+                progress.update(task, advance=1, info=f"{recipe.name} {split.name} done")
     return records, computed
 
 

@@ -55,6 +55,8 @@ def predict_video(
         embeds.append(embeddings)
         if progress is not None and task is not None:
             progress.update(task, advance=1, info=f"t={frame.time:.1f}s {len(detections['scores'])} det")
+    if progress is not None and task is not None:
+        progress.update(task, total=len(frames))  # the frame count is known now: the task is complete
     raw = [d["scores"] for d in dets]
     cfg = recipe.refine
     refined = refine_detections(dets, embeds, cfg)
