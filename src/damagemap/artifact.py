@@ -174,6 +174,7 @@ def load_model(
     encoder: Encoder | None = None,
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> DamageModel:
     """Load an artifact. The encoder is rebuilt from the manifest unless one is given.
 
@@ -183,6 +184,7 @@ def load_model(
             the model has adapters, they are applied to a copy; ``encoder`` is not modified.
         checkpoint: encoder checkpoint path overriding the one recorded in the manifest.
         device: where to put the model (``auto``, ``cpu``, ``cuda``…; default: the CPU).
+        precision: autocast precision of its predictions (``fp32``, ``bf16``, ``fp16``).
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -210,4 +212,4 @@ def load_model(
     state_path = model_dir / STATE_FILE
     state = load_tensors(state_path) if state_path.is_file() else {}
     model = DamageModel(recipe, encoder, head, state, manifest.get("metrics", {}), adapter, adapter_config)
-    return model.to(resolve_device(device)) if device is not None else model
+    return model.to(resolve_device(device) if device is not None else torch.device("cpu"), precision)

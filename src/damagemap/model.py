@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from damagemap.data.views import make_views, select_bands, view_image
-from damagemap.device import autocast, module_device
+from damagemap.device import autocast, check_precision, module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import InputError
 from damagemap.heads.base import Head
@@ -35,6 +35,8 @@ class DamageModel:
     metrics: dict = field(default_factory=dict)
     adapter: dict[str, torch.Tensor] | None = None
     adapter_config: dict | None = None
+    precision: str = "fp32"
+    """Autocast precision of predictions (``fp32``, ``bf16``, ``fp16``; see :mod:`damagemap.device`)."""
 
     @property
     def threshold(self) -> float:
@@ -61,19 +63,21 @@ class DamageModel:
         """Where the model runs (see :meth:`to`)."""
         return module_device(self.head)
 
-    def to(self, device: torch.device | str) -> DamageModel:
-        """Move encoder and head to ``device`` (in place); returns the model."""
+    def to(self, device: torch.device | str, precision: str | None = None) -> DamageModel:
+        """Move encoder and head to ``device`` (in place), optionally predicting in ``precision``; returns the model."""
         self.encoder.to(device)
         self.head.to(device)
+        if precision is not None:
+            self.precision = check_precision(precision, torch.device(device))
         return self
 
     @torch.no_grad()
-    def logits(self, batch: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    def logits(self, batch: torch.Tensor, precision: str | None = None) -> torch.Tensor:
         """Logits ``[B, K, S, S]`` (float32, on the model's device) for encoder-sized [0, 1] inputs ``[B, C, S, S]``."""
         self.head.eval()
         device = self.device
         batch = batch.to(device)
-        with autocast(device, precision):
+        with autocast(device, precision or self.precision):
             return self.head(self.encoder(batch), tuple(batch.shape[-2:])).float()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

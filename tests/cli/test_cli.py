@@ -260,7 +260,7 @@ def test_encoders_json_is_the_list_of_specs() -> None:
     assert "dinov2-vits14" in {s["name"] for s in specs}
 
 
-def test_version_module_entry_point_completion_and_exit_codes_in_help() -> None:
+def test_version_module_entry_point_completion_and_exit_codes_in_help(monkeypatch) -> None:
     import subprocess
     import sys
 
@@ -277,7 +277,9 @@ def test_version_module_entry_point_completion_and_exit_codes_in_help() -> None:
         check=False,
     )
     assert module.returncode == 0 and module.stdout == f"damagemap {damagemap.__version__}\n", module.stderr
-    completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="damagemap")
+    # typer detects the shell from the process tree, which a detached CI job may not have
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
+    completion = runner.invoke(app, ["--show-completion"], prog_name="damagemap")
     assert completion.exit_code == 0 and "_DAMAGEMAP_COMPLETE=complete_bash" in completion.stdout
     helped = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert helped.exit_code == 0

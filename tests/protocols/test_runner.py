@@ -68,6 +68,19 @@ def test_interrupted_experiment_resumes_without_recomputing(samples, tmp_path, m
     assert [(r.recipe, r.fold, r.scores) for r in resumed] == [(r.recipe, r.fold, r.scores) for r in full]
 
 
+def test_a_bf16_run_does_not_reuse_fp32_folds(samples, tmp_path, monkeypatch) -> None:
+    recipes = [_recipe("plain")]
+    folds = make_folds(samples, "lodo", (1,), k=3)[:1]
+    run_experiment(recipes, samples, folds, tmp_path, cache_dir=None)
+    ran = []
+    real_run_fold = runner_mod.run_fold
+    monkeypatch.setattr(runner_mod, "run_fold", lambda *a, **k: ran.append(a[7]) or real_run_fold(*a, **k))
+    run_experiment(recipes, samples, folds, tmp_path, cache_dir=None, device="cpu")  # same precision: reused
+    assert ran == []
+    run_experiment(recipes, samples, folds, tmp_path, cache_dir=None, device="cpu", precision="bf16")
+    assert ran == ["bf16"]  # recomputed, in bf16
+
+
 def test_reports_have_mean_std_per_domain_and_worst(samples, tmp_path) -> None:
     folds = make_folds(samples, "lodo", (1,), k=3)
     results = run_experiment([_recipe("plain")], samples, folds, tmp_path, cache_dir=tmp_path / "cache")

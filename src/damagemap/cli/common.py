@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,8 @@ from rich.markup import escape
 from damagemap.errors import ConfigError, DamagemapError
 
 if TYPE_CHECKING:
+    import torch
+
     from damagemap.data.inputs import Inputs
     from damagemap.training.items import CacheDir
 
@@ -202,6 +204,32 @@ BatchOpt = Annotated[
 ]
 DEFAULT_BATCH = 8
 """``--batch`` default of ``map`` and ``predict``."""
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="auto|cpu|cuda|cuda:N|mps",
+        help="Where models run: auto (the first CUDA GPU if torch sees one, else the CPU), cpu, cuda, cuda:N, mps.",
+    ),
+]
+PrecisionOpt = Annotated[
+    Literal["fp32", "bf16", "fp16"],
+    typer.Option(
+        "--precision",
+        help="fp32 (exact); bf16 autocast (recent GPUs, CPUs with AVX-512 BF16/AMX); fp16 autocast (GPU only).",
+    ),
+]
+
+
+def run_on(device: str, precision: str = "fp32") -> torch.device:
+    """The ``--device`` as a torch device, checked with ``--precision`` before any work starts."""
+    from damagemap.device import check_precision, resolve_device
+
+    resolved = resolve_device(device)
+    check_precision(precision, resolved)
+    return resolved
+
+
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout (and nothing else there).")
 ]

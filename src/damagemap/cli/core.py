@@ -17,6 +17,7 @@ from damagemap.cli.common import (
     BatchOpt,
     CacheOpt,
     DataOpt,
+    DeviceOpt,
     FootprintsListOpt,
     Ints,
     JsonOpt,
@@ -24,6 +25,7 @@ from damagemap.cli.common import (
     LabelsOpt,
     Names,
     NoCacheOpt,
+    PrecisionOpt,
     ReplicateOpt,
     ScaleOpt,
     SceneOpt,
@@ -38,6 +40,7 @@ from damagemap.cli.common import (
     parse_ints,
     parse_names,
     print_json,
+    run_on,
 )
 from damagemap.errors import ConfigError
 
@@ -105,6 +108,8 @@ def train(
     overrides: SetOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Train a model (frozen encoder + head) and write its artifact directory.
 
@@ -119,6 +124,7 @@ def train(
     from damagemap.recipe import apply_overrides, load_recipe
     from damagemap.training.pipeline import evaluate_model, train_model
 
+    run_device = run_on(device, precision)
     r = apply_overrides(load_recipe(recipe), overrides)
     if epochs is not None:
         r.train.epochs = epochs
@@ -131,7 +137,9 @@ def train(
     val = load_labelled(r, replace(inputs, domains=tuple(val_domains))) if val_domains else None
     cache_root = cache_dir(cache, no_cache)
     with make_progress() as progress:
-        model, result = train_model(r, samples, val, cache_dir=cache_root, progress=progress)
+        model, result = train_model(
+            r, samples, val, cache_dir=cache_root, progress=progress, device=run_device, precision=precision
+        )
         if val:
             model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
     for note in model.metrics.get("notes", []):
@@ -164,6 +172,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total."""
     from damagemap.artifact import load_model
@@ -171,7 +181,7 @@ def evaluate(
     from damagemap.progress import make_progress
     from damagemap.training.pipeline import evaluate_model
 
-    model = load_model(model_dir)
+    model = load_model(model_dir, device=run_on(device, precision), precision=precision)
     inputs = labelled_inputs(
         data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
     )
@@ -199,6 +209,8 @@ def predict(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <id>_mask.png and <id>_prob.png.")],
     threshold: ThresholdOpt = None,
     batch: BatchOpt = DEFAULT_BATCH,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Predict damage masks and probability images for individual image files."""
     from damagemap.artifact import load_model
@@ -206,7 +218,7 @@ def predict(
     from damagemap.predict import predict_files
     from damagemap.progress import make_progress
 
-    model = load_model(model_dir)
+    model = load_model(model_dir, device=run_on(device, precision), precision=precision)
     with make_progress() as progress:
         written = predict_files(model, images, out_dir, read_image, progress, threshold=threshold, batch=batch)
     console.print(f"wrote {len(written)} masks to {out_dir}")
@@ -260,6 +272,8 @@ def experiment(
     ] = False,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Train and evaluate recipes under a protocol; write results.{json,csv,md,png}.
 
@@ -272,6 +286,7 @@ def experiment(
     from damagemap.protocols.variants import expand_variants
     from damagemap.recipe import apply_overrides, load_recipe
 
+    run_device = run_on(device, precision)
     loaded = [apply_overrides(load_recipe(p), overrides) for p in recipes]
     if epochs is not None:
         for r in loaded:
@@ -297,7 +312,15 @@ def experiment(
     )
     with make_progress() as progress:
         results = run_experiment(
-            loaded, samples, fold_list, out_dir, cache_dir(cache, no_cache), progress, compute=not report_only
+            loaded,
+            samples,
+            fold_list,
+            out_dir,
+            cache_dir(cache, no_cache),
+            progress,
+            compute=not report_only,
+            device=run_device,
+            precision=precision,
         )
     summary = write_reports(results, out_dir, f"{protocol} on {data or ', '.join(p.scene for p in inputs.scenes)}")
     from damagemap.protocols.report import experiment_notes
@@ -353,9 +376,8 @@ def map_command(
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
     threshold: ThresholdOpt = None,
-    precision: Annotated[
-        Literal["fp32", "bf16"], typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX-512 BF16).")
-    ] = "fp32",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     as_json: JsonOpt = False,
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics.
@@ -369,11 +391,12 @@ def map_command(
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
-    read_manifest(model_dir)  # clear error before anything else
+    run_device = run_on(device, precision)  # clear errors before anything else
+    read_manifest(model_dir)
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
     if source.href is not None:
         console.print(f"scene: {source.name} → {source.href}", highlight=False)
-    predictor = ModelTilePredictor(model_dir, precision=precision)
+    predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device))
     spec = predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band)
     options = MapOptions(
         tile=tile or predictor.native_tile,
@@ -423,6 +446,8 @@ def suggest(
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the suggestions as JSON on stdout.")] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Which tiles to label next: the most uncertain tiles that are unlike what is already labelled.
 
@@ -437,9 +462,10 @@ def suggest(
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
+    run_device = run_on(device, precision)
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)
-    predictor = ModelTilePredictor(model_dir)
+    predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device))
     options = SuggestOptions(
         n=n,
         tile=tile,

@@ -8,7 +8,18 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from damagemap.cli.common import EXIT_PARTIAL, Degrees, JsonOpt, clean_errors, console, parse_degrees, print_json
+from damagemap.cli.common import (
+    EXIT_PARTIAL,
+    Degrees,
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    clean_errors,
+    console,
+    parse_degrees,
+    print_json,
+    run_on,
+)
 
 app = typer.Typer()
 
@@ -51,6 +62,8 @@ def severity(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Severity of every photo in PHOTOS: depth-weighted damage score in [0, 1], band, pixel score.
 
@@ -63,8 +76,9 @@ def severity(
     from damagemap.severity.batch import score_folder
     from damagemap.severity.depth import DepthModel
 
-    model = load_model(model_dir)
-    depth = DepthModel.from_pretrained(depth_model) if depth_model else None
+    run_device = run_on(device, precision)
+    model = load_model(model_dir, device=run_device, precision=precision)
+    depth = DepthModel.from_pretrained(depth_model).to(run_device) if depth_model else None
     with make_progress() as progress:
         result = score_folder(
             model,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from damagemap.cli.common import (
+    DeviceOpt,
     Names,
     QuietOpt,
     clean_errors,
@@ -19,6 +20,7 @@ from damagemap.cli.common import (
     parse_datetime,
     parse_names,
     print_json,
+    run_on,
 )
 
 app = typer.Typer(
@@ -78,6 +80,7 @@ def train(
         Optional[Path], typer.Option(help="Backbone checkpoint (torchvision resnet50 or maskrcnn state dict).")
     ] = None,
     overrides: SetOpt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train the detector on COCO instances (and the SRN on video-frame triplets) and save it.
 
@@ -94,12 +97,13 @@ def train(
     from damagemap.video.model import build_msnet
     from damagemap.video.train import train_detector, train_srn_on_videos
 
+    run_device = run_on(device)
     r = apply_video_overrides(load_video_recipe(recipe), overrides)
     if checkpoint is not None:
         r.model.backbone_checkpoint = str(checkpoint)
     dataset = CocoDamageDataset(data, r.classes, images)
     torch.manual_seed(r.train.seed)
-    model = build_msnet(r)
+    model = build_msnet(r).to(run_device)
     metrics: dict = {"train_images": len(dataset)}
     with make_progress() as progress:
         history = train_detector(model, dataset, r.train, progress)
@@ -135,6 +139,7 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="COCO instances JSON with ground truth.")],
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: the JSON's folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """COCO mask and box AP, AP@0.25 and AP@0.5 per class, without and with score refinement.
 
@@ -147,7 +152,9 @@ def evaluate(
     from damagemap.video.coco import CocoDamageDataset
     from damagemap.video.evaluate import evaluate_detector
 
+    run_device = run_on(device)
     model, recipe, manifest = load_video_model(model_dir)
+    model.to(run_device)
     dataset = CocoDamageDataset(data, recipe.classes, images)
     with make_progress() as progress:
         scores = evaluate_detector(model, dataset, recipe.refine, progress)
@@ -210,6 +217,7 @@ def experiment(
         ),
     ] = None,
     overrides: SetOpt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Cross-scene protocol: train and evaluate each recipe on random scene splits; mean ± std.
 
@@ -229,6 +237,7 @@ def experiment(
         write_results,
     )
 
+    run_device = run_on(device)
     loaded = [apply_video_overrides(load_video_recipe(p), overrides) for p in recipes]
     key, scene_of = image_scenes(load_coco(data)["images"], scene, data)
     split_list = scene_splits(scene_of, splits, test_share, seed, data, key)
@@ -242,7 +251,7 @@ def experiment(
             highlight=False,
         )
     with make_progress() as progress:
-        records, computed = run_video_experiment(loaded, data, split_list, out_dir, images, found, progress)
+        records, computed = run_video_experiment(loaded, data, split_list, out_dir, images, found, progress, run_device)
     summary = summarise(records)
     title = f"cross-scene: {splits} splits by {key}, test share {test_share}, seed {seed}, on {data.name}"
     protocol = {"data": str(data), "splits": splits, "test_share": test_share, "seed": seed, "scene": key}
@@ -275,6 +284,7 @@ def predict(
         ),
     ] = None,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Keep the raw confidences.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Detect damage on a flight, refine scores across adjacent frames, map them along the GPS track."""
     from damagemap.progress import make_progress
@@ -282,7 +292,9 @@ def predict(
     from damagemap.video.frames import video_start_time
     from damagemap.video.predict import predict_video
 
+    run_device = run_on(device)
     model, recipe, _ = load_video_model(model_dir)
+    model.to(run_device)
     recipe.refine.enabled = recipe.refine.enabled and not no_refine
     start = video_start
     if start is None and track is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError
@@ -91,7 +92,7 @@ def make_folds(
     raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
-def _config_hash(recipe: Recipe, fold: Fold) -> str:
+def _config_hash(recipe: Recipe, fold: Fold, precision: str = "fp32") -> str:
     dump = recipe.model_dump(mode="json")
     if dump.get("fewshot") is None:  # recipes without the section keep their earlier hashes
         dump.pop("fewshot", None)
@@ -103,6 +104,8 @@ def _config_hash(recipe: Recipe, fold: Fold) -> str:
     parts: list = [dump, fold.train, fold.val, fold.test]
     if "shots" in fold.meta:  # few-shot folds share their training split; the shots tell them apart
         parts.append(fold.meta["shots"])
+    if precision != "fp32":  # reduced precision changes the numbers; fp32 folds keep their earlier hashes
+        parts.append(precision)
     return config_hash(parts)
 
 
@@ -164,6 +167,8 @@ def run_fold(
     cache_dir: CacheDir,
     progress: Progress | None,
     trained: _TrainedModels | None = None,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Train on the fold's train split (epoch chosen on val) and score its test split.
 
@@ -171,12 +176,21 @@ def run_fold(
     ViT encoder with LoRA on the n shots (decoder frozen; PC prototypes stay those of the
     sources) and score the adapted model; the decoder-only scores are kept as
     ``scores_decoder_only``. n = 0 is the source-only model. Non-ViT encoders skip the
-    adaptation (recorded under ``"lora"``).
+    adaptation (recorded under ``"lora"``). Training and scoring run on ``device`` (default: the
+    CPU) in ``precision``.
     """
     pick = lambda keys: [by_key[k] for k in keys]  # noqa: E731
 
     def train() -> tuple[DamageModel, FitResult]:
-        return train_model(recipe, pick(fold.train), pick(fold.val), cache_dir=cache_dir, progress=progress)
+        return train_model(
+            recipe,
+            pick(fold.train),
+            pick(fold.val),
+            cache_dir=cache_dir,
+            progress=progress,
+            device=device,
+            precision=precision,
+        )
 
     model, result = (trained or _TrainedModels()).get(_training_key(recipe, fold), train)
     test = pick(fold.test)
@@ -213,11 +227,15 @@ def run_experiment(
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
     compute: bool = True,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> list[FoldResult]:
     """Train/evaluate each recipe on each fold; finished folds on disk are reused.
 
     With ``compute=False`` nothing is trained: only finished folds are returned (to rebuild
-    reports while a long run is still going, or from a partial run).
+    reports while a long run is still going, or from a partial run). Folds run on ``device`` in
+    ``precision`` (see :mod:`damagemap.device`). The precision is part of a fold's identity, the
+    device is not: an fp32 fold finished on a GPU is reused by a CPU run.
     """
     out_dir = Path(out_dir)
     names = [r.name for r in recipes]
@@ -230,7 +248,7 @@ def run_experiment(
     for recipe in recipes:
         for fold in folds:
             path = _fold_path(out_dir, recipe, fold)
-            chash = _config_hash(recipe, fold)
+            chash = _config_hash(recipe, fold, precision)
             record = finished_record(path, chash)
             if record is not None and recipe.encoder.name == "pixels" and "init" not in record:
                 record = None  # a baseline fold written before records carried "init": its init is unknown
@@ -240,7 +258,7 @@ def run_experiment(
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {fold.name}")
                 started = time.perf_counter()
-                record = run_fold(recipe, fold, by_key, cache_dir, progress, trained)
+                record = run_fold(recipe, fold, by_key, cache_dir, progress, trained, device, precision)
                 record["seconds"] = round(time.perf_counter() - started, 1)
                 record.update(
                     {

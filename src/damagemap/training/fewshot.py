@@ -114,7 +114,7 @@ def adapt_encoder_lora(
         objective,
         items,
         [],
-        FitSpec.for_recipe(recipe, "LoRA", train, device=model.device),
+        FitSpec.for_recipe(recipe, "LoRA", train, device=model.device, precision=model.precision),
         progress,
         LiveEncoder(encoder),
     )

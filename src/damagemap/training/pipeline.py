@@ -173,7 +173,9 @@ def train_model(
     adapter = adapter_tensors(encoder) if adapted else None
     config = adapter_record(encoder) if adapted else None
     encoder.freeze()
-    model = DamageModel(recipe, encoder, head, dict(ctx.state), adapter=adapter, adapter_config=config)
+    model = DamageModel(
+        recipe, encoder, head, dict(ctx.state), adapter=adapter, adapter_config=config, precision=precision
+    )
     model.metrics = {
         "best_epoch": result.best_epoch,
         "history": result.history,
@@ -192,9 +194,12 @@ def evaluate_model(
     samples: Sequence[Sample],
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
 ) -> dict[str, dict]:
-    """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``."""
+    """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``.
+
+    Runs where the model is, in ``precision`` (default: the model's).
+    """
     r = model.recipe
     per_domain: dict[str, ConfusionMatrix] = defaultdict(lambda: ConfusionMatrix(len(r.classes)))
     by_domain: dict[str, list[Sample]] = defaultdict(list)
@@ -203,7 +208,7 @@ def evaluate_model(
     for domain, group in sorted(by_domain.items()):
         items = cached_items(group, r.input, model.encoder, cache_dir, progress, f"encode {domain}")
         per_domain[domain] = evaluate_items(
-            model.head, items, len(r.classes), r.binary, r.train.threshold, precision=precision
+            model.head, items, len(r.classes), r.binary, r.train.threshold, precision=precision or model.precision
         )
     total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(len(r.classes))
     out = {d: cm.scores(tuple(r.damage_classes)) | {"n_samples": len(by_domain[d])} for d, cm in per_domain.items()}

@@ -39,7 +39,8 @@ def collate(
     batch = {"mask": torch.stack(masks)}
     if has_buildings:
         batch["buildings"] = torch.stack(blds)
-    return [torch.stack(f).float() for f in feats], batch
+    # float32 before stacking: CPU autocast (bf16) refuses to stack the cache's float16 maps
+    return [torch.stack([x.float() for x in f]) for f in feats], batch
 
 
 class FeatureSource:

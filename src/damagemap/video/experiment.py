@@ -157,16 +157,17 @@ def run_split(
     image_root: str | Path | None = None,
     videos: dict[str, Path] | None = None,
     progress: Progress | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Train ``recipe`` on the split's training scenes and score its test scenes, raw and refined.
 
     The SRN is trained on the videos of the training scenes (``videos``, by scene) when the
-    recipe refines scores; the record says which scenes had none.
+    recipe refines scores; the record says which scenes had none. Runs on ``device``.
     """
     train = CocoDamageDataset(data, recipe.classes, image_root, image_ids=split.train_ids)
     test = CocoDamageDataset(data, recipe.classes, image_root, image_ids=split.test_ids)
     torch.manual_seed(recipe.train.seed)
-    model = build_msnet(recipe)
+    model = build_msnet(recipe).to(device)
     history = train_detector(model, train, recipe.train, progress)
     srn: dict[str, Any]
     if recipe.refine.enabled:
@@ -205,8 +206,12 @@ def run_video_experiment(
     image_root: str | Path | None = None,
     videos: dict[str, Path] | None = None,
     progress: Progress | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[list[dict[str, Any]], int]:
-    """Run every recipe on every split, reusing finished ones; returns the records and how many were computed."""
+    """Run every recipe on every split (on ``device``), reusing finished ones.
+
+    Returns the records and how many of them were computed.
+    """
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ConfigError(f"recipe names must be unique within an experiment, got {names}")
@@ -225,7 +230,7 @@ def run_video_experiment(
                 if progress is not None and task is not None:
                     progress.update(task, info=f"{recipe.name} {split.name}")
                 started = time.perf_counter()
-                record = run_split(recipe, data, split, image_root, videos, progress)
+                record = run_split(recipe, data, split, image_root, videos, progress, device)
                 record.update(
                     config_hash=chash,
                     recipe=recipe.name,
