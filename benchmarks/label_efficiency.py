@@ -4,7 +4,8 @@
     python -m benchmarks.label_efficiency --dataset xbd --target hurricane-michael
 
 A responder's loop, simulated on labelled tiles: the target domain (a region / an event the
-model has not seen) is split into a fixed test set and a pool. The model starts from the source
+model has not seen) is split into a fixed test set and a pool (by whole image: the chips of one
+xBD tile are all test or all pool). The model starts from the source
 domains plus ``--start`` labelled target tiles; every round adds ``--per-round`` pool tiles,
 picked either by damagemap's selection (uncertainty × feature-space diversity, the code behind
 `damagemap suggest`) or at random, and is retrained (same seed, same source data; epochs
@@ -44,10 +45,12 @@ def load(dataset: str, recipe_path: str, overrides: list[str]) -> tuple[list[Sam
 def run(samples, recipe, target, start, per_round, rounds, seed, method, encoder, cache, test_share):
     rng = np.random.default_rng([seed, 7])
     tgt = sorted((s for s in samples if s.domain == target), key=lambda s: s.key)
-    order = rng.permutation(len(tgt))
-    n_test = max(1, round(test_share * len(tgt)))
-    test = [tgt[i] for i in order[:n_test]]
-    pool = [tgt[i] for i in order[n_test:]]
+    # test tiles are whole scenes: chips of one xBD tile are either all test or all pool
+    parents = sorted({s.meta.get("parent", s.id) for s in tgt})
+    order = rng.permutation(len(parents))
+    test_parents = {parents[i] for i in order[: max(1, round(test_share * len(parents)))]}
+    test = [s for s in tgt if s.meta.get("parent", s.id) in test_parents]
+    pool = [s for s in tgt if s.meta.get("parent", s.id) not in test_parents]
     source = [s for s in samples if s.domain != target]
     src_train, src_val = split_validation(source, recipe.train.val_fraction, recipe.train.seed)
     labelled = [pool.pop(int(i)) for i in sorted(rng.choice(len(pool), start, replace=False), reverse=True)]
