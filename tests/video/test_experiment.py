@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -227,7 +228,7 @@ def test_srn_videos_come_from_training_scenes_only(tmp_path, monkeypatch):
         experiment.scene_videos(videos, ["v0"])
 
     seen = {}
-    monkeypatch.setattr(experiment, "build_msnet", lambda recipe: object())
+    monkeypatch.setattr(experiment, "build_msnet", lambda recipe: torch.nn.Module())
     monkeypatch.setattr(experiment, "train_detector", lambda *a, **k: [{"loss": 1.0}])
     monkeypatch.setattr(
         experiment, "train_srn_on_videos", lambda model, vids, *a, **k: seen.setdefault("v", vids) and {"trained": True}
