@@ -12,6 +12,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from damagemap.recipe import Recipe
+from damagemap.types import Sample
+
 SHARED_DATA = Path(os.environ.get("DAMAGEMAP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 """Real data from outside the project: ``$DAMAGEMAP_SHARED_DATA``, else ``../shared/data`` beside the repository."""
 
@@ -22,6 +25,16 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         raise SystemExit(f"{path}: real data not found (set DAMAGEMAP_SHARED_DATA to the folder holding it)")
     return path
+
+
+def xbd_samples(recipe: Recipe, pre: bool = False) -> list[Sample]:
+    """Every xBD tile of the shared data (``xbd/`` and ``xbd_events/``: 9 events) in the recipe's xBD settings."""
+    from damagemap.data.loading import load_samples
+
+    samples: list[Sample] = []
+    for root in ("xbd", "xbd_events"):
+        samples += load_samples(shared(root), recipe.data, len(recipe.classes), pre=pre)
+    return samples
 
 
 def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:

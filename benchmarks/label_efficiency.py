@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from benchmarks.common import machine_header, print_table, shared
+from benchmarks.common import machine_header, print_table, shared, xbd_samples
 from damagemap.active.samples import sample_scores
 from damagemap.active.select import select_tiles
 from damagemap.data.loading import load_samples
@@ -36,10 +36,7 @@ def load(dataset: str, recipe_path: str, overrides: list[str]) -> tuple[list[Sam
     if dataset == "landslide":
         return load_samples(shared("landslide"), recipe.data, len(recipe.classes)), recipe
     recipe = apply_overrides(recipe, ["data.format=xbd", "data.chip=512", *overrides])
-    samples = []
-    for root in ("xbd", "xbd_events"):
-        samples += load_samples(shared(root), recipe.data, len(recipe.classes))
-    return samples, recipe
+    return xbd_samples(recipe, pre=recipe.input.pair), recipe
 
 
 def run(samples, recipe, target, start, per_round, rounds, seed, method, encoder, cache, test_share):

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from damagemap.data.views import make_views, select_bands, view_image
 from damagemap.device import autocast, check_precision, module_device
 from damagemap.encoders.base import Encoder
-from damagemap.errors import InputError
+from damagemap.errors import ConfigError, InputError
 from damagemap.heads.base import Head
 from damagemap.recipe import Recipe
 from damagemap.types import Sample
@@ -71,39 +71,80 @@ class DamageModel:
             self.precision = check_precision(precision, torch.device(device))
         return self
 
+    @property
+    def pair(self) -> bool:
+        """Whether the model takes a pre-event image beside the post-event one (``input.pair``)."""
+        return self.recipe.input.pair
+
+    def check_pre(self, given: bool, where: str) -> None:
+        """A pair model needs the pre-event image and a post-only model refuses one (clear errors)."""
+        if self.pair and not given:
+            raise ConfigError(
+                f"{where}: model {self.recipe.name} is a pre/post pair model (input.pair) and needs the "
+                "pre-event image too (--pre)"
+            )
+        if given and not self.pair:
+            raise ConfigError(
+                f"{where}: model {self.recipe.name} takes the post-event image only; a pre-event image "
+                "was given (train a pair recipe, input.pair: true, to use it)"
+            )
+
     @torch.no_grad()
-    def logits(self, batch: torch.Tensor, precision: str | None = None) -> torch.Tensor:
-        """Logits ``[B, K, S, S]`` (float32, on the model's device) for encoder-sized [0, 1] inputs ``[B, C, S, S]``."""
+    def logits(
+        self, batch: torch.Tensor, precision: str | None = None, pre: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits ``[B, K, S, S]`` (float32, on the model's device) for encoder-sized [0, 1] inputs ``[B, C, S, S]``.
+
+        Pair models take the pre-event inputs ``pre`` (same shape) too.
+        """
+        self.check_pre(pre is not None, "logits")
         self.head.eval()
         device = self.device
-        batch = batch.to(device)
+        images = [batch] if pre is None else [batch, pre]
         with autocast(device, precision or self.precision):
-            return self.head(self.encoder(batch), tuple(batch.shape[-2:])).float()
+            maps = [m for x in images for m in self.encoder(x.to(device))]
+            return self.head(maps, tuple(batch.shape[-2:])).float()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Binary: damage probability ``[B, 1, …]``; multi-class: softmax ``[B, K, …]``."""
         return torch.sigmoid(logits) if self.recipe.binary else torch.softmax(logits, 1)
 
     @torch.no_grad()
-    def predict_proba(self, image: np.ndarray, where: str = "image", batch_size: int = 8) -> np.ndarray:
+    def predict_proba(
+        self, image: np.ndarray, where: str = "image", batch_size: int = 8, pre: np.ndarray | None = None
+    ) -> np.ndarray:
         """Probabilities ``[K, H, W]`` for a float32 ``[C, H, W]`` image in [0, 1] of any size.
 
         Resize recipes predict on the resized image and upsample; tile recipes predict tile by
         tile at native resolution (edge tiles overlap their neighbours; overlaps are averaged).
+        Pair models need the pre-event image ``pre`` on the same pixel grid.
         """
-        return self.predict_proba_many([image], [where], batch_size)[0]
+        return self.predict_proba_many([image], [where], batch_size, None if pre is None else [pre])[0]
 
     @torch.no_grad()
     def predict_proba_many(
-        self, images: Sequence[np.ndarray], wheres: Sequence[str], batch_size: int = 8
+        self,
+        images: Sequence[np.ndarray],
+        wheres: Sequence[str],
+        batch_size: int = 8,
+        pres: Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """:meth:`predict_proba` of several images, ``batch_size`` views per model call across images.
 
         A view is one model input: a tile (tile recipes) or a whole resized image (resize recipes).
+        ``pres``: the pre-event images of a pair model, one per image.
         """
         checked = [self.check_bands(image, where) for image, where in zip(images, wheres)]
+        self.check_pre(pres is not None, wheres[0] if wheres else "predict")
+        checked_pre = [None] * len(checked) if pres is None else [self.check_bands(p, w) for p, w in zip(pres, wheres)]
+        for image, pre, where in zip(checked, checked_pre, wheres):
+            if pre is not None and pre.shape != image.shape:
+                raise InputError(where, f"pre-event image has shape {pre.shape}, the post-event image {image.shape}")
         cfg = self.recipe.input.model_copy(update={"bands": None})
-        samples = [Sample(image=image, mask=None, domain="", id=where) for image, where in zip(checked, wheres)]
+        samples = [
+            Sample(image=image, mask=None, domain="", id=where, pre=pre)
+            for image, pre, where in zip(checked, checked_pre, wheres)
+        ]
         views = make_views(samples, cfg)
         k = self.recipe.num_outputs
         acc = [torch.zeros(k, *image.shape[1:]) for image in checked]
@@ -111,7 +152,10 @@ class DamageModel:
         for start in range(0, len(views), batch_size):
             chunk = views[start : start + batch_size]
             batch = torch.stack([view_image(samples[v.sample_index], v, cfg) for v in chunk])
-            for v, p in zip(chunk, self.probabilities(self.logits(batch)).cpu()):
+            pre_batch = (
+                torch.stack([view_image(samples[v.sample_index], v, cfg, pre=True) for v in chunk]) if pres else None
+            )
+            for v, p in zip(chunk, self.probabilities(self.logits(batch, pre=pre_batch)).cpu()):
                 y0, x0, vh, vw = v.window
                 if cfg.mode == "resize":
                     p = F.interpolate(p[None], size=(vh, vw), mode="bilinear", align_corners=False)[0]

@@ -28,6 +28,7 @@ def predict_files(
     progress: Progress | None = None,
     threshold: float | None = None,
     batch: int = 8,
+    pre_paths: Sequence[Path] | None = None,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (class indices) and ``<stem>_prob.png`` for each image.
 
@@ -38,20 +39,30 @@ def predict_files(
     Args:
         threshold: binary models: damage probability threshold of the masks (default: the model's).
         batch: model inputs (tiles, or resized images) per model call, across images.
+        pre_paths: pair models: the pre-event image of each of ``paths``, in the same order.
     """
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    if pre_paths is not None and len(pre_paths) != len(paths):
+        raise ConfigError(f"--pre: give one pre-event image per image ({len(paths)}), got {len(pre_paths)}")
+    model.check_pre(pre_paths is not None, str(paths[0]) if paths else "predict")
     images = [(Path(p), read_image(p)) for p in paths]
+    pres = None if pre_paths is None else [read_image(p) for p in pre_paths]
     for path, image in images:  # validate every input first; predict_proba selects the bands itself
         model.check_bands(image, str(path))
+    for pre_path, pre in zip(pre_paths or [], pres or []):
+        model.check_bands(pre, str(pre_path))
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("predict", total=len(images), info="") if progress else None
     written = []
     for start in range(0, len(images), batch):
         group = images[start : start + batch]
-        probas = model.predict_proba_many([image for _, image in group], [str(path) for path, _ in group], batch)
+        group_pre = None if pres is None else pres[start : start + batch]
+        probas = model.predict_proba_many(
+            [image for _, image in group], [str(path) for path, _ in group], batch, group_pre
+        )
         for (path, _), proba in zip(group, probas):
             labels = model.labels_from_proba(proba, threshold)
             prob = proba[0] if model.recipe.binary else proba.max(0)

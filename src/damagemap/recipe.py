@@ -75,6 +75,14 @@ class InputConfig(StrictModel):
     """0-based image band indices of red, green, blue (among ``bands``; default: the first three
     selected). With more than 3 bands on an RGB encoder, the encoder's first conv keeps its RGB
     weights on these and gets a trainable conv for the others (``damagemap.encoders.band_adapt``)."""
+    pair: bool = False
+    """Pre/post change input: the pre-event image goes through the same frozen encoder as the
+    post-event one and the two are fused per feature level before the head
+    (:mod:`damagemap.heads.pair`). Readers then supply ``Sample.pre``; ``map`` needs ``--pre``."""
+    fusion: Literal["concat", "difference", "learned"] = "concat"
+    """Pair fusion per level: ``concat`` = post ‖ pre ‖ |post − pre| (3C channels),
+    ``difference`` = post ‖ |post − pre| (2C), ``learned`` = a trained 1×1 conv + BN + ReLU from
+    the ``concat`` stack back to C channels."""
 
 
 class DataConfig(StrictModel):

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
 from damagemap.data.views import standardize
 from damagemap.device import autocast, check_precision, resolve_device
+from damagemap.errors import ConfigError
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
 
@@ -43,6 +44,7 @@ class ModelTilePredictor:
         m = self.model
         self.in_bands = m.encoder.in_chans
         self.num_outputs = m.recipe.num_outputs
+        self.pair = m.pair
 
     @property
     def model(self) -> DamageModel:
@@ -59,6 +61,7 @@ class ModelTilePredictor:
             "device": self.device,
             "in_bands": self.in_bands,
             "num_outputs": self.num_outputs,
+            "pair": self.pair,
             "_model": None,
         }
 
@@ -73,16 +76,26 @@ class ModelTilePredictor:
     def predict(self, tiles: np.ndarray, head: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """``(probabilities [B, K, T, T] or None without head, pooled encoder features [B, D])``.
 
-        The features are the global average of the encoder's deepest map: what
-        :mod:`damagemap.active` measures diversity with.
+        Pair models take ``[B, 2·in_bands, T, T]``: the post-event bands, then the pre-event ones.
+        The features are the global average of the encoder's deepest map (of the post-event
+        image): what :mod:`damagemap.active` measures diversity with.
         """
         m = self.model
-        x, size = self._model_input(tiles)
+        if tiles.shape[1] != self.in_bands * (2 if self.pair else 1):
+            raise ConfigError(
+                f"tile predictor: got tiles of {tiles.shape[1]} bands; the model takes {self.in_bands}"
+                + (" post-event + as many pre-event bands" if self.pair else "")
+            )
+        images = [tiles[:, : self.in_bands], tiles[:, self.in_bands :]] if self.pair else [tiles]
+        inputs = [self._model_input(t) for t in images]
+        size = inputs[0][1]
         device = torch.device(self.device)
-        x = x.to(device)
+        xs = [x.to(device) for x, _ in inputs]
         with autocast(device, self.precision):
-            maps = m.encoder(x)
-            logits = m.head(maps, tuple(x.shape[-2:])) if head else None
+            per_image = [m.encoder(x) for x in xs]
+            maps = [level for levels in per_image for level in levels]
+            logits = m.head(maps, tuple(xs[0].shape[-2:])) if head else None
+        maps = per_image[0]
         pooled = maps[-1].float().mean(dim=(-2, -1)).cpu().numpy()
         if logits is None:
             return None, pooled

@@ -33,6 +33,8 @@ class Sample:
         buildings: optional uint8 ``[H, W]`` building-footprint mask (1 = building).
         instances: optional list of instance annotations (used by instance-level methods).
         meta: free-form extra information (source paths, …).
+        pre: optional pre-event image, float32 ``[C, H, W]`` in [0, 1] on the same pixel grid as
+            ``image`` (pair recipes, ``input.pair``); pixels it does not cover are 0.
     """
 
     image: np.ndarray
@@ -43,10 +45,13 @@ class Sample:
     buildings: np.ndarray | None = None
     instances: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    pre: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
             raise ValueError(f"sample {self.id}: image must be [C,H,W], got shape {self.image.shape}")
+        if self.pre is not None and self.pre.shape != self.image.shape:
+            raise ValueError(f"sample {self.id}: pre image shape {self.pre.shape} != image shape {self.image.shape}")
         if self.mask is not None and self.mask.shape != self.image.shape[1:]:
             raise ValueError(f"sample {self.id}: mask shape {self.mask.shape} != image size {self.image.shape[1:]}")
 

@@ -195,3 +195,29 @@ def test_footprint_vectors_need_georeferenced_images(make_domain, tmp_path):
         InputError, match=r"tile0.png: .*footprints.geojson gives footprints in map coordinates.*no CRS"
     ):
         read_image_mask_folders(root)
+
+
+def test_pre_event_images_come_from_a_pre_folder(make_domain, png, rng):
+    from damagemap.data.loading import load_samples
+    from damagemap.recipe import DataConfig
+
+    root = make_domain("a", n=2)
+    pres = [png(root / "a" / "pre" / f"tile{i}.png", rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)) for i in (0, 1)]
+    samples = read_image_mask_folders(root, pre=True)
+    assert all(s.pre is not None and s.pre.shape == s.image.shape for s in samples)
+    np.testing.assert_allclose(
+        samples[1].pre * 255, np.asarray(__import__("PIL.Image").Image.open(pres[1])).transpose(2, 0, 1), atol=0.5
+    )
+    assert samples[0].meta["pre_image_path"] == str(pres[0])
+    assert read_image_mask_folders(root)[0].pre is None  # only read when asked
+    pres[1].unlink()
+    with pytest.raises(InputError, match=r"tile1.png: no pre-event image for this image: expected .*a/pre/tile1.png"):
+        read_image_mask_folders(root, pre=True)
+    png(pres[1], rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    with pytest.raises(InputError, match="pre-event image has shape"):
+        read_image_mask_folders(root, pre=True)
+    import shutil
+
+    shutil.copytree(root / "a" / "masks", root / "a" / "labels")  # the smart_transfer layout: no pre images
+    with pytest.raises(InputError, match="data format 'smart_transfer' has no pre-event images"):
+        load_samples(root, DataConfig(format="smart_transfer"), pre=True)

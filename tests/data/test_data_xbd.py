@@ -83,9 +83,10 @@ def test_real_no_buildings_tile(xbd):
 def test_real_pre_post_and_binary(xbd, xbd_root):
     joplin = read_xbd(xbd_root, use_pre=True, damage="binary-major", domains=["joplin-tornado"])[0]
     grades = xbd[0].mask
-    assert joplin.image.shape == (6, 1024, 1024)
-    np.testing.assert_array_equal(joplin.image[3:], xbd[0].image)
-    assert not np.array_equal(joplin.image[:3], joplin.image[3:])
+    assert joplin.image.shape == joplin.pre.shape == (3, 1024, 1024)
+    np.testing.assert_array_equal(joplin.image, xbd[0].image)
+    assert xbd[0].pre is None and not np.array_equal(joplin.pre, joplin.image)
+    assert joplin.meta["pre_image_path"].endswith("joplin-tornado_00000000_pre_disaster.png")
     major = np.where(grades == 255, 255, np.isin(grades, (3, 4)))
     np.testing.assert_array_equal(joplin.mask, major)
     minor = read_xbd(xbd_root, damage="binary-minor", domains=["joplin-tornado"])[0]

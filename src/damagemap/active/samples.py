@@ -22,11 +22,19 @@ from damagemap.types import Sample
 def sample_scores(model: DamageModel, samples: Sequence[Sample], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """``(uncertainty [N], features [N, D])`` of ``samples``.
 
-    Uncertainty: the mean normalised predictive entropy over all its pixels; features: the mean
-    over its views of the encoder's deepest map, averaged over space.
+    Uncertainty: the mean normalised predictive entropy over all its pixels (pair models: from the
+    post- and pre-event images); features: the mean over its views of the encoder's deepest map of
+    the post-event image, averaged over space.
     """
     uncertainty = np.array(
-        [float(normalised_entropy(model.predict_proba(s.image, s.key, batch_size)).mean()) for s in samples]
+        [
+            float(
+                normalised_entropy(
+                    model.predict_proba(s.image, s.key, batch_size, s.pre if model.pair else None)
+                ).mean()
+            )
+            for s in samples
+        ]
     )
     cfg = model.recipe.input
     views = make_views(list(samples), cfg)
@@ -35,7 +43,7 @@ def sample_scores(model: DamageModel, samples: Sequence[Sample], batch_size: int
     for start in range(0, len(views), batch_size):
         chunk = views[start : start + batch_size]
         x = torch.stack([view_image(samples[v.sample_index], v, cfg) for v in chunk])
-        pooled = model.encoder(x)[-1].float().mean(dim=(-2, -1)).numpy()
+        pooled = model.encoder(x.to(model.device))[-1].float().mean(dim=(-2, -1)).cpu().numpy()
         for v, f in zip(chunk, pooled):
             sums[v.sample_index] = sums.get(v.sample_index, 0) + f
             counts[v.sample_index] = counts.get(v.sample_index, 0) + 1

@@ -32,7 +32,15 @@ from shapely.geometry import box
 
 from damagemap.active.select import select_tiles
 from damagemap.errors import ConfigError, InputError
-from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, gdal_env, open_scene, read_tiles
+from damagemap.geo.raster import (
+    SceneInfo,
+    SceneReadError,
+    attach_pre_scene,
+    close_datasets,
+    gdal_env,
+    open_scene,
+    read_tiles,
+)
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import gpkg_date, load_vectors, write_layer
@@ -57,6 +65,7 @@ class SuggestOptions:
             ``uncertainty.tif`` is used instead of running the head.
         min_valid: least share of valid (not nodata) pixels a candidate needs.
         alpha, beta: exponents of uncertainty and diversity in the score.
+        pre: the pre-event scene of a pair model (warped onto the scene's grid, as for ``map``).
     """
 
     n: int = 20
@@ -68,6 +77,7 @@ class SuggestOptions:
     min_valid: float = 0.5
     alpha: float = 1.0
     beta: float = 1.0
+    pre: SceneLike | None = None
 
 
 def candidate_origins(width: int, height: int, tile: int) -> list[tuple[int, int]]:
@@ -107,6 +117,11 @@ def suggest_tiles(
     source = resolve_scene(scene_path)
     with gdal_env(source.gdal_path):
         scene = open_scene(source, o.spec, predictor.in_bands)
+        if predictor.pair != (o.pre is not None):
+            need = "needs the pre-event scene (--pre)" if predictor.pair else "takes the post-event scene only"
+            raise ConfigError(f"{source.name}: model {predictor.model.recipe.name} {need}")
+        if o.pre is not None:
+            scene = attach_pre_scene(scene, o.pre, o.spec, predictor.in_bands)
         labels = load_vectors(o.labels, scene.crs, "labels")
         labelled_boxes = None if labels is None or labels.empty else labels
         uncertainty_ds = _map_uncertainty(Path(o.map_dir), scene) if o.map_dir is not None else None

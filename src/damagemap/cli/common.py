@@ -204,6 +204,14 @@ BatchOpt = Annotated[
 ]
 DEFAULT_BATCH = 8
 """``--batch`` default of ``map`` and ``predict``."""
+PreOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--pre",
+        help="Pre-event scene of a pair model (any CRS/resolution: warped onto the post scene's grid; "
+        "file, URL or STAC item as for the scene).",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -282,6 +290,10 @@ LabelsOpt = Annotated[
     Optional[list[str]],
     typer.Option("--labels", help="Polygons drawn over the --scene before it (any vector format GDAL reads, any CRS)."),
 ]
+PreListOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--pre", help="Pair recipes: the pre-event scene of each --scene (any CRS/resolution), in order."),
+]
 FootprintsListOpt = Annotated[
     Optional[list[str]],
     typer.Option("--footprints", help="Building footprints: one file for all scenes, or one per --scene."),
@@ -315,11 +327,14 @@ def labelled_inputs(
     bands: Optional[Ints],
     scale: ScaleArg,
     replicate_single_band: bool,
+    pres: Optional[list[str]] = None,
 ) -> Inputs:
     """The command's labelled inputs (see :class:`damagemap.data.inputs.Inputs`)."""
     from damagemap.data.inputs import Inputs, SceneOptions, pair_scenes
 
-    pairs = pair_scenes(scenes or [], labels or [], footprints or []) if scenes or labels else []
+    if pres and not scenes:
+        raise ConfigError("--pre pairs with --scene; a dataset folder brings its own pre-event images")
+    pairs = pair_scenes(scenes or [], labels or [], footprints or [], pres or []) if scenes or labels else []
     options = SceneOptions(
         label_field, tuple(bands) if bands else None, tuple(scale) if scale else "dtype", replicate_single_band
     )

@@ -26,6 +26,8 @@ from damagemap.cli.common import (
     Names,
     NoCacheOpt,
     PrecisionOpt,
+    PreListOpt,
+    PreOpt,
     ReplicateOpt,
     ScaleOpt,
     SceneOpt,
@@ -100,6 +102,7 @@ def train(
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
     footprints: FootprintsListOpt = None,
+    pre_scenes: PreListOpt = None,
     label_field: LabelFieldOpt = "damage",
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
@@ -129,7 +132,7 @@ def train(
     if epochs is not None:
         r.train.epochs = epochs
     inputs = labelled_inputs(
-        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
     )
     if val_domains and inputs.scenes:
         raise ConfigError("--val-domains selects dataset folders; with --scene, epochs are chosen on a hold-out")
@@ -165,6 +168,7 @@ def evaluate(
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
     footprints: FootprintsListOpt = None,
+    pre_scenes: PreListOpt = None,
     label_field: LabelFieldOpt = "damage",
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
@@ -183,7 +187,7 @@ def evaluate(
 
     model = load_model(model_dir, device=run_on(device, precision), precision=precision)
     inputs = labelled_inputs(
-        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
     )
     samples = load_labelled(model.recipe, inputs)
     with make_progress() as progress:
@@ -211,6 +215,10 @@ def predict(
     batch: BatchOpt = DEFAULT_BATCH,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    pre_images: Annotated[
+        Optional[list[Path]],
+        typer.Option("--pre", help="Pair models: the pre-event image of each image, in the same order (repeat)."),
+    ] = None,
 ) -> None:
     """Predict damage masks and probability images for individual image files."""
     from damagemap.artifact import load_model
@@ -220,7 +228,9 @@ def predict(
 
     model = load_model(model_dir, device=run_on(device, precision), precision=precision)
     with make_progress() as progress:
-        written = predict_files(model, images, out_dir, read_image, progress, threshold=threshold, batch=batch)
+        written = predict_files(
+            model, images, out_dir, read_image, progress, threshold=threshold, batch=batch, pre_paths=pre_images
+        )
     console.print(f"wrote {len(written)} masks to {out_dir}")
 
 
@@ -234,6 +244,7 @@ def experiment(
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
     footprints: FootprintsListOpt = None,
+    pre_scenes: PreListOpt = None,
     label_field: LabelFieldOpt = "damage",
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
@@ -295,9 +306,9 @@ def experiment(
         loaded = expand_variants(loaded, list(variants))
     first = loaded[0]
     inputs = labelled_inputs(
-        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band
+        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
     )
-    samples = load_labelled(first, inputs)
+    samples = load_labelled(first, inputs, pre=any(r.input.pair for r in loaded))
     fold_list = make_folds(
         samples,
         protocol,
@@ -352,6 +363,7 @@ def map_command(
     asset: Annotated[
         Optional[str], typer.Option(help="STAC item only: the asset to map (default: visual, else the first COG).")
     ] = None,
+    pre: PreOpt = None,
     footprints: Annotated[Optional[Path], typer.Option(help="Building footprints (GeoJSON/GPKG/SHP, any CRS).")] = None,
     id_column: Annotated[
         Optional[str],
@@ -410,6 +422,7 @@ def map_command(
         id_column=id_column,
         zones=zones,
         grid_m=grid_m or None,
+        pre=resolve_scene(pre) if pre is not None else None,
     )
     with make_progress() as progress:
         result = map_scene(predictor, source, out_dir, options, progress)
@@ -431,6 +444,7 @@ def suggest(
         Path, typer.Option("--out", help="GeoPackage of the suggested tiles (a PNG is written beside it).")
     ],
     asset: Annotated[Optional[str], typer.Option(help="STAC item only: the asset to read (as for `map`).")] = None,
+    pre: PreOpt = None,
     n: Annotated[int, typer.Option("--n", min=1, help="How many tiles to suggest.")] = 20,
     labels: Annotated[
         Optional[str], typer.Option("--labels", help="Polygons already drawn: their tiles are not suggested again.")
@@ -473,6 +487,7 @@ def suggest(
         spec=predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band),
         labels=labels,
         map_dir=map_dir,
+        pre=resolve_scene(pre) if pre is not None else None,
     )
     with make_progress() as progress:
         tiles = suggest_tiles(predictor, source, options, progress)

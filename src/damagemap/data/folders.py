@@ -5,6 +5,9 @@ Building footprints (used by DPT's patch labels, docs/methods.md §1) are option
 ``<domain>/footprints.{gpkg,geojson,shp}`` (any CRS) rasterised onto each image's grid — the
 images must then be georeferenced GeoTIFFs. Pixels a footprint touches count as building, as in
 the reference code (``all_touched``).
+
+Pre-event images (pair recipes, ``input.pair``) are ``<domain>/pre/<id>.<ext>``, on the same
+pixel grid as the post-event image of the same id.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
 BUILDINGS_DIR = "buildings"
+PRE_DIR = "pre"
 FOOTPRINT_FILES = ("footprints.gpkg", "footprints.geojson", "footprints.shp")
 
 
@@ -34,6 +38,7 @@ def read_image_mask_folders(
     *,
     images_dir: str = "images",
     masks_dir: str = "masks",
+    pre: bool = False,
 ) -> list[Sample]:
     """Read paired images and masks, one sub-folder per domain.
 
@@ -49,6 +54,7 @@ def read_image_mask_folders(
         num_classes: if given, mask values (after mapping) must be below it or 255 (ignore).
         images_dir: name of the image sub-folder in each domain.
         masks_dir: name of the mask sub-folder in each domain.
+        pre: also read each image's pre-event image from ``<domain>/pre/`` (``Sample.pre``).
 
     Returns:
         Samples sorted by domain, then id; ``domain`` is the folder name, ``id`` the file stem,
@@ -69,12 +75,16 @@ def read_image_mask_folders(
         images = _files_by_stem(domain_dir / images_dir, required=True)
         masks = _files_by_stem(domain_dir / masks_dir, required=False)
         buildings = _Buildings(domain_dir)
+        pres = _files_by_stem(domain_dir / PRE_DIR, required=False) if pre else {}
         for stem, image_path in images.items():
             mask_path = masks.get(stem)
             if mask_path is None:
                 expected = domain_dir / masks_dir / f"{stem}.png"
                 raise InputError(image_path, f"no mask for this image: expected {expected}")
             sample = _read_pair(image_path, mask_path, domain_dir.name, stem, mask_values, num_classes)
+            if pre:
+                sample.pre = _read_pre(pres, stem, image_path, domain_dir, sample.image.shape)
+                sample.meta["pre_image_path"] = str(pres[stem])
             sample.buildings = buildings.mask(stem, image_path, sample.image.shape[1:])
             if sample.buildings is not None and sample.geo is None:
                 sample.geo = buildings.geo(image_path)
@@ -195,6 +205,19 @@ def _files_by_stem(folder: Path, required: bool) -> dict[str, Path]:
         endings = ", ".join(IMAGE_SUFFIXES)
         raise InputError(folder, f"no images found in folder (expected files ending in {endings})")
     return files
+
+
+def _read_pre(pres: dict[str, Path], stem: str, image_path: Path, domain_dir: Path, shape: tuple) -> np.ndarray:
+    """The pre-event image of ``stem``: present, readable and the size and band count of the post image."""
+    path = pres.get(stem)
+    if path is None:
+        raise InputError(image_path, f"no pre-event image for this image: expected {domain_dir / PRE_DIR / stem}.png")
+    image = read_image(path)
+    if image.shape != shape:
+        raise InputError(
+            path, f"pre-event image has shape {image.shape} (CxHxW) but its post image {image_path} {shape}"
+        )
+    return image
 
 
 def _read_pair(

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import InputError
-from damagemap.geo.raster import SceneInfo, SceneReadError, close_datasets, open_scene, read_tiles
+from damagemap.geo.raster import SceneInfo, SceneReadError, attach_pre_scene, close_datasets, open_scene, read_tiles
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.geo.vector import read_vectors
@@ -52,6 +52,7 @@ def read_geotiff_labels(
     scale: Scale = "dtype",
     unlabelled: Literal["ignore", "background"] = "ignore",
     replicate_to: int | None = None,
+    pre_path: SceneLike | None = None,
 ) -> list[Sample]:
     """Cut labelled training tiles from a georeferenced scene.
 
@@ -77,6 +78,8 @@ def read_geotiff_labels(
             the unlabelled pixels inside it background, while the rest of the scene stays ignored.
         replicate_to: repeat a single-band scene (or selected band) to this many bands, as
             ``damagemap map --replicate-single-band`` does for a panchromatic scene.
+        pre_path: the pre-event scene (pair recipes): warped onto the scene's grid (any CRS and
+            resolution), same bands and scaling → ``Sample.pre``; its nodata is ignored too.
 
     Returns:
         One sample per tile with labelled pixels, with ``geo`` (scene CRS WKT, tile transform)
@@ -91,7 +94,9 @@ def read_geotiff_labels(
     if unlabelled not in ("ignore", "background"):
         raise ValueError(f"unlabelled must be 'ignore' or 'background', got {unlabelled!r}")
     source = resolve_scene(scene_path)
-    scene = _open(source, bands, scale, replicate_to)
+    scene, spec, n_bands = _open(source, bands, scale, replicate_to)
+    if pre_path is not None:
+        scene = attach_pre_scene(scene, pre_path, spec, n_bands)
     labels = read_vectors(labels_path, scene.crs, "labels")
     labels = labels[labels.geometry.notna() & ~labels.geometry.is_empty].reset_index(drop=True)
     classes = _classes(labels, labels_path, class_column, class_map)
@@ -127,7 +132,8 @@ def read_geotiff_labels(
                     buildings = _burn([(g, 1) for g in geoms], transform, (size_h, size_w), 0).astype(np.uint8)
                 samples.append(
                     Sample(
-                        image=np.ascontiguousarray(x[0, :, :size_h, :size_w]),
+                        image=np.ascontiguousarray(x[0, :n_bands, :size_h, :size_w]),
+                        pre=np.ascontiguousarray(x[0, n_bands:, :size_h, :size_w]) if pre_path is not None else None,
                         mask=mask.astype(np.int64),
                         domain=domain or name,
                         id=f"{name}_r{row}_c{col}",
@@ -145,19 +151,26 @@ def read_geotiff_labels(
     return samples
 
 
-def _open(path: SceneLike, bands: Sequence[int] | None, scale: Scale, replicate_to: int | None = None) -> SceneInfo:
-    """Check the scene like the mapper does; every band (or ``bands``) becomes model input."""
+def _open(
+    path: SceneLike, bands: Sequence[int] | None, scale: Scale, replicate_to: int | None = None
+) -> tuple[SceneInfo, SceneInputSpec, int]:
+    """Check the scene like the mapper does; every band (or ``bands``) becomes model input.
+
+    Returns the scene, how it is read and the number of model bands.
+    """
     if bands is not None:
         bad = [b for b in bands if int(b) < 1]
         if not list(bands) or bad:
             raise InputError(str(path), f"bands must be 1-based band indexes, got {list(bands)}")
         n = replicate_to if replicate_to and len(bands) == 1 else len(bands)
         spec = SceneInputSpec(bands=tuple(bands), scale=scale, replicate_single_band=n != len(bands))
-        return open_scene(path, spec, n)
+        return open_scene(path, spec, n), spec, n
     probe = open_scene(path, SceneInputSpec(bands=(1,)), 1)  # all checks; tells the band count
     if replicate_to and probe.count == 1:
-        return open_scene(path, SceneInputSpec(scale=scale, replicate_single_band=True), replicate_to)
-    return open_scene(path, SceneInputSpec(scale=scale), probe.count)
+        spec = SceneInputSpec(scale=scale, replicate_single_band=True)
+        return open_scene(path, spec, replicate_to), spec, replicate_to
+    spec = SceneInputSpec(scale=scale)
+    return open_scene(path, spec, probe.count), spec, probe.count
 
 
 def _classes(labels: gpd.GeoDataFrame, path: PathLike, column: str, class_map: Mapping[str, int] | None) -> np.ndarray:

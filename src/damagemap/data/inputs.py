@@ -22,11 +22,12 @@ from damagemap.types import Sample
 
 @dataclass(frozen=True)
 class ScenePair:
-    """One labelled scene: the scene raster, its label polygons and optional building footprints."""
+    """One labelled scene: the scene raster, its label polygons, optional footprints and pre-event scene."""
 
     scene: str
     labels: str
     footprints: str | None = None
+    pre: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,13 @@ class Inputs:
     options: SceneOptions = field(default_factory=SceneOptions)
 
 
-def pair_scenes(scenes: Sequence[str], labels: Sequence[str], footprints: Sequence[str] = ()) -> list[ScenePair]:
-    """``--scene``/``--labels`` (one each per scene) and ``--footprints`` (none, one for all, or one each)."""
+def pair_scenes(
+    scenes: Sequence[str], labels: Sequence[str], footprints: Sequence[str] = (), pres: Sequence[str] = ()
+) -> list[ScenePair]:
+    """The scene pairs of ``--scene``/``--labels`` (one each per scene).
+
+    ``--footprints``: none, one for all scenes, or one each; ``--pre``: none, or one each.
+    """
     if len(scenes) != len(labels):
         raise ConfigError(
             f"--scene and --labels come in pairs: got {len(scenes)} scene(s) and {len(labels)} label file(s)"
@@ -66,23 +72,37 @@ def pair_scenes(scenes: Sequence[str], labels: Sequence[str], footprints: Sequen
         raise ConfigError(
             f"--footprints: give one file for every scene, or one per scene ({len(scenes)}), got {len(footprints)}"
         )
+    if len(pres) not in (0, len(scenes)):
+        raise ConfigError(f"--pre: give one pre-event scene per --scene ({len(scenes)}), got {len(pres)}")
     given: list[str | None] = [str(f) for f in footprints]
     fps = given * len(scenes) if len(given) == 1 else given or [None] * len(scenes)
-    return [ScenePair(str(s), str(lab), f) for s, lab, f in zip(scenes, labels, fps)]
+    pre_list: list[str | None] = [str(p) for p in pres] or [None] * len(scenes)
+    return [ScenePair(str(s), str(lab), f, p) for s, lab, f, p in zip(scenes, labels, fps, pre_list)]
 
 
-def read_scene_pairs(pairs: Sequence[ScenePair], recipe: Recipe, options: SceneOptions | None = None) -> list[Sample]:
+def read_scene_pairs(
+    pairs: Sequence[ScenePair], recipe: Recipe, options: SceneOptions | None = None, pre: bool | None = None
+) -> list[Sample]:
     """Training tiles of every labelled scene; each scene is one domain (its file stem).
 
     Every pair is read and checked (CRS, overlap, polygons outside the scene, label values
     against the recipe's classes, empty layers) before anything is returned, so bad input is
-    reported before any training starts. Tiles are ``input.size`` scene pixels.
+    reported before any training starts. Tiles are ``input.size`` scene pixels. ``pre``: whether
+    pre-event scenes are required (default: the recipe's ``input.pair``).
     """
     opts = options or SceneOptions()
     domains = [Path(p.scene).stem for p in pairs]
     if len(set(domains)) != len(domains):
         dup = sorted({d for d in domains if domains.count(d) > 1})
         raise ConfigError(f"two scenes share the name {dup[0]!r}: each --scene is a domain, named by its file stem")
+    has_pre = [p.pre is not None for p in pairs]
+    need_pre = recipe.input.pair if pre is None else pre
+    if need_pre and not all(has_pre):
+        raise ConfigError(f"recipe {recipe.name} is a pre/post pair recipe (input.pair): give --pre for every --scene")
+    if any(has_pre) and not need_pre:
+        raise ConfigError(
+            f"--pre given but recipe {recipe.name} takes post-event images only (set input.pair: true to use it)"
+        )
     class_map = {name: i for i, name in enumerate(recipe.classes)}
     bands = opts.bands
     if bands is None and recipe.input.bands is not None:
@@ -100,19 +120,26 @@ def read_scene_pairs(pairs: Sequence[ScenePair], recipe: Recipe, options: SceneO
             domain=domain,
             scale=opts.scale,
             replicate_to=int(recipe.encoder.options.get("in_chans", 3)) if opts.replicate_single_band else None,
+            pre_path=pair.pre,
         )
     return samples
 
 
-def load_labelled(recipe: Recipe, inputs: Inputs) -> list[Sample]:
-    """The labelled samples of ``inputs`` for ``recipe`` (dataset folder or labelled scenes)."""
+def load_labelled(recipe: Recipe, inputs: Inputs, pre: bool | None = None) -> list[Sample]:
+    """The labelled samples of ``inputs`` for ``recipe`` (dataset folder or labelled scenes).
+
+    ``pre``: read the pre-event images too (default: the recipe's ``input.pair``; an experiment
+    comparing post-only and pair recipes reads them for all).
+    """
+    pre = recipe.input.pair if pre is None else pre
     if (inputs.data is None) == (not inputs.scenes):
         raise ConfigError("give either --data DATASET or --scene SCENE --labels POLYGONS (one or more pairs)")
     if inputs.scenes:
         if inputs.domains:
             raise ConfigError("--domains selects dataset folders; with --scene every scene is a domain")
-        return read_scene_pairs(inputs.scenes, recipe, inputs.options)
+        return read_scene_pairs(inputs.scenes, recipe, inputs.options, pre)
     assert inputs.data is not None
     if not Path(inputs.data).exists():
         raise InputError(inputs.data, "data folder does not exist")
-    return load_samples(inputs.data, recipe.data, len(recipe.classes), list(inputs.domains) if inputs.domains else None)
+    domains = list(inputs.domains) if inputs.domains else None
+    return load_samples(inputs.data, recipe.data, len(recipe.classes), domains, pre=pre)

@@ -117,9 +117,10 @@ def standardize(image: np.ndarray, cfg: InputConfig, where: str = "image") -> np
     return image
 
 
-def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
-    """The encoder input of a view: float32 ``[C, size, size]`` in [0, 1]."""
-    image = standardize(select_bands(sample.image, cfg.bands, sample.key), cfg, sample.key)
+def view_image(sample: Sample, view: View, cfg: InputConfig, pre: bool = False) -> torch.Tensor:
+    """The encoder input of a view: float32 ``[C, size, size]`` in [0, 1] (of the pre-event image with ``pre``)."""
+    source = sample.image if not pre else pre_image(sample)
+    image = standardize(select_bands(source, cfg.bands, sample.key), cfg, sample.key)
     y0, x0, h, w = view.window
     x = torch.from_numpy(np.ascontiguousarray(image[:, y0 : y0 + h, x0 : x0 + w]))
     if cfg.mode == "resize":
@@ -127,6 +128,24 @@ def view_image(sample: Sample, view: View, cfg: InputConfig) -> torch.Tensor:
             0
         ]
     return _pad_to(x, cfg.size, 0.0)
+
+
+def pre_image(sample: Sample) -> np.ndarray:
+    """The sample's pre-event image; a sample without one is an error naming it."""
+    if sample.pre is None:
+        where = sample.meta.get("image_path") or sample.key
+        raise InputError(
+            where,
+            "has no pre-event image, but the recipe is a pair recipe (input.pair: true): give one "
+            "(xBD *_pre_disaster.png, a pre/ folder beside images/, or --pre for a scene)",
+        )
+    return sample.pre
+
+
+def view_images(sample: Sample, view: View, cfg: InputConfig) -> list[torch.Tensor]:
+    """The encoder inputs of a view: ``[post]``, or ``[post, pre]`` for pair recipes."""
+    post = view_image(sample, view, cfg)
+    return [post, view_image(sample, view, cfg, pre=True)] if cfg.pair else [post]
 
 
 def view_mask(mask: np.ndarray, view: View, cfg: InputConfig, native: bool = False) -> torch.Tensor:

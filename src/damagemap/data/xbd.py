@@ -48,7 +48,7 @@ def read_xbd(
 
     Args:
         root: folder with ``images/`` and ``labels/``.
-        use_pre: stack the pre- and post-disaster images into 6 bands (pre first).
+        use_pre: also read the pre-disaster image (``Sample.pre``, for pair recipes).
         damage: ``"grades"`` gives 0 background, 1 no-damage, 2 minor, 3 major, 4 destroyed;
             ``"binary-major"`` gives 1 for major + destroyed and ``"binary-minor"`` 1 for minor
             and above, 0 otherwise (including background). Un-classified buildings are 255.
@@ -172,12 +172,12 @@ def _read_tile(root: Path, tile: str, event: str, label_path: Path, use_pre: boo
         if not path.is_file():
             raise InputError(label_path, f"image for this label file not found: {path}")
     image = read_image(post_path)
+    pre = None
     if use_pre:
         pre = read_image(pre_path)
         if pre.shape != image.shape:
             problem = f"pre image shape {pre.shape} != post image {post_path} shape {image.shape}"
             raise InputError(pre_path, problem)
-        image = np.concatenate([pre, image])
     doc = _load_label(label_path)
     _check_size(doc, label_path, image.shape[1:])
     buildings = _parse_buildings(doc, label_path)
@@ -197,6 +197,7 @@ def _read_tile(root: Path, tile: str, event: str, label_path: Path, use_pre: boo
         id=tile,
         buildings=(grades != 0).astype(np.uint8),
         meta=meta,
+        pre=pre,
     )
 
 

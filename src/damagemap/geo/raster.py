@@ -14,6 +14,11 @@ accepts — local files, URLs, ``/vsi…`` paths, STAC items; the plan carries t
 (for a STAC item, its asset's href). Remote scenes are opened and read with
 :data:`~damagemap.geo.sources.REMOTE_GDAL_DEFAULTS`; their network failures become one
 :class:`~damagemap.errors.InputError` naming the URL.
+
+A pre-event scene (pair models, :func:`attach_pre_scene`) is read through a ``WarpedVRT`` onto the
+post-event scene's pixel grid on the fly (any CRS and resolution, bilinear), window by window like
+the post scene; its bands follow the post bands in every tile, and a pixel is valid only where
+both images are.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
@@ -62,6 +69,10 @@ class ReadPlan:
     hi: tuple[float, ...]
     width: int
     height: int
+    grid: tuple[str, tuple[float, ...], int, int] | None = None
+    """Read warped onto this grid (CRS WKT, affine, width, height) instead of the file's own (pre scenes)."""
+    pre: ReadPlan | None = None
+    """The pre-event scene, read onto this plan's grid; its bands follow this plan's in every tile."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,27 @@ def _check(
     return SceneInfo(plan, src.crs, src.transform, src.width, src.height, src.count, src.dtypes[0], source)
 
 
+def attach_pre_scene(scene: SceneInfo, pre: SceneLike, spec: SceneInputSpec, in_bands: int) -> SceneInfo:
+    """``scene`` whose plan also reads the pre-event scene ``pre`` warped onto its grid.
+
+    ``pre`` is checked like a post scene (exists, readable, CRS, bands) and must overlap it.
+    """
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+
+    pre_info = open_scene(pre, spec, in_bands)
+    west, south, east, north = array_bounds(scene.height, scene.width, scene.transform)
+    pre_bounds = array_bounds(pre_info.height, pre_info.width, pre_info.transform)
+    p_west, p_south, p_east, p_north = transform_bounds(pre_info.crs, scene.crs, *pre_bounds)
+    if p_west >= east or p_east <= west or p_south >= north or p_north <= south:
+        raise InputError(
+            pre_info.source.name, f"pre-event scene does not overlap the post-event scene {scene.source.name}"
+        )
+    grid = (scene.crs.to_wkt(), tuple(scene.transform)[:6], scene.width, scene.height)
+    pre_plan = replace(pre_info.plan, width=scene.width, height=scene.height, grid=grid)
+    return replace(scene, plan=replace(scene.plan, pre=pre_plan))
+
+
 def _select_bands(path: str, spec: SceneInputSpec, count: int, in_bands: int) -> tuple[tuple[int, ...], int]:
     if spec.bands is not None:
         bad = [b for b in spec.bands if b > count]
@@ -228,26 +260,56 @@ def gdal_env(path: str | os.PathLike | None = None) -> rasterio.Env:
     return rasterio.Env(**options)
 
 
-_OPEN: dict[tuple[str, int], rasterio.io.DatasetReader] = {}
+_OPEN: dict[tuple[str, object, int], rasterio.io.DatasetReader | WarpedVRT] = {}
 
 
-def _dataset(path: str) -> rasterio.io.DatasetReader:
-    """A per-process open handle (workers and the main process each keep their own)."""
-    key = (path, os.getpid())
+def _dataset(
+    path: str, grid: tuple[str, tuple[float, ...], int, int] | None = None
+) -> rasterio.io.DatasetReader | WarpedVRT:
+    """A per-process open handle (workers and the main process each keep their own); warped onto ``grid`` if given."""
+    key = (path, grid, os.getpid())
     ds = _OPEN.get(key)
     if ds is None or ds.closed:
-        ds = _OPEN[key] = rasterio.open(path)
+        if grid is None:
+            ds = rasterio.open(path)
+        else:
+            crs, transform, width, height = grid
+            ds = WarpedVRT(
+                _dataset(path),
+                crs=crs,
+                transform=rasterio.Affine(*transform),
+                width=width,
+                height=height,
+                resampling=Resampling.bilinear,
+            )
+        _OPEN[key] = ds
     return ds
 
 
 def close_datasets() -> None:
-    """Close this process's cached handles."""
-    for key in [k for k in _OPEN if k[1] == os.getpid()]:
+    """Close this process's cached handles (warped views first)."""
+    mine = [k for k in _OPEN if k[2] == os.getpid()]
+    for key in sorted(mine, key=lambda k: k[1] is None):
         _OPEN.pop(key).close()
 
 
 def read_tiles(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read tiles at ``(row, col)`` origins → ``x [B, C, T, T]`` float32 in [0, 1], ``valid [B, T, T]``."""
+    """Read tiles at ``(row, col)`` origins → ``x [B, C, T, T]`` float32 in [0, 1], ``valid [B, T, T]``.
+
+    With a pre-event plan (``plan.pre``) the tiles hold the post bands then the pre bands, and a
+    pixel is valid where both are.
+    """
+    x, valid = _read_plan(plan, origins, size)
+    if plan.pre is None:
+        return x, valid
+    x_pre, valid_pre = _read_plan(plan.pre, origins, size)
+    valid &= valid_pre
+    x = np.concatenate([x, x_pre], axis=1)
+    x[np.broadcast_to(~valid[:, None], x.shape)] = 0.0
+    return x, valid
+
+
+def _read_plan(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
     n_read = len(plan.indexes)
     x = np.zeros((len(origins), n_read, size, size), dtype=np.float32)
     valid = np.zeros((len(origins), size, size), dtype=bool)
@@ -256,7 +318,7 @@ def read_tiles(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
     remote, messages = _is_remote(plan.path), []
     try:
         with gdal_env(plan.path), gdal_messages(remote) as messages:  # µs per batch; bounds the block cache too
-            src = _dataset(plan.path)
+            src = _dataset(plan.path, plan.grid)
             for i, (row, col) in enumerate(origins):
                 h, w = min(size, plan.height - row), min(size, plan.width - col)
                 window = Window(col, row, w, h)

@@ -13,6 +13,7 @@ from typing import Any
 from damagemap.errors import CheckpointError, ConfigError
 from damagemap.heads.base import Head
 from damagemap.heads.fpn import FPNHead
+from damagemap.heads.pair import PairHead
 from damagemap.heads.progressive import ProgressiveHead
 from damagemap.heads.sam_decoder import SamDecoderHead
 from damagemap.heads.segformer_mlp import SegFormerMLPHead
@@ -20,7 +21,8 @@ from damagemap.heads.unet import UNetHead
 from damagemap.heads.yolo_fpn import YoloFPNHead
 
 HEADS: dict[str, type[Head]] = {
-    cls.kind: cls for cls in (ProgressiveHead, FPNHead, UNetHead, YoloFPNHead, SegFormerMLPHead, SamDecoderHead)
+    cls.kind: cls
+    for cls in (ProgressiveHead, FPNHead, UNetHead, YoloFPNHead, SegFormerMLPHead, SamDecoderHead, PairHead)
 }
 """Head classes by the ``kind`` name used in recipes and manifests."""
 
@@ -57,6 +59,7 @@ __all__ = [
     "HEADS",
     "FPNHead",
     "Head",
+    "PairHead",
     "ProgressiveHead",
     "SamDecoderHead",
     "SegFormerMLPHead",

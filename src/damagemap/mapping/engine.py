@@ -29,7 +29,7 @@ import geopandas as gpd
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
-from damagemap.geo.raster import SceneReadError, close_datasets, gdal_env, open_scene
+from damagemap.geo.raster import SceneReadError, attach_pre_scene, close_datasets, gdal_env, open_scene
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import load_vectors
@@ -71,6 +71,8 @@ class MapOptions:
         building_threshold: damaged-pixel share at or above which a building is damaged.
         id_column: footprint id column (default: building_id/id/osm_id/uid/fid, else row index).
         vectorize: write the ``damaged_regions`` polygon layer.
+        pre: the pre-event scene of a pair model (any CRS/resolution, warped onto the scene's
+            grid window by window; nodata in either image is nodata in the outputs).
     """
 
     tile: int = 256
@@ -87,6 +89,7 @@ class MapOptions:
     building_threshold: float = 0.5
     id_column: str | None = None
     vectorize: bool = True
+    pre: SceneLike | None = None
 
 
 @_bounded_gdal_cache
@@ -128,12 +131,21 @@ def map_scene(
         raise ConfigError(f"thresholds must be in [0, 1], got {threshold}, {building_threshold}")
     source = resolve_scene(scene_path)
     scene = open_scene(source, spec, in_bands)
+    pair = bool(getattr(predictor, "pair", False))
+    if pair and o.pre is None:
+        raise ConfigError(f"{source.name}: the model is a pre/post pair model; give the pre-event scene (--pre)")
+    if o.pre is not None and not pair:
+        raise ConfigError(f"--pre {o.pre}: the model takes the post-event scene only (not a pair model)")
+    pre_source = resolve_scene(o.pre) if o.pre is not None else None
+    if pre_source is not None:
+        scene = attach_pre_scene(scene, pre_source, spec, in_bands)
     grid = TileGrid(scene.width, scene.height, tile=tile, overlap=overlap, block=block)
     fp = load_vectors(footprints, scene.crs, "footprints")
     zn = load_vectors(zones, scene.crs, "zones")
 
     params = {
         "scene": scene_identity(source),
+        **({"pre": scene_identity(pre_source)} if pre_source is not None else {}),
         "predictor": predictor_fingerprint(predictor),
         "in_bands": in_bands,
         "num_outputs": k,
@@ -168,7 +180,9 @@ def map_scene(
         n_workers = executor.workers
         executor.close()
         executor = None
-        summary_params = {k_: v for k_, v in params.items() if k_ not in ("scene", "predictor")}
+        summary_params = {k_: v for k_, v in params.items() if k_ not in ("scene", "pre", "predictor")}
+        if pre_source is not None:
+            summary_params["pre_scene"] = str(pre_source)
         summary_params.update(building_threshold=building_threshold, grid_m=grid_m if zn is None else None)
         products = make_products(
             checkpoint,

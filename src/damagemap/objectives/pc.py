@@ -232,7 +232,9 @@ def build_pc(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm | None:
     if not ctx.recipe.binary:
         raise ConfigError("objective 'pc' supports binary recipes only (damaged vs not damaged)")
     opts = dict(options)
-    feature_index = int(opts.pop("feature_index", -1))
+    # as an index into the encoder's levels: pair recipes' items carry the post levels first and
+    # then the pre levels, and PC clusters the post-event image's features
+    feature_index = range(len(ctx.encoder_channels))[int(opts.pop("feature_index", -1))]
     dim = int(opts.pop("projection_dim", 50))
     seed = int(opts.pop("seed", ctx.recipe.train.seed))
     stored_projection, stored_prototypes = _stored(ctx.state, PROJECTION_PREFIX), _stored(ctx.state, PROTOTYPES_PREFIX)

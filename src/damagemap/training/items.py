@@ -3,7 +3,9 @@
 An :class:`Item` is one view of a sample (see :mod:`damagemap.data.views`) with its label raster
 at encoder-input size (the training target), at native size (metrics are computed there), its
 building mask, and its ``features``: the encoder-input image (``[image]``, for training through a
-live encoder) or the frozen encoder's maps (from the feature cache).
+live encoder) or the frozen encoder's maps (from the feature cache). Pair recipes
+(``input.pair``) carry two images (``[post, pre]``) or the maps of both (post levels first, then
+the pre levels), which :class:`damagemap.heads.pair.PairHead` fuses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from damagemap.data.views import View, make_views, preprocess_key, view_image, view_mask
+from damagemap.data.views import View, make_views, preprocess_key, view_image, view_images, view_mask
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
@@ -68,9 +70,9 @@ def make_item(sample: Sample, view: View, cfg: InputConfig, features: list[torch
 
 
 def image_items(samples: Sequence[Sample], cfg: InputConfig) -> list[Item]:
-    """Items whose ``features`` hold the encoder-input image ``[C, S, S]`` (not yet encoded)."""
+    """Items whose ``features`` hold the encoder-input image(s) ``[C, S, S]`` (not yet encoded)."""
     return [
-        make_item(samples[v.sample_index], v, cfg, [view_image(samples[v.sample_index], v, cfg)])
+        make_item(samples[v.sample_index], v, cfg, view_images(samples[v.sample_index], v, cfg))
         for v in make_views(list(samples), cfg)
     ]
 
@@ -83,32 +85,53 @@ def cached_items(
     progress: Progress | None = None,
     description: str = "encode",
 ) -> list[Item]:
-    """Items carrying the frozen encoder's maps, encoded once and kept in the feature cache."""
+    """Items carrying the frozen encoder's maps, encoded once and kept in the feature cache.
+
+    Pair recipes encode the pre-event view too, under its own cache key (``<view key>#pre``), so
+    a post-only and a pair model of one encoder share the post features.
+    """
     views = make_views(list(samples), cfg)
     root = default_cache_dir() if isinstance(cache_dir, _DefaultCache) else cache_dir
     cache = FeatureCache(encoder, preprocess_key(cfg), root)
-    task = progress.add_task(description, total=len(views), info="") if progress else None
+    images = (False, True) if cfg.pair else (False,)
+    task = progress.add_task(description, total=len(views) * len(images), info="") if progress else None
     on_progress: Callable[[int], None] | None = None
     if progress is not None and task is not None:
         on_progress = lambda n: progress.advance(task, n)  # noqa: E731
-    feats = cache.features(
-        [v.key for v in views],
-        lambda i: view_image(samples[views[i].sample_index], views[i], cfg),
-        batch_size=8,
-        on_progress=on_progress,
-    )
-    return [make_item(samples[v.sample_index], v, cfg, f) for v, f in zip(views, feats)]
+
+    def encoded(pre: bool) -> list[list[torch.Tensor]]:
+        return cache.features(
+            [v.key + ("#pre" if pre else "") for v in views],
+            lambda i: view_image(samples[views[i].sample_index], views[i], cfg, pre=pre),
+            batch_size=8,
+            on_progress=on_progress,
+        )
+
+    per_image = [encoded(pre) for pre in images]
+    return [
+        make_item(samples[v.sample_index], v, cfg, [m for feats in per_image for m in feats[i]])
+        for i, v in enumerate(views)
+    ]
 
 
 @torch.no_grad()
 def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int = 8) -> list[Item]:
-    """Copies of image items (:func:`image_items`) with ``features`` replaced by the encoder's maps."""
+    """Copies of image items (:func:`image_items`) with ``features`` replaced by the encoder's maps.
+
+    Each image of an item (post, and pre for pair recipes) is encoded; their maps are concatenated.
+    """
     out: list[Item] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        maps = encoder(torch.stack([it.features[0] for it in chunk]).to(module_device(encoder)))
+        maps = encode_images(encoder, [torch.stack(slot) for slot in zip(*(it.features for it in chunk))])
         for j, it in enumerate(chunk):
             encoded = copy.copy(it)
             encoded.features = [m[j] for m in maps]
             out.append(encoded)
     return out
+
+
+def encode_images(encoder: Encoder, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The encoder's maps of each image batch ``[B, C, S, S]`` (post, then pre), concatenated level lists."""
+    device = module_device(encoder)
+    return [m for x in images for m in encoder(x.to(device, non_blocking=True))]

@@ -30,7 +30,7 @@ from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
 from damagemap.encoders.pixels import PixelsEncoder
 from damagemap.errors import ConfigError
-from damagemap.heads import HEADS, build_head
+from damagemap.heads import HEADS, Head, build_head
 from damagemap.model import DamageModel
 from damagemap.objectives import ObjectiveContext, build_objective
 from damagemap.recipe import Recipe
@@ -85,6 +85,24 @@ def head_options(recipe: Recipe, encoder: Encoder) -> dict[str, Any]:
         )
     options[option] = ckpt
     return options
+
+
+def build_recipe_head(recipe: Recipe, channels: tuple[int, ...], options: dict[str, Any]) -> Head:
+    """The recipe's head on encoder maps of ``channels``; pair recipes wrap it in a :class:`PairHead`."""
+    if not recipe.input.pair:
+        return build_head(recipe.head.kind, in_channels=channels, out_channels=recipe.num_outputs, **options)
+    if recipe.encoder.name == "pixels":
+        raise ConfigError(
+            "input.pair needs a feature encoder: the whole-network baselines (encoder 'pixels') take post images only"
+        )
+    return build_head(
+        "pair",
+        in_channels=channels,
+        out_channels=recipe.num_outputs,
+        inner=recipe.head.kind,
+        fusion=recipe.input.fusion,
+        inner_options=options,
+    )
 
 
 def _median_view_size(samples: Sequence[Sample], recipe: Recipe) -> int:
@@ -158,7 +176,7 @@ def train_model(
     )
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
-    head = build_head(recipe.head.kind, in_channels=tuple(encoder.channels), out_channels=recipe.num_outputs, **options)
+    head = build_recipe_head(recipe, tuple(encoder.channels), options)
     counts = parameter_counts(encoder, head)
     result = fit(
         head,

@@ -18,7 +18,7 @@ from damagemap.adapters import trainable_state
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
-from damagemap.training.items import Item, encode_items
+from damagemap.training.items import Item, encode_images, encode_items
 
 
 def collate(
@@ -92,12 +92,13 @@ class LiveEncoder(FeatureSource):
         return [p for p in self.encoder.parameters() if p.requires_grad]
 
     def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
-        """The batch run through the encoder (colour-jittered first, if asked)."""
+        """The batch run through the encoder (colour-jittered first, if asked; pair images each on their own)."""
         images, batch = super().step_inputs(chunk, transforms)
-        x = images[0].to(module_device(self.encoder), non_blocking=True)
+        device = module_device(self.encoder)
+        xs = [x.to(device, non_blocking=True) for x in images]
         if self.jitter:
-            x = color_jitter(x, self.jitter)
-        return self.encoder(x), batch
+            xs = [color_jitter(x, self.jitter) for x in xs]
+        return encode_images(self.encoder, xs), batch
 
     def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
         """Validation items encoded with the current weights."""
