@@ -12,10 +12,8 @@ re-applies them to the base encoder through the adapter registry.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +27,10 @@ from damagemap.adapters import apply_saved_adapter
 from damagemap.device import resolve_device
 from damagemap.encoders import build_encoder
 from damagemap.encoders.base import Encoder
-from damagemap.errors import CheckpointError, ConfigError
+from damagemap.errors import CheckpointError, ConfigError, OutputError
 from damagemap.heads import build_head
+from damagemap.io_atomic import check_output_folder, write_dir_atomic
+from damagemap.locks import output_lock, sibling_lock
 from damagemap.model import DamageModel
 from damagemap.recipe import Recipe
 
@@ -77,24 +77,74 @@ def _manifest(model: DamageModel) -> dict:
 
 
 def write_model_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
-    """Atomically create the model directory ``out_dir``.
+    """Atomically create the model directory ``out_dir``, holding its lock meanwhile.
 
-    ``write(tmp)`` fills a temporary sibling directory, which then replaces ``out_dir``; on any
-    failure nothing is left behind.
+    ``write(tmp)`` fills a temporary sibling directory (weights and ``manifest.json``); the
+    manifest then gets the sha256 of every other file (``files``, verified on load) and the
+    directory replaces ``out_dir``. On any failure (also a kill) nothing appears under ``out_dir``.
+
+    Raises:
+        OutputError: ``out_dir`` is a file, a folder that is not a model directory, not writable,
+            or being written by another run.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model directory is meant to be shared
-    try:
+    check_output_folder(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise OutputError(
+            out_dir, "--out exists and is not a model directory (no manifest.json); refusing to replace it"
+        )
+
+    def write_and_hash(tmp: Path) -> None:
         write(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        manifest = json.loads((tmp / MANIFEST).read_text())
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+    with output_lock(sibling_lock(out_dir), str(out_dir)):
+        return write_dir_atomic(out_dir, write_and_hash)
+
+
+def check_model_out(out_dir: str | Path) -> Path:
+    """Refuse a model ``--out`` that cannot be written or would replace a folder that is not a model.
+
+    Raises:
+        OutputError: naming the folder.
+    """
+    out_dir = check_output_folder(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise OutputError(
+            out_dir, "--out exists and is not a model directory (no manifest.json); refusing to replace it"
+        )
     return out_dir
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(model_dir: str | Path, manifest: dict, required: tuple[str, ...] = (HEAD_FILE,)) -> None:
+    """Check that every weight file of the manifest exists and has its recorded sha256.
+
+    Older manifests without ``files`` are only checked for the ``required`` files' presence.
+
+    Raises:
+        CheckpointError: naming the missing or differing file.
+    """
+    model_dir = Path(model_dir)
+    recorded = manifest.get("files") or {}
+    for name in sorted(set(recorded) | set(required)):
+        path = model_dir / name
+        if not path.is_file():
+            raise CheckpointError(path, "missing from the model directory (the model is incomplete)")
+        if name in recorded and sha256_file(path) != recorded[name]:
+            raise CheckpointError(
+                path, f"sha256 differs from the one recorded in {MANIFEST}: the file is corrupt or was changed"
+            )
 
 
 def save_model(model: DamageModel, out_dir: str | Path) -> Path:
@@ -189,15 +239,23 @@ def load_model(
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     recipe = Recipe.model_validate(manifest["recipe"])
+    verify_files(model_dir, manifest, (HEAD_FILE, ADAPTER_FILE) if manifest.get("adapter") else (HEAD_FILE,))
+    m = manifest["encoder"]
     given = encoder is not None
     if encoder is None:
-        m = manifest["encoder"]
         ckpt = checkpoint if checkpoint is not None else m.get("checkpoint")
         if ckpt is None and not recipe.encoder.pretrained:
             torch.manual_seed(recipe.train.seed)  # random-init encoder: same seed as training used
-        encoder = build_encoder(
-            m["name"], checkpoint=ckpt, pretrained=ckpt is not None or recipe.encoder.pretrained, **m.get("options", {})
-        )
+        try:
+            encoder = build_encoder(
+                m["name"],
+                checkpoint=ckpt,
+                pretrained=ckpt is not None or recipe.encoder.pretrained,
+                **m.get("options", {}),
+            )
+        except (CheckpointError, ConfigError) as exc:
+            why = f"{model_dir}: this model was trained with encoder {m['name']!r}, which cannot be built here: {exc}"
+            raise (ConfigError(why) if isinstance(exc, ConfigError) else CheckpointError(None, why)) from None
     check_encoder_matches(manifest, encoder, model_dir)
     adapter, adapter_config = None, manifest.get("adapter")
     if adapter_config:  # trainable encoder parts (ATL, extra-band stem, LoRA): damagemap.adapters
@@ -206,6 +264,11 @@ def load_model(
             encoder = apply_saved_adapter(copy.deepcopy(encoder) if given else encoder, adapter, adapter_config)
         except CheckpointError as exc:
             raise CheckpointError(model_dir / ADAPTER_FILE, exc.problem, exc.missing, exc.unexpected) from None
+    if encoder.in_chans != m["in_chans"]:
+        raise ConfigError(
+            f"{model_dir / MANIFEST}: encoder.in_chans is {m['in_chans']}, but the model's encoder takes "
+            f"{encoder.in_chans} bands (the manifest was edited or is corrupt)"
+        )
     head = build_head(**manifest["head"])
     load_module_weights(head, model_dir / HEAD_FILE, "head")
     head.eval()

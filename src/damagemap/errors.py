@@ -63,6 +63,18 @@ class ConfigError(DamagemapError, ValueError):
     """A recipe, manifest or command-line option is invalid."""
 
 
+class OutputError(ConfigError):
+    """An output location (``--out``) cannot be used: not a folder, not writable, or in use."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{os.fspath(path)}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
 def _preview(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", … (+{len(keys) - limit} more)" if len(keys) > limit else "")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,13 +10,13 @@ from PIL import Image
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError
+from damagemap.io_atomic import atomic_path
 from damagemap.model import DamageModel
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def predict_files(

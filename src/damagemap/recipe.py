@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from damagemap.config import StrictModel, read_yaml_mapping, validate
 from damagemap.config import apply_overrides as _apply_overrides
 from damagemap.errors import ConfigError
+from damagemap.safepath import check_name
 from damagemap.severity.config import SeverityConfig
 
 Augment = Literal["hflip", "vflip", "rot90"]
@@ -206,6 +207,11 @@ class Recipe(StrictModel):
     fewshot: FewShotConfig | None = None
     atl: ATLConfig | None = None
     severity: SeverityConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v, "name")  # experiment folders are named after it
 
     @field_validator("classes")
     @classmethod

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from damagemap.artifact import HEAD_FILE, MANIFEST, load_model
+from damagemap.artifact import HEAD_FILE, MANIFEST, load_model, read_manifest, verify_files
 from damagemap.data.views import standardize
 from damagemap.device import autocast, check_precision, resolve_device
 from damagemap.errors import ConfigError
@@ -35,6 +35,7 @@ class ModelTilePredictor:
         self.device = str(resolve_device(device))
         self.precision = check_precision(precision, torch.device(self.device))
         self.model_dir = Path(model_dir)
+        verify_files(self.model_dir, read_manifest(self.model_dir))  # before reading the head's bytes
         self._model = None if model is None else model.to(self.device)
         # GPU kernels round differently from the CPU's: a resumed map must not mix the two
         digest = hashlib.sha256(f"{precision}|{torch.device(self.device).type}".encode())

@@ -87,6 +87,16 @@ def test_tampered_adapter_is_refused(trained, tmp_path):
 
     bad = tmp_path / "bad"
     shutil.copytree(out, bad)
+    with pytest.raises(CheckpointError, match="adapter.safetensors.*sha256 differs"):
+        tensors = load_file(str(bad / ADAPTER_FILE))
+        tensors[next(iter(tensors))] += 1
+        save_file(tensors, str(bad / ADAPTER_FILE))
+        load_model(bad)
+    # without recorded hashes (an older manifest) the encoder fingerprint still catches it
+    manifest = json.loads((bad / "manifest.json").read_text())
+    del manifest["files"]
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(out / ADAPTER_FILE, bad / ADAPTER_FILE)
     tensors = load_file(str(bad / ADAPTER_FILE))
     key = next(iter(tensors))
     tensors[key] = tensors[key] + 1

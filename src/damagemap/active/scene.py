@@ -44,6 +44,7 @@ from damagemap.geo.raster import (
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import gpkg_date, load_vectors, write_layer
+from damagemap.io_atomic import publish, temp_name
 from damagemap.mapping.encoding import LEVELS, NODATA, normalised_entropy
 from damagemap.mapping.windows import tile_starts
 from damagemap.tile_predictor import ModelTilePredictor
@@ -200,15 +201,15 @@ def write_suggestions(tiles: gpd.GeoDataFrame, out: str | os.PathLike, scene_pat
     if out.suffix.lower() != ".gpkg":
         raise ConfigError(f"--out {out}: suggestions are written as a GeoPackage (.gpkg)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.gpkg")
-    tmp.unlink(missing_ok=True)
-    date = gpkg_date(scene_path)
-    write_layer(tiles, tmp, LAYER, date=date)
     png = out.with_suffix(".png")
-    tmp_png = png.with_name(f".{png.name}.tmp.png")
-    overview_png(tiles, scene_path, tmp_png)
-    os.replace(tmp, out)
-    os.replace(tmp_png, png)
+    tmp, tmp_png = temp_name(out), temp_name(png)
+    try:
+        write_layer(tiles, tmp, LAYER, date=gpkg_date(scene_path))
+        overview_png(tiles, scene_path, tmp_png)
+        publish([(tmp, out), (tmp_png, png)])
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_png.unlink(missing_ok=True)
     return [out, png]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import numbers
 from collections.abc import Callable
@@ -62,14 +63,33 @@ def exit_code_of(exc: DamagemapError) -> int:
     return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_INPUT
 
 
+class _WarningLines(logging.Handler):
+    """damagemap's logged warnings as ``warning: …`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def show_warnings() -> None:
+    """Route warnings logged by damagemap's modules to stderr, once per process."""
+    logger = logging.getLogger("damagemap")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        handler = _WarningLines(logging.WARNING)
+        logger.addHandler(handler)
+        logger.setLevel(min(logger.level or logging.WARNING, logging.WARNING))
+        logger.propagate = False
+
+
 def clean_errors(fn: F) -> F:
     """Print a damagemap error as one clear line and exit with its code (3 input, 4 configuration).
 
-    Anything else propagates: a traceback and exit code 1 (an internal error, worth a bug report).
+    Warnings logged by damagemap print as ``warning:`` lines. Anything else propagates: a
+    traceback and exit code 1 (an internal error, worth a bug report).
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        show_warnings()
         try:
             return fn(*args, **kwargs)
         except DamagemapError as exc:

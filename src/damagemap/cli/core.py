@@ -121,12 +121,13 @@ def train(
     scene area is ignored; a background-class polygon over the checked area makes its unlabelled
     pixels background.
     """
-    from damagemap.artifact import save_model
+    from damagemap.artifact import check_model_out, save_model
     from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
     from damagemap.recipe import apply_overrides, load_recipe
     from damagemap.training.pipeline import evaluate_model, train_model
 
+    check_model_out(out_dir)  # before any work: training may take hours
     run_device = run_on(device, precision)
     r = apply_overrides(load_recipe(recipe), overrides)
     if epochs is not None:
@@ -223,9 +224,11 @@ def predict(
     """Predict damage masks and probability images for individual image files."""
     from damagemap.artifact import load_model
     from damagemap.data.landslide4sense import read_image_or_h5 as read_image
+    from damagemap.io_atomic import check_output_folder
     from damagemap.predict import predict_files
     from damagemap.progress import make_progress
 
+    check_output_folder(out_dir)
     model = load_model(model_dir, device=run_on(device, precision), precision=precision)
     with make_progress() as progress:
         written = predict_files(
@@ -291,12 +294,14 @@ def experiment(
     Finished folds are kept in OUT/folds/ and reused when the same command is run again.
     """
     from damagemap.data.inputs import load_labelled
+    from damagemap.io_atomic import check_output_folder
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
     from damagemap.protocols.variants import expand_variants
     from damagemap.recipe import apply_overrides, load_recipe
 
+    check_output_folder(out_dir)
     run_device = run_on(device, precision)
     loaded = [apply_overrides(load_recipe(p), overrides) for p in recipes]
     if epochs is not None:
@@ -379,6 +384,12 @@ def map_command(
     ] = 250.0,
     workers: Annotated[int, typer.Option(min=0, help="Dask workers on this machine (0 = in process).")] = 0,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler.")] = None,
+    scheduler_timeout: Annotated[
+        float, typer.Option("--scheduler-timeout", min=0.1, help="Seconds to wait for --scheduler to answer.")
+    ] = 30.0,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="With --workers: serve Dask's dashboard on 127.0.0.1 (off by default).")
+    ] = False,
     tile: Annotated[
         Optional[int], typer.Option(min=16, help="Tile size in scene pixels (default: as trained).")
     ] = None,
@@ -399,10 +410,12 @@ def map_command(
     """
     from damagemap.artifact import read_manifest
     from damagemap.geo.sources import resolve_scene
+    from damagemap.io_atomic import check_output_folder
     from damagemap.mapping import MapOptions, map_scene
     from damagemap.progress import make_progress
     from damagemap.tile_predictor import ModelTilePredictor
 
+    check_output_folder(out_dir)
     run_device = run_on(device, precision)  # clear errors before anything else
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
@@ -418,6 +431,8 @@ def map_command(
         threshold=predictor.model.threshold if threshold is None else threshold,
         workers=workers,
         scheduler=scheduler,
+        scheduler_timeout=scheduler_timeout,
+        dashboard=dashboard,
         footprints=footprints,
         id_column=id_column,
         zones=zones,

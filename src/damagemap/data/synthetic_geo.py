@@ -32,6 +32,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import MultiPoint, box
 
 from damagemap.data.synthetic import SyntheticScene, generate_scene
+from damagemap.io_atomic import atomic_path
 
 RUBBLE_SPILL = 6
 """How far (pixels) rubble spills beyond a collapsed building's footprint in the generator."""
@@ -145,7 +146,6 @@ def _write_scene(path: Path, sc: SyntheticScene, transform, crs: str) -> Path:
     corner = max(4, min(height, width) // 10)
     rows, cols = np.ogrid[:height, :width]
     data[:, (width - 1 - cols) + rows < corner] = 0
-    tmp = path.with_name(f".{path.name}.tmp")
     profile = dict(
         driver="GTiff",
         width=width,
@@ -161,20 +161,17 @@ def _write_scene(path: Path, sc: SyntheticScene, transform, crs: str) -> Path:
         compress="deflate",
         photometric="RGB",
     )
-    with rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
         factors = [f for f in (2, 4, 8, 16) if min(height, width) // f >= 64]
         if factors:
             dst.build_overviews(factors, Resampling.average)
-    os.replace(tmp, path)
     return path
 
 
 def _write_vectors(gdf: gpd.GeoDataFrame, path: Path, driver: str) -> Path:
-    tmp = path.with_name(f".tmp-{path.name}")  # keeps the extension the driver expects
-    tmp.unlink(missing_ok=True)
-    gdf.to_file(tmp, driver=driver, engine="pyogrio", layer=path.stem)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, driver=driver, engine="pyogrio", layer=path.stem)
     return path
 
 

@@ -11,6 +11,7 @@ geometry's location.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from datetime import datetime, timezone
@@ -75,6 +76,21 @@ def load_vectors(
         return src.to_crs(CRS.from_user_input(scene_crs))
     except Exception as exc:  # noqa: BLE001
         raise InputError(None, f"cannot transform {what} to the scene CRS: {exc}") from exc
+
+
+def warn_if_outside(
+    frame: gpd.GeoDataFrame | None, transform: Affine, width: int, height: int, what: str, name: str
+) -> None:
+    """Log a warning when no feature of ``frame`` (already in the scene CRS) touches the scene."""
+    if frame is None or len(frame) == 0:
+        return
+    x0, y0 = transform * (0, 0)
+    x1, y1 = transform * (width, height)
+    extent = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if not frame.geometry.intersects(extent).any():
+        logging.getLogger(__name__).warning(
+            "%s: none of the %d %s overlaps the scene: the per-building results will be empty", name, len(frame), what
+        )
 
 
 def metre_factor(crs: CRS) -> float | None:

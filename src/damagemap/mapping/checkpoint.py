@@ -34,6 +34,8 @@ from rasterio.windows import Window
 from damagemap.errors import InputError
 from damagemap.geo.raster import describe, gdal_env, gdal_messages, remote_problem
 from damagemap.geo.sources import SceneLike, http_headers, resolve_scene
+from damagemap.io_atomic import atomic_path, write_bytes_atomic
+from damagemap.locks import LOCK_NAME
 from damagemap.mapping.encoding import LAYERS
 from damagemap.mapping.windows import Block
 
@@ -110,12 +112,6 @@ def ledger_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class Checkpoint:
     """The work directory of one mapping run."""
 
@@ -135,14 +131,16 @@ class Checkpoint:
         except (OSError, ValueError, KeyError, TypeError):
             self.resumed = False
         if not self.resumed and self.root.exists():
-            shutil.rmtree(self.root)
+            for child in self.root.iterdir():  # all but the run's lock file (damagemap.locks)
+                if child.name != LOCK_NAME:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.blocks_dir.mkdir(parents=True, exist_ok=True)
         self.clear_tmp()
         for stale in self.blocks_dir.glob("*.tmp*"):
             stale.unlink()
         if not self.resumed:
             body = json.dumps({"key": self.key, "params": self.params}, sort_keys=True, indent=1, default=str)
-            _atomic_write_bytes(ledger, body.encode())
+            write_bytes_atomic(ledger, body.encode())
 
     def clear_tmp(self) -> None:
         """Empty the output-assembly folder."""
@@ -159,11 +157,8 @@ class Checkpoint:
 
     def save(self, block: Block, layers: dict[str, np.ndarray]) -> None:
         """Checkpoint a finished block atomically (temporary name, then rename)."""
-        path = self._path(block)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
+        with atomic_path(self._path(block)) as tmp, open(tmp, "wb") as f:
             np.save(f, np.stack([layers[name] for name in LAYERS]))
-        os.replace(tmp, path)
 
     def load(self, block: Block) -> dict[str, np.ndarray]:
         """The encoded layers of a checkpointed block."""

@@ -32,8 +32,9 @@ from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import SceneReadError, attach_pre_scene, close_datasets, gdal_env, open_scene
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
-from damagemap.geo.vector import load_vectors
-from damagemap.mapping.checkpoint import Checkpoint, scene_identity
+from damagemap.geo.vector import load_vectors, warn_if_outside
+from damagemap.locks import LOCK_NAME, OutputLock
+from damagemap.mapping.checkpoint import WORK_DIRNAME, Checkpoint, scene_identity
 from damagemap.mapping.encoding import damaged_classes
 from damagemap.mapping.execution import make_executor
 from damagemap.mapping.products import ALL_OUTPUTS, make_products
@@ -73,6 +74,8 @@ class MapOptions:
         vectorize: write the ``damaged_regions`` polygon layer.
         pre: the pre-event scene of a pair model (any CRS/resolution, warped onto the scene's
             grid window by window; nodata in either image is nodata in the outputs).
+        scheduler_timeout: seconds to wait for ``scheduler`` to answer.
+        dashboard: serve Dask's dashboard (``workers`` only; on 127.0.0.1, a free port).
     """
 
     tile: int = 256
@@ -90,6 +93,8 @@ class MapOptions:
     id_column: str | None = None
     vectorize: bool = True
     pre: SceneLike | None = None
+    scheduler_timeout: float = 30.0
+    dashboard: bool = False
 
 
 @_bounded_gdal_cache
@@ -142,6 +147,7 @@ def map_scene(
     grid = TileGrid(scene.width, scene.height, tile=tile, overlap=overlap, block=block)
     fp = load_vectors(footprints, scene.crs, "footprints")
     zn = load_vectors(zones, scene.crs, "zones")
+    warn_if_outside(fp, scene.transform, scene.width, scene.height, "footprints", str(footprints))
 
     params = {
         "scene": scene_identity(source),
@@ -160,13 +166,14 @@ def map_scene(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(out / WORK_DIRNAME / LOCK_NAME, str(out)).acquire()  # a second run here is refused
     checkpoint = Checkpoint(out, params)
-    checkpoint.open()
-    if checkpoint.resumed:
-        log.info("%s: resuming from the checkpoint in %s", source.name, checkpoint.root)
     executor = None
     try:
-        executor = make_executor(predictor, workers=workers, scheduler=scheduler)
+        checkpoint.open()
+        if checkpoint.resumed:
+            log.info("%s: resuming from the checkpoint in %s", source.name, checkpoint.root)
+        executor = make_executor(predictor, workers, scheduler, o.scheduler_timeout, o.dashboard)
         run = predict_blocks(
             executor,
             scene.plan,
@@ -202,6 +209,7 @@ def map_scene(
         for stale in set(ALL_OUTPUTS) - set(products.files):  # from an earlier run with other options
             (out / stale).unlink(missing_ok=True)
         publish((tmp, out / name) for name, tmp in products.files.items())
+        checkpoint.remove()
     except (InputError, SceneReadError, ConfigError) as exc:  # not resumable: leave nothing
         # ... except a remote scene's read failure (network): keep the finished blocks for a rerun
         network = isinstance(exc, SceneReadError) and source.remote
@@ -217,7 +225,7 @@ def map_scene(
         if executor is not None:
             executor.close()
         close_datasets()
-    checkpoint.remove()
+        lock.release()
 
     stats = {
         "width": scene.width,

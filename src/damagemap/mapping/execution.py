@@ -16,6 +16,7 @@ main module).
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -40,14 +41,36 @@ class BatchResult:
     valid: np.ndarray
 
 
+def match_threads(threads: int | None) -> None:
+    """Run torch with ``threads`` intra-op threads in this process (if torch is loaded).
+
+    CPU kernels split their reductions by thread count, so the last bit of a probability can
+    depend on it: a Dask worker (which Dask starts with one thread) uses the main process's count.
+    """
+    torch = sys.modules.get("torch")
+    if threads and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def main_threads() -> int | None:
+    """This process's torch thread count (None when torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
 def predict_batch(
     plan: ReadPlan,
     predictor: Callable[[np.ndarray], np.ndarray],
     origins: list[tuple[int, int]],
     size: int,
     k: int,
+    threads: int | None = None,
 ) -> BatchResult:
-    """Read the tiles at ``origins`` and predict those with data; all-nodata tiles are skipped."""
+    """Read the tiles at ``origins`` and predict those with data; all-nodata tiles are skipped.
+
+    ``threads``: torch threads to predict with (see :func:`match_threads`).
+    """
+    match_threads(threads)
     x, valid = read_tiles(plan, origins, size)
     # axis 1 of a 2-D array: always an array (numpy's stubs also allow a scalar np.bool)
     has_data = cast(np.ndarray, valid.reshape(len(origins), -1).any(axis=1))
@@ -87,17 +110,36 @@ class LocalExecutor:
 class DaskExecutor:
     """Run batches on a Dask cluster: a new LocalCluster (``workers=N``) or ``scheduler``."""
 
-    def __init__(self, predictor: Any, workers: int = 0, scheduler: str | None = None) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        workers: int = 0,
+        scheduler: str | None = None,
+        timeout: float = 30.0,
+        dashboard: bool = False,
+    ) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - dask is a declared dependency
             raise ConfigError("workers/scheduler need dask[distributed] installed") from exc
         self._cluster = None
+        self.threads = main_threads()
         if scheduler:
-            self.client = Client(scheduler)
+            try:
+                self.client = Client(scheduler, timeout=timeout)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                    f"(--scheduler-timeout to wait longer): {type(exc).__name__}"
+                ) from None
         else:
+            # no web server unless asked for (--dashboard), and then on this machine only
             self._cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0" if dashboard else None,
+                host="127.0.0.1",
             )
             self.client = Client(self._cluster)
         try:
@@ -124,7 +166,9 @@ class DaskExecutor:
                         exhausted = True
                         break
                     pending.append(
-                        self.client.submit(predict_batch, plan, self._predictor, origins, size, k, pure=False)
+                        self.client.submit(
+                            predict_batch, plan, self._predictor, origins, size, k, self.threads, pure=False
+                        )
                     )
                 if not pending:
                     return
@@ -142,10 +186,12 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(predictor: Any, workers: int = 0, scheduler: str | None = None):
+def make_executor(
+    predictor: Any, workers: int = 0, scheduler: str | None = None, timeout: float = 30.0, dashboard: bool = False
+):
     """:class:`LocalExecutor` for ``workers=0`` and no scheduler, else :class:`DaskExecutor`."""
     if workers < 0:
         raise ConfigError(f"workers must be >= 0, got {workers}")
     if workers == 0 and not scheduler:
         return LocalExecutor(predictor)
-    return DaskExecutor(predictor, workers=workers, scheduler=scheduler)
+    return DaskExecutor(predictor, workers=workers, scheduler=scheduler, timeout=timeout, dashboard=dashboard)

@@ -16,7 +16,6 @@ and moved to its final name with ``os.replace`` only once all outputs are comple
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 
+from damagemap import io_atomic
 from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import (
@@ -129,7 +129,4 @@ def to_cog(src: Path, dst: Path, layer: str, width: int, height: int) -> None:
     )
 
 
-def publish(pairs: Iterable[tuple[Path, Path]]) -> None:
-    """Move finished files to their final names (``os.replace``: atomic per file, same filesystem)."""
-    for tmp, final in pairs:
-        os.replace(tmp, final)
+publish = io_atomic.publish  # kept importable from here: the mapping outputs' last step

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from damagemap.protocols.runner import FoldResult, write_text_atomic
+from damagemap.io_atomic import atomic_path, write_text_atomic
+from damagemap.protocols.runner import FoldResult
 
 METRICS = ("miou", "damage_iou", "f1")
 
@@ -106,12 +106,10 @@ def write_reports(results: Sequence[FoldResult], out_dir: str | Path, title: str
     notes = experiment_notes(results)
     payload = {"title": title, "summary": summary, "notes": notes, "folds": folds}
     write_text_atomic(out_dir / "results.json", json.dumps(payload, indent=2, default=float) + "\n")
-    tmp = out_dir / ".results.csv.tmp"
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(out_dir / "results.csv") as tmp, tmp.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(folds[0]) if folds else ["recipe"])
         w.writeheader()
         w.writerows(folds)
-    os.replace(tmp, out_dir / "results.csv")
     noted = "".join(f"\n- {recipe}: {note}" for recipe, recipe_notes in notes.items() for note in recipe_notes)
     write_text_atomic(
         out_dir / "results.md",
@@ -142,7 +140,6 @@ def plot_summary(summary: dict, path: Path, title: str = "") -> None:
     ax.set_title(title or "recipes per target domain")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)

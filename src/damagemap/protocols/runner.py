@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +19,8 @@ import torch
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError
+from damagemap.io_atomic import write_text_atomic
+from damagemap.locks import LOCK_NAME, output_lock
 from damagemap.model import DamageModel
 from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
 from damagemap.recipe import FewShotConfig, Recipe
@@ -26,6 +28,8 @@ from damagemap.training.fit import FitResult
 from damagemap.training.items import DEFAULT_CACHE, CacheDir
 from damagemap.training.pipeline import evaluate_model, train_model
 from damagemap.types import Sample
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("lodo", "ssdc", "kfold", "fewshot")
 
@@ -116,16 +120,14 @@ def config_hash(parts: object) -> str:
 
 def finished_record(path: Path, chash: str) -> dict | None:
     """The record stored at ``path`` if it was computed for configuration ``chash``, else None."""
-    record = json.loads(path.read_text()) if path.is_file() else None
-    return record if record is not None and record.get("config_hash") == chash else None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name next to ``path``, then rename it (``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):  # truncated or damaged (e.g. a full disk): compute it again
+        log.warning("%s: unreadable fold record (truncated?); computing the fold again", path)
+        return None
+    return record if isinstance(record, dict) and record.get("config_hash") == chash else None
 
 
 def store_record(path: Path, record: dict) -> None:
@@ -241,6 +243,21 @@ def run_experiment(
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ConfigError(f"recipe names must be unique within an experiment, got {names}")
+    with output_lock(out_dir / LOCK_NAME, str(out_dir)):
+        return _run_folds(recipes, samples, folds, out_dir, cache_dir, progress, compute, device, precision)
+
+
+def _run_folds(
+    recipes: Sequence[Recipe],
+    samples: Sequence[Sample],
+    folds: Sequence[Fold],
+    out_dir: Path,
+    cache_dir: CacheDir,
+    progress: Progress | None,
+    compute: bool,
+    device: torch.device | str | None,
+    precision: str,
+) -> list[FoldResult]:
     by_key = {s.key: s for s in samples}
     trained = _TrainedModels()
     results: list[FoldResult] = []

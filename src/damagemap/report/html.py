@@ -13,7 +13,6 @@ import base64
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from damagemap.geo.sources import SceneLike, resolve_scene
+from damagemap.io_atomic import write_text_atomic
 from damagemap.mapping import MappingResult
 from damagemap.report.figures import class_map, probability_overlay, uncertainty_map
 
@@ -90,20 +90,7 @@ def write_html_report(
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    return _write_atomic(out / REPORT_NAME, page)
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(out / REPORT_NAME, page)
 
 
 def _image(png: bytes, caption: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
+from damagemap.io_atomic import atomic_path, write_text_atomic
 from damagemap.model import DamageModel
 from damagemap.severity.config import SeverityConfig
 from damagemap.severity.depth import DepthModel, ground_plane_depth, ground_plane_source
@@ -166,15 +166,11 @@ def score_folder(
 
 
 def _write_tables(rows: list[dict], out: Path) -> list[Path]:
-    tmp = out / ".scores.csv.tmp"
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(out / "scores.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows([{k: "" if v is None else v for k, v in r.items()} for r in rows])
-    os.replace(tmp, out / "scores.csv")
-    tmp = out / ".scores.json.tmp"
-    tmp.write_text(json.dumps({"photos": rows}, indent=1, default=float) + "\n")
-    os.replace(tmp, out / "scores.json")
+    write_text_atomic(out / "scores.json", json.dumps({"photos": rows}, indent=1, default=float) + "\n")
     return [out / "scores.csv", out / "scores.json"]
 
 

@@ -9,7 +9,6 @@ same for the pixel score. Photos with an undefined score are counted but never a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +17,7 @@ import pandas as pd
 from shapely.geometry import box
 
 from damagemap.errors import InputError
+from damagemap.io_atomic import atomic_path, write_text_atomic
 
 WGS84 = "EPSG:4326"
 
@@ -86,15 +86,11 @@ def zone_aggregate(points: gpd.GeoDataFrame, zones_path: str | Path) -> gpd.GeoD
 
 def write_layers(path: Path, layers: dict[str, gpd.GeoDataFrame]) -> None:
     """Write layers to one GeoPackage atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    tmp.unlink(missing_ok=True)
-    for name, frame in layers.items():
-        frame.to_file(tmp, layer=name, driver="GPKG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        for name, frame in layers.items():
+            frame.to_file(tmp, layer=name, driver="GPKG")
 
 
 def write_geojson(path: Path, frame: gpd.GeoDataFrame) -> None:
     """Write a layer as WGS84 GeoJSON atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(frame.to_crs(WGS84).to_json(na="null", drop_id=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, frame.to_crs(WGS84).to_json(na="null", drop_id=True))

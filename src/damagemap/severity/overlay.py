@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from damagemap.io_atomic import atomic_path
 
 # fixed colours for the default severity classes; other classes take the palette below
 NAMED = {"undamaged": (46, 160, 67), "damaged": (255, 140, 0), "debris": (214, 39, 40)}
@@ -37,6 +38,5 @@ def overlay(image: np.ndarray, labels: np.ndarray, classes: Sequence[str], alpha
 
 def save_png(array: np.ndarray, path: Path) -> None:
     """Write a PNG atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

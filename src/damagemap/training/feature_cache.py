@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from damagemap.data.views import content_hash
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
+from damagemap.io_atomic import atomic_path
 
 Features = list[torch.Tensor]
 
@@ -74,10 +75,8 @@ class FeatureCache:
     def _store(self, path: Path | None, feats: Features) -> None:
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({f"f{i}": f.contiguous() for i, f in enumerate(feats)}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({f"f{i}": f.contiguous() for i, f in enumerate(feats)}, str(tmp))
 
     @torch.no_grad()
     def features(

@@ -14,7 +14,14 @@ from typing import Any
 from safetensors.torch import save_file
 
 from damagemap import __version__
-from damagemap.artifact import MANIFEST, SCHEMA_VERSION, load_module_weights, read_manifest, write_model_dir
+from damagemap.artifact import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    load_module_weights,
+    read_manifest,
+    verify_files,
+    write_model_dir,
+)
 from damagemap.video.config import VideoRecipe
 from damagemap.video.model import MSNet, build_msnet
 
@@ -56,5 +63,6 @@ def load_video_model(model_dir: str | Path) -> tuple[MSNet, VideoRecipe, dict[st
     # the saved weights decide the norm layers: a model trained from a checkpoint has frozen BN
     frozen = manifest["recipe"]["model"].get("backbone_checkpoint") is not None
     model = build_msnet(recipe, frozen_bn=frozen)
+    verify_files(model_dir, manifest, (WEIGHTS,))
     load_module_weights(model, model_dir / WEIGHTS, "network")
     return model.eval(), recipe, manifest

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from damagemap.config import StrictModel, apply_overrides, read_yaml_mapping, validate
+from damagemap.safepath import check_name
 
 CLASSES = ["Slight", "Severe", "Debris"]
 
@@ -143,6 +144,11 @@ class VideoRecipe(StrictModel):
     srn: SRNConfig = Field(default_factory=SRNConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     video: VideoInputConfig = Field(default_factory=VideoInputConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v, "name")  # experiment folders are named after it
 
 
 def load_video_recipe(path: str | Path) -> VideoRecipe:

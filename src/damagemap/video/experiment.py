@@ -30,7 +30,8 @@ import torch
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
-from damagemap.protocols.runner import config_hash, finished_record, store_record, write_text_atomic
+from damagemap.io_atomic import write_text_atomic
+from damagemap.protocols.runner import config_hash, finished_record, store_record
 from damagemap.video.coco import CocoDamageDataset, load_coco
 from damagemap.video.config import VideoRecipe
 from damagemap.video.evaluate import evaluate_detector

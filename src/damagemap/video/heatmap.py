@@ -6,11 +6,12 @@ oblique view's ground footprint is not modelled), weighted by its refined confid
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from damagemap.io_atomic import atomic_path
 
 GPKG = "damage_points.gpkg"
 PNG = "heatmap.png"
@@ -29,13 +30,10 @@ def write_heatmap(points: pd.DataFrame, track: np.ndarray, out_dir: str | Path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gdf = gpd.GeoDataFrame(points, geometry=gpd.points_from_xy(points["lon"], points["lat"]), crs="EPSG:4326")
-    tmp = out_dir / f".tmp.{GPKG}"
-    tmp.unlink(missing_ok=True)
-    gdf.to_file(tmp, layer="detections", driver="GPKG")
-    os.replace(tmp, out_dir / GPKG)
-    tmp_png = out_dir / f".{PNG}.tmp.png"
-    _plot(points, track, tmp_png, bins)
-    os.replace(tmp_png, out_dir / PNG)
+    with atomic_path(out_dir / GPKG) as tmp:
+        gdf.to_file(tmp, layer="detections", driver="GPKG")
+    with atomic_path(out_dir / PNG) as tmp_png:
+        _plot(points, track, tmp_png, bins)
     return {"gpkg": out_dir / GPKG, "png": out_dir / PNG}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
+from damagemap.io_atomic import write_text_atomic
 from damagemap.video.config import VideoRecipe
 from damagemap.video.frames import read_frames, time_span
 from damagemap.video.gps import align, read_track
@@ -90,11 +90,10 @@ def predict_video(
             for lab, a, b in zip(labels, r, s)
         ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{DETECTIONS}.tmp"
-    tmp.write_text(
-        json.dumps({"video": str(video), "every": every, "refine": cfg.model_dump(), "frames": records}, indent=1)
+    write_text_atomic(
+        out_dir / DETECTIONS,
+        json.dumps({"video": str(video), "every": every, "refine": cfg.model_dump(), "frames": records}, indent=1),
     )
-    os.replace(tmp, out_dir / DETECTIONS)
     summary: dict[str, Any] = {
         "frames": len(frames),
         "detections": len(rows),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from PIL import Image
 
 from damagemap.data.xbd import read_xbd_buildings
 from damagemap.errors import InputError
+from damagemap.io_atomic import write_text_atomic
 from damagemap.video.config import CLASSES
 
 SUBTYPE_CLASS = {"minor-damage": "Slight", "major-damage": "Severe", "destroyed": "Debris"}
@@ -62,11 +62,7 @@ def xbd_to_coco(root: str | Path, out: str | Path, tiles: list[str] | None = Non
         )
         for b in read_xbd_buildings(by_tile[tile]):
             _add_building(doc, image_id, b)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh)
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(doc))
     return doc
 
 
