@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from damagemap import __version__
 from damagemap.adapters import apply_saved_adapter
 from damagemap.device import resolve_device
-from damagemap.encoders import build_encoder
+from damagemap.encoders import build_encoder, encoder_options
 from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError, OutputError
 from damagemap.heads import build_head
@@ -55,7 +55,7 @@ def _manifest(model: DamageModel) -> dict:
             "checkpoint_sha256": enc.checkpoint_sha256,
             "fingerprint": adapter["base_fingerprint"] if adapter else enc.fingerprint,
             "adapted_fingerprint": adapter["adapted_fingerprint"] if adapter else None,
-            "options": r.encoder.options,
+            "options": encoder_options(r.encoder.name, r.encoder.options, r.encoder.levels),
             "in_chans": enc.in_chans,
             # bands of the base encoder rebuilt at load time (a band adapter then widens it)
             "base_in_chans": getattr(enc, "base_in_chans", enc.in_chans) if adapter else enc.in_chans,

@@ -15,6 +15,7 @@ from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError, InputError
 from damagemap.heads.base import Head
 from damagemap.recipe import Recipe
+from damagemap.tta import averaged, tta_transforms
 from damagemap.types import Sample
 
 
@@ -110,6 +111,18 @@ class DamageModel:
         return torch.sigmoid(logits) if self.recipe.binary else torch.softmax(logits, 1)
 
     @torch.no_grad()
+    def proba_batch(self, batch: torch.Tensor, pre: torch.Tensor | None = None, tta: str | None = None) -> torch.Tensor:
+        """Probabilities ``[B, K, S, S]`` of encoder-sized inputs, averaged over flips when ``tta`` is ``flip``.
+
+        ``tta`` defaults to the recipe's ``eval.tta`` (see :mod:`damagemap.tta`).
+        """
+        transforms = tta_transforms(self.recipe.eval.tta if tta is None else tta)
+        images = [batch] if pre is None else [batch, pre]
+        return averaged(
+            lambda xs: self.probabilities(self.logits(xs[0], pre=xs[1] if len(xs) > 1 else None)), images, transforms
+        )
+
+    @torch.no_grad()
     def predict_proba(
         self, image: np.ndarray, where: str = "image", batch_size: int = 8, pre: np.ndarray | None = None
     ) -> np.ndarray:
@@ -117,6 +130,7 @@ class DamageModel:
 
         Resize recipes predict on the resized image and upsample; tile recipes predict tile by
         tile at native resolution (edge tiles overlap their neighbours; overlaps are averaged).
+        ``eval.tta: flip`` averages each view's probabilities over its four flips.
         Pair models need the pre-event image ``pre`` on the same pixel grid.
         """
         return self.predict_proba_many([image], [where], batch_size, None if pre is None else [pre])[0]
@@ -155,7 +169,7 @@ class DamageModel:
             pre_batch = (
                 torch.stack([view_image(samples[v.sample_index], v, cfg, pre=True) for v in chunk]) if pres else None
             )
-            for v, p in zip(chunk, self.probabilities(self.logits(batch, pre=pre_batch)).cpu()):
+            for v, p in zip(chunk, self.proba_batch(batch, pre=pre_batch).cpu()):
                 y0, x0, vh, vw = v.window
                 if cfg.mode == "resize":
                     p = F.interpolate(p[None], size=(vh, vw), mode="bilinear", align_corners=False)[0]

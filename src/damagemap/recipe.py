@@ -35,6 +35,17 @@ class EncoderConfig(StrictModel):
     finetune: bool = False
     """Train every encoder weight end to end with the head, at ``train.lr`` (the adapter kind
     ``finetune``, ``damagemap.adapters.finetune``); the trained weights are saved with the model."""
+    levels: list[int] | None = Field(None, min_length=1)
+    """Feature levels the encoder returns, as log2 of their stride: 1 = stride 2, 2 = stride 4 …
+    5 = stride 32 (CNN encoders: EfficientNet-Lite, ResNet). Default: the encoder's own set,
+    ``[2, 3, 4, 5]``; ``[1, 2, 3, 4, 5]`` adds the stride-2 map for small targets."""
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_sorted(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (sorted(set(v)) != v or not all(1 <= lvl <= 5 for lvl in v)):
+            raise ValueError(f"levels must be increasing, distinct values in 1..5 (log2 of the stride), got {v}")
+        return v
 
 
 class BandStats(StrictModel):
@@ -86,6 +97,14 @@ class InputConfig(StrictModel):
     the ``concat`` stack back to C channels."""
 
 
+class EvalConfig(StrictModel):
+    """How a trained model predicts in ``evaluate``, ``experiment``, ``predict`` and ``map``."""
+
+    tta: Literal["none", "flip"] = "none"
+    """``flip``: average the probabilities over the image as it is, flipped left-right, flipped
+    up-down and both (each prediction flipped back first); four encoder passes per view."""
+
+
 class DataConfig(StrictModel):
     """Which reader turns a data folder into samples."""
 
@@ -135,6 +154,15 @@ class TrainConfig(StrictModel):
     color_jitter: list[float] | None = Field(None, min_length=4, max_length=4)
     """torchvision ColorJitter(brightness, contrast, saturation, hue) on the (first three bands of
     the) training images only; it changes encoder input, so training runs end to end (no cache)."""
+    sampler: Literal["uniform", "balanced"] = "uniform"
+    """``balanced``: each epoch draws as many training views (with replacement) as there are, view
+    ``i`` with probability ∝ Σ_c share_i(c) / share(c) — its pixel share of each class relative to
+    that class's share over the training set — so views rich in a rare class come up more often
+    (:mod:`damagemap.training.balance`)."""
+    class_weights: Literal["none", "auto"] | list[float] = "none"
+    """Per-class loss weights for the supervised terms (``focal``, ``ce``, ``dice`` is unweighted):
+    a list (one per class) or ``auto`` = 1/√(pixel share of the class in the training split),
+    scaled so the mean weight per labelled pixel is 1."""
 
 
 class HeadConfig(StrictModel):
@@ -204,6 +232,7 @@ class Recipe(StrictModel):
         default_factory=lambda: {"focal": TermConfig(options={"alpha": 0.7, "gamma": 2.0})}
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     fewshot: FewShotConfig | None = None
     atl: ATLConfig | None = None
     severity: SeverityConfig | None = None
@@ -227,6 +256,16 @@ class Recipe(StrictModel):
         bad = [c for c in self.damage_classes if not 0 < c < len(self.classes)]
         if bad:
             raise ValueError(f"damage_classes {bad} are not class indexes 1..{len(self.classes) - 1} of {self.classes}")
+        return self
+
+    @model_validator(mode="after")
+    def _class_weights_fit(self) -> Recipe:
+        w = self.train.class_weights
+        if isinstance(w, list) and (len(w) != len(self.classes) or min(w) < 0 or max(w) <= 0):
+            raise ValueError(
+                f"train.class_weights needs {len(self.classes)} non-negative weights (one per class of "
+                f"{self.classes}, not all 0), got {w}"
+            )
         return self
 
     @model_validator(mode="after")

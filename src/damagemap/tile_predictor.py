@@ -20,6 +20,7 @@ from damagemap.device import autocast, check_precision, resolve_device
 from damagemap.errors import ConfigError
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
+from damagemap.tta import IDENTITY, averaged, tta_transforms
 
 
 class ModelTilePredictor:
@@ -30,7 +31,12 @@ class ModelTilePredictor:
     """
 
     def __init__(
-        self, model_dir: str | Path, model: DamageModel | None = None, precision: str = "fp32", device: str = "cpu"
+        self,
+        model_dir: str | Path,
+        model: DamageModel | None = None,
+        precision: str = "fp32",
+        device: str = "cpu",
+        tta: str | None = None,
     ) -> None:
         self.device = str(resolve_device(device))
         self.precision = check_precision(precision, torch.device(self.device))
@@ -38,7 +44,11 @@ class ModelTilePredictor:
         verify_files(self.model_dir, read_manifest(self.model_dir))  # before reading the head's bytes
         self._model = None if model is None else model.to(self.device)
         # GPU kernels round differently from the CPU's: a resumed map must not mix the two
-        digest = hashlib.sha256(f"{precision}|{torch.device(self.device).type}".encode())
+        key = f"{precision}|{torch.device(self.device).type}"
+        self.tta = tta
+        if tta is not None:  # flip TTA changes the probabilities: part of the map's identity
+            key += f"|tta={tta}"
+        digest = hashlib.sha256(key.encode())
         for name in (MANIFEST, HEAD_FILE):
             digest.update((self.model_dir / name).read_bytes())
         self.fingerprint = digest.hexdigest()[:16]
@@ -63,6 +73,7 @@ class ModelTilePredictor:
             "in_bands": self.in_bands,
             "num_outputs": self.num_outputs,
             "pair": self.pair,
+            "tta": self.tta,
             "_model": None,
         }
 
@@ -79,7 +90,8 @@ class ModelTilePredictor:
 
         Pair models take ``[B, 2·in_bands, T, T]``: the post-event bands, then the pre-event ones.
         The features are the global average of the encoder's deepest map (of the post-event
-        image): what :mod:`damagemap.active` measures diversity with.
+        image): what :mod:`damagemap.active` measures diversity with. Probabilities are averaged
+        over flips when the predictor's ``tta`` (default: the recipe's ``eval.tta``) is ``flip``.
         """
         m = self.model
         if tiles.shape[1] != self.in_bands * (2 if self.pair else 1):
@@ -92,15 +104,24 @@ class ModelTilePredictor:
         size = inputs[0][1]
         device = torch.device(self.device)
         xs = [x.to(device) for x, _ in inputs]
-        with autocast(device, self.precision):
-            per_image = [m.encoder(x) for x in xs]
-            maps = [level for levels in per_image for level in levels]
-            logits = m.head(maps, tuple(xs[0].shape[-2:])) if head else None
-        maps = per_image[0]
-        pooled = maps[-1].float().mean(dim=(-2, -1)).cpu().numpy()
-        if logits is None:
+        deepest: list[torch.Tensor] = []
+
+        def proba(images: list[torch.Tensor]) -> torch.Tensor:
+            with autocast(device, self.precision):
+                per_image = [m.encoder(x) for x in images]
+                if not deepest:  # the identity pass comes first: its post-event map is pooled
+                    deepest.append(per_image[0][-1])
+                if not head:
+                    return images[0].new_zeros(())
+                maps = [level for levels in per_image for level in levels]
+                return m.probabilities(m.head(maps, tuple(images[0].shape[-2:])).float())
+
+        transforms = tta_transforms(self.tta or m.recipe.eval.tta) if head else (IDENTITY,)
+        probs = averaged(proba, xs, transforms)
+        pooled = deepest[0].float().mean(dim=(-2, -1)).cpu().numpy()
+        if not head:
             return None, pooled
-        return self._to_native(m.probabilities(logits.float()), size).float().cpu().numpy(), pooled
+        return self._to_native(probs, size).float().cpu().numpy(), pooled
 
     def _model_input(self, tiles: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Native tiles → the model's input size (standardised, padded or resized as in training)."""

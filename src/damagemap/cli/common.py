@@ -125,6 +125,13 @@ def parse_names(value: str | Names) -> Names:
     return value if isinstance(value, Names) else Names(_items(value))
 
 
+def parse_variants(value: str | Names) -> Names:
+    """``plain,eval.tta=flip,encoder.levels=[1,2,3,4,5]`` → names (commas in brackets do not split)."""
+    from damagemap.protocols.variants import split_variants
+
+    return value if isinstance(value, Names) else Names(split_variants(str(value)))
+
+
 def parse_ints(value: str | Ints) -> Ints:
     """``1,3,5`` → ``(1, 3, 5)``; anything else is a usage error."""
     if isinstance(value, Ints):

@@ -41,6 +41,7 @@ from damagemap.cli.common import (
     out,
     parse_ints,
     parse_names,
+    parse_variants,
     print_json,
     run_on,
 )
@@ -268,11 +269,13 @@ def experiment(
     variants: Annotated[
         Optional[Names],
         typer.Option(
-            parser=parse_names,
+            parser=parse_variants,
             metavar="V,V",
             help="Run every recipe as each of these variants: plain,pc,dpt,pc+dpt[,dpt-adjacency,…] (missing "
-            "terms at the paper's weights) or atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off] "
-            "(ViT recipes); a variant that cannot apply to a recipe is refused.",
+            "terms at the paper's weights), atl-prompt,atl-prompt-nores,atl-block,atl-block-nores[,atl-off] "
+            "(ViT recipes), or recipe keys key=value (e.g. eval.tta=flip, encoder.levels=[1,2,3,4,5], "
+            "plain+train.sampler=balanced: a named variant first, then overrides joined by +); a variant "
+            "that cannot apply to a recipe is refused.",
         ),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per domain.")] = 5,
@@ -399,6 +402,14 @@ def map_command(
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
     threshold: ThresholdOpt = None,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Flip test-time augmentation: average each tile's probabilities over its 4 flips "
+            "(4x the encoder work; default: the recipe's eval.tta).",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     as_json: JsonOpt = False,
@@ -421,7 +432,7 @@ def map_command(
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
     if source.href is not None:
         console.print(f"scene: {source.name} → {source.href}", highlight=False)
-    predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device))
+    predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device), tta="flip" if tta else None)
     spec = predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band)
     options = MapOptions(
         tile=tile or predictor.native_tile,

@@ -9,14 +9,14 @@ file and the missing / unexpected / wrongly-shaped keys. Torch files are read wi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from damagemap.errors import CheckpointError
+from damagemap.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from timm.models import FeatureInfo
@@ -209,3 +209,19 @@ def hub_create(name: str, arch: str, **kwargs: Any) -> nn.Module:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as exc:  # network / hub errors come in many types
         raise CheckpointError(None, hint.format(why=f"{type(exc).__name__}: {exc}"[:300])) from exc
+
+
+DEFAULT_LEVELS = (2, 3, 4, 5)
+"""Feature levels of the timm CNN encoders by default: log2 of strides 4, 8, 16, 32."""
+
+
+def level_indices(levels: Sequence[int] | None) -> tuple[int, ...]:
+    """Timm ``out_indices`` of feature ``levels`` (log2 of the stride) for a 5-stage CNN.
+
+    timm's EfficientNet and ResNet feature maps 0…4 have strides 2…32, so level ``l`` is index
+    ``l - 1``. Raises :class:`ConfigError` for levels outside 1…5 or not increasing.
+    """
+    chosen = tuple(DEFAULT_LEVELS if levels is None else (int(lvl) for lvl in levels))
+    if not chosen or list(chosen) != sorted(set(chosen)) or not all(1 <= lvl <= 5 for lvl in chosen):
+        raise ConfigError(f"encoder.levels must be increasing values in 1..5 (log2 of the stride), got {list(chosen)}")
+    return tuple(lvl - 1 for lvl in chosen)

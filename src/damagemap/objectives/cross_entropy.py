@@ -49,4 +49,8 @@ def build_cross_entropy(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
     """Recipe term ``ce`` (multi-class recipes only)."""
     if ctx.recipe.binary:
         raise ConfigError("objective 'ce' needs a multi-class recipe; binary recipes use 'focal'")
+    if ctx.class_weights is not None:
+        if "class_weights" in options:
+            raise ConfigError("ce: class weights given twice (train.class_weights and objectives.ce.options)")
+        options = {**options, "class_weights": ctx.class_weights}
     return CrossEntropyLoss(**options)

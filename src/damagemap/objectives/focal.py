@@ -49,25 +49,44 @@ class BinaryFocalLoss(ObjectiveTerm):
         gamma: focusing exponent.
         positive_classes: mask values counted as positive (damaged); others except 255 are
             negative.
+        class_weights: optional (negative, positive) pixel weights on top of ``alpha``
+            (``train.class_weights``).
     """
 
-    def __init__(self, alpha: float = 0.7, gamma: float = 2.0, positive_classes: Sequence[int] = (1,)) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.7,
+        gamma: float = 2.0,
+        positive_classes: Sequence[int] = (1,),
+        class_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if not (0 <= alpha <= 1 or alpha == -1) or gamma < 0:
             raise ValueError(f"focal loss needs alpha in [0,1] or -1 and gamma >= 0, got {alpha}, {gamma}")
+        if class_weights is not None and len(class_weights) != 2:
+            raise ValueError(f"binary focal loss takes 2 class weights (negative, positive), got {list(class_weights)}")
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.positive_classes = tuple(int(c) for c in positive_classes)
+        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
 
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
-        """Mean focal loss over non-ignored pixels."""
+        """Mean focal loss over non-ignored pixels (weighted mean ``Σ w l / Σ w`` with class weights)."""
         target, valid = binary_target(output.logits, batch["mask"], self.positive_classes)
         loss = sigmoid_focal_loss(output.logits, target, self.alpha, self.gamma, reduction="none")
-        return masked_mean(loss, valid)
+        if self.class_weights is None:
+            return masked_mean(loss, valid)
+        neg, pos = self.class_weights
+        w = torch.where(valid, neg + (pos - neg) * target, target.new_zeros(()))
+        return (loss * w).sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
 def build_focal(ctx: ObjectiveContext, options: dict) -> ObjectiveTerm:
     """Recipe term ``focal`` (binary recipes only)."""
     if not ctx.recipe.binary:
         raise ConfigError("objective 'focal' is binary; use 'ce' and/or 'dice' for multi-class recipes")
+    if ctx.class_weights is not None:
+        if "class_weights" in options:
+            raise ConfigError("focal: class weights given twice (train.class_weights and objectives.focal.options)")
+        options = {**options, "class_weights": ctx.class_weights}
     return BinaryFocalLoss(**options)

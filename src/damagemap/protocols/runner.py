@@ -102,9 +102,19 @@ def _config_hash(recipe: Recipe, fold: Fold, precision: str = "fp32") -> str:
         dump.pop("fewshot", None)
     if dump.get("atl") is None:
         dump.pop("atl", None)
-    for key, default in (("scheduler", "none"), ("min_lr", 0.0), ("color_jitter", None)):
+    for key, default in (
+        ("scheduler", "none"),
+        ("min_lr", 0.0),
+        ("color_jitter", None),
+        ("sampler", "uniform"),
+        ("class_weights", "none"),
+    ):
         if dump["train"].get(key) == default:
             dump["train"].pop(key, None)
+    if dump["encoder"].get("levels") is None:  # keys added later: their defaults keep earlier hashes
+        dump["encoder"].pop("levels", None)
+    if dump.get("eval") == {"tta": "none"}:
+        dump.pop("eval", None)
     parts: list = [dump, fold.train, fold.val, fold.test]
     if "shots" in fold.meta:  # few-shot folds share their training split; the shots tell them apart
         parts.append(fold.meta["shots"])

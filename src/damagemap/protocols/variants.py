@@ -1,9 +1,16 @@
-"""Transfer-strategy variants of a recipe: plain, pc, dpt, pc+dpt (for ablation runs)."""
+"""Variants of a recipe for side-by-side runs: strategies, ATL placements and recipe keys.
+
+Transfer strategies (plain, pc, dpt, pc+dpt), ATL placements, and any recipe keys
+(``eval.tta=flip``, ``encoder.levels=[1,2,3,4,5]``).
+
+A variant is a named variant, ``key=value`` overrides, or a named variant followed by overrides,
+joined by ``+``: ``plain+eval.tta=flip+train.sampler=balanced``.
+"""
 
 from __future__ import annotations
 
 from damagemap.errors import ConfigError
-from damagemap.recipe import ATLConfig, Recipe, TermConfig
+from damagemap.recipe import ATLConfig, Recipe, TermConfig, apply_overrides
 
 STRATEGY_TERMS = ("pc", "dpt")
 DEFAULT_TERMS = {
@@ -87,15 +94,69 @@ def atl_variant(recipe: Recipe, variant: str) -> Recipe:
     return recipe.model_copy(update={"name": f"{recipe.name}-{variant}", "atl": atl}, deep=True)
 
 
+def split_variants(text: str) -> list[str]:
+    """``a,b=[1,2],c`` → ``["a", "b=[1,2]", "c"]``: commas inside brackets or braces do not split."""
+    out, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth <= 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    out.append(current.strip())
+    return [v for v in out if v]
+
+
+def variant_parts(variant: str) -> tuple[str | None, list[str]]:
+    """The named variant (``None`` if there is none) and the ``key=value`` overrides of ``variant``.
+
+    Parts are joined by ``+``; the named part comes first. A ``+`` inside an override's value
+    (``train.lr=1e+3``) stays in the value.
+    """
+    parts: list[str] = []
+    for piece in variant.split("+"):
+        if parts and "=" in parts[-1] and "=" not in piece:
+            parts[-1] += "+" + piece
+        else:
+            parts.append(piece)
+    named = [p for p in parts if "=" not in p]
+    overrides = [p for p in parts if "=" in p]
+    if any("=" in p for p in parts[: len(named)]):
+        raise ConfigError(f"variant {variant!r}: put the named variant first, then the key=value overrides")
+    return ("+".join(named) or None), overrides
+
+
+def _apply_variant(recipe: Recipe, variant: str) -> Recipe:
+    named, overrides = variant_parts(variant)
+    out = recipe
+    if named is not None:
+        out = atl_variant(recipe, named) if named in ATL_VARIANTS else recipe_variant(recipe, named)
+    if overrides:
+        try:
+            out = apply_overrides(out, overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"variant {variant!r}: {exc}") from None
+    return out.model_copy(update={"name": f"{recipe.name}-{variant.replace('/', '_')}"})
+
+
 def expand_variants(recipes: list[Recipe], variants: list[str]) -> list[Recipe]:
     """Every recipe as every variant, named ``<recipe>-<variant>`` — never a silent unvaried run.
 
     PC/DPT variants add the terms they name at the paper's weights when a recipe lacks them;
     ATL variants add a default ``atl:`` section to a ViT recipe. A variant that cannot apply to a
     recipe (PC/DPT on a multi-class recipe, ATL on a CNN encoder) is refused with a clear error
-    before anything is trained.
+    before anything is trained. ``key=value`` parts (see :func:`variant_parts`) are recipe
+    overrides applied after the named variant, validated like ``--set``.
     """
     for r in recipes:
         for v in variants:
-            _check_applies(r, v)
-    return [atl_variant(r, v) if v in ATL_VARIANTS else recipe_variant(r, v) for r in recipes for v in variants]
+            named, _ = variant_parts(v)
+            if named is not None:
+                _check_applies(r, named)
+    out = [_apply_variant(r, v) for r in recipes for v in variants]
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"variants {variants} give recipes with the same name; name each variant once")
+    return out

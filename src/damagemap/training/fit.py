@@ -17,11 +17,12 @@ from rich.progress import Progress
 from torch.nn import functional as F
 
 from damagemap.adapters import has_trainable_parameters
-from damagemap.data.augment import random_dihedral
+from damagemap.data.augment import Dihedral, random_dihedral
 from damagemap.device import autocast, module_device
 from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
 from damagemap.recipe import Recipe, TrainConfig
+from damagemap.training.balance import balanced_weights, epoch_order
 from damagemap.training.items import Item
 from damagemap.training.metrics import ConfusionMatrix
 from damagemap.training.schedule import make_scheduler
@@ -93,6 +94,18 @@ def logits_to_labels(logits: torch.Tensor, binary: bool, threshold: float) -> to
     return logits.argmax(1)
 
 
+def _scores(
+    head: Head, chunk: Sequence[Item], device: torch.device, precision: str, binary: bool | None
+) -> torch.Tensor:
+    """The head's logits of a chunk of items or, with ``binary`` given, its probabilities."""
+    feats, batch = collate(chunk)
+    with autocast(device, precision):
+        logits = head([f.to(device) for f in feats], tuple(batch["mask"].shape[-2:])).float()
+    if binary is None:
+        return logits
+    return torch.sigmoid(logits) if binary else torch.softmax(logits, 1)
+
+
 @torch.no_grad()
 def evaluate_items(
     head: Head,
@@ -102,24 +115,38 @@ def evaluate_items(
     threshold: float = 0.5,
     batch_size: int = 16,
     precision: str = "fp32",
+    flipped: Sequence[tuple[Dihedral, Sequence[Item]]] = (),
 ) -> ConfusionMatrix:
-    """Confusion matrix of the head's predictions at each item's native resolution (on the head's device)."""
+    """Confusion matrix of the head's predictions at each item's native resolution (on the head's device).
+
+    ``flipped`` (flip TTA, :mod:`damagemap.tta`): per flip, the items of the flipped images in
+    the order of ``items``; the probabilities of each are flipped back and averaged with those
+    of ``items`` before the labels are taken.
+    """
     head.eval()
     device = module_device(head)
     cm = ConfusionMatrix(num_classes)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        feats, batch = collate(chunk)
-        with autocast(device, precision):
-            logits = head([f.to(device) for f in feats], tuple(batch["mask"].shape[-2:])).float()
+        if flipped:  # probabilities averaged over the flips
+            scores = _scores(head, chunk, device, precision, binary)
+            for t, other in flipped:
+                scores = scores + t(_scores(head, other[start : start + batch_size], device, precision, binary))
+            scores = scores / (1 + len(flipped))
+        else:
+            scores = _scores(head, chunk, device, precision, None)
         for j, it in enumerate(chunk):
-            lg = logits[j : j + 1]
+            lg = scores[j : j + 1]
             h, w = it.eval_mask.shape
             if it.resized and tuple(lg.shape[-2:]) != (h, w):
                 lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
             else:  # tile views are native-resolution, zero-padded at the bottom/right
                 lg = lg[..., :h, :w]
-            cm.update(logits_to_labels(lg, binary, threshold)[0].cpu().numpy(), it.eval_mask.numpy())
+            if flipped:
+                labels = (lg[:, 0] > threshold).long() if binary else lg.argmax(1)
+            else:
+                labels = logits_to_labels(lg, binary, threshold)
+            cm.update(labels[0].cpu().numpy(), it.eval_mask.numpy())
     return cm
 
 
@@ -135,7 +162,9 @@ def fit(
     """Train with AdamW + grad clipping; return the best epoch (its weights are left in place).
 
     Optimised: the head's trainable parameters plus ``source.parameters()``. A head with no
-    trainable parameter (few-shot LoRA: decoder frozen) stays in eval mode. The best epoch is
+    trainable parameter (few-shot LoRA: decoder frozen) stays in eval mode. ``train.sampler:
+    balanced`` draws each epoch's views by :func:`~damagemap.training.balance.balanced_weights`
+    instead of a permutation. The best epoch is
     chosen by validation mIoU (``spec.train.select_by``); without validation items the last
     epoch is kept. Shuffling and augmentation use a generator seeded by ``spec.train.seed``.
     """
@@ -157,9 +186,10 @@ def fit(
     n_batches = math.ceil(len(train) / cfg.batch_size)
     task = progress.add_task(spec.description, total=cfg.epochs * n_batches, info="") if progress else None
     best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf, source_state=source.snapshot())
+    draw = balanced_weights([it.mask for it in train], spec.num_classes) if cfg.sampler == "balanced" else None
     for epoch in range(1, cfg.epochs + 1):
         head.train(train_head)
-        order = torch.randperm(len(train), generator=gen).tolist()
+        order = epoch_order(len(train), gen, draw)
         total, count = 0.0, 0
         for b in range(n_batches):
             chunk = [train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]

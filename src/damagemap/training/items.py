@@ -18,12 +18,14 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
+from damagemap.data.augment import Dihedral
 from damagemap.data.views import View, make_views, preprocess_key, view_image, view_images, view_mask
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
 from damagemap.recipe import InputConfig
 from damagemap.training.feature_cache import FeatureCache, default_cache_dir
+from damagemap.tta import transform_key
 from damagemap.types import Sample
 
 
@@ -84,11 +86,14 @@ def cached_items(
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
     description: str = "encode",
+    transform: Dihedral | None = None,
 ) -> list[Item]:
     """Items carrying the frozen encoder's maps, encoded once and kept in the feature cache.
 
     Pair recipes encode the pre-event view too, under its own cache key (``<view key>#pre``), so
-    a post-only and a pair model of one encoder share the post features.
+    a post-only and a pair model of one encoder share the post features. ``transform`` (flip
+    TTA) encodes the flipped view images instead, under their own keys; the items' masks stay as
+    they are, so predictions on them must be flipped back (:mod:`damagemap.tta`).
     """
     views = make_views(list(samples), cfg)
     root = default_cache_dir() if isinstance(cache_dir, _DefaultCache) else cache_dir
@@ -99,10 +104,13 @@ def cached_items(
     if progress is not None and task is not None:
         on_progress = lambda n: progress.advance(task, n)  # noqa: E731
 
+    t = transform or Dihedral()
+    suffix = transform_key(t)
+
     def encoded(pre: bool) -> list[list[torch.Tensor]]:
         return cache.features(
-            [v.key + ("#pre" if pre else "") for v in views],
-            lambda i: view_image(samples[views[i].sample_index], views[i], cfg, pre=pre),
+            [v.key + ("#pre" if pre else "") + suffix for v in views],
+            lambda i: t(view_image(samples[views[i].sample_index], views[i], cfg, pre=pre)),
             batch_size=8,
             on_progress=on_progress,
         )

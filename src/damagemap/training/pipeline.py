@@ -26,7 +26,7 @@ from damagemap.adapters import (
 from damagemap.adapters.recipe import attach_recipe_adapters
 from damagemap.data.band_stats import fit_input_stats
 from damagemap.device import check_precision, module_device, resolve_device
-from damagemap.encoders import build_encoder
+from damagemap.encoders import build_encoder, encoder_options
 from damagemap.encoders.base import Encoder
 from damagemap.encoders.pixels import PixelsEncoder
 from damagemap.errors import ConfigError
@@ -34,10 +34,12 @@ from damagemap.heads import HEADS, Head, build_head
 from damagemap.model import DamageModel
 from damagemap.objectives import ObjectiveContext, build_objective
 from damagemap.recipe import Recipe
+from damagemap.training.balance import resolve_class_weights
 from damagemap.training.fit import FitResult, FitSpec, evaluate_items, fit
 from damagemap.training.items import DEFAULT_CACHE, CacheDir, Item, cached_items, image_items
 from damagemap.training.metrics import ConfusionMatrix
 from damagemap.training.sources import EncodedOnDemand, FeatureSource, LiveEncoder
+from damagemap.tta import transform_key, tta_transforms
 from damagemap.types import Sample
 
 
@@ -47,7 +49,7 @@ def encoder_for(recipe: Recipe) -> Encoder:
         recipe.encoder.name,
         checkpoint=recipe.encoder.checkpoint,
         pretrained=recipe.encoder.pretrained,
-        **recipe.encoder.options,
+        **encoder_options(recipe.encoder.name, recipe.encoder.options, recipe.encoder.levels),
     )
     if recipe.input.size % enc.size_multiple:
         raise ConfigError(
@@ -171,9 +173,16 @@ def train_model(
             cached_items(val_samples, recipe.input, encoder, cache_dir, progress, "encode val") if val_samples else []
         )
         source, term_items, description = FeatureSource(), train_items, "train"
+    class_weights = resolve_class_weights(recipe, [it.mask for it in train_items])
     ctx = ObjectiveContext(
-        recipe, term_items, encoder.channels, has_buildings=all(it.buildings is not None for it in train_items)
+        recipe,
+        term_items,
+        encoder.channels,
+        has_buildings=all(it.buildings is not None for it in train_items),
+        class_weights=class_weights,
     )
+    if recipe.train.class_weights == "auto" and class_weights is not None:
+        ctx.notes.append(f"class weights (auto, 1/sqrt of the class share): {class_weights}")
     objective = build_objective(ctx)
     torch.manual_seed(recipe.train.seed)
     head = build_recipe_head(recipe, tuple(encoder.channels), options)
@@ -216,6 +225,8 @@ def evaluate_model(
 ) -> dict[str, dict]:
     """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``.
 
+    ``eval.tta: flip`` averages the probabilities over the four flips of every view (the flipped
+    views are encoded and cached too).
     Runs where the model is, in ``precision`` (default: the model's).
     """
     r = model.recipe
@@ -223,10 +234,26 @@ def evaluate_model(
     by_domain: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         by_domain[s.domain].append(s)
+    flips = tta_transforms(r.eval.tta)[1:]
     for domain, group in sorted(by_domain.items()):
         items = cached_items(group, r.input, model.encoder, cache_dir, progress, f"encode {domain}")
+        flipped = [
+            (
+                t,
+                cached_items(
+                    group, r.input, model.encoder, cache_dir, progress, f"encode {domain} {transform_key(t)}", t
+                ),
+            )
+            for t in flips
+        ]
         per_domain[domain] = evaluate_items(
-            model.head, items, len(r.classes), r.binary, r.train.threshold, precision=precision or model.precision
+            model.head,
+            items,
+            len(r.classes),
+            r.binary,
+            r.train.threshold,
+            precision=precision or model.precision,
+            flipped=flipped,
         )
     total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(len(r.classes))
     out = {d: cm.scores(tuple(r.damage_classes)) | {"n_samples": len(by_domain[d])} for d, cm in per_domain.items()}
