@@ -98,6 +98,8 @@ def _config_hash(recipe: Recipe, fold: Fold, precision: str = "fp32") -> str:
         dump.pop("fewshot", None)
     if dump.get("atl") is None:
         dump.pop("atl", None)
+    if dump.get("scoring") == {"building_rule": "majority"}:  # the default rule keeps earlier hashes
+        dump.pop("scoring", None)
     for key, default in (("scheduler", "none"), ("min_lr", 0.0), ("color_jitter", None)):
         if dump["train"].get(key) == default:
             dump["train"].pop(key, None)

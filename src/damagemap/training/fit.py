@@ -22,6 +22,7 @@ from damagemap.device import autocast, module_device
 from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
 from damagemap.recipe import Recipe, TrainConfig
+from damagemap.training.building_scores import BuildingTally
 from damagemap.training.items import Item
 from damagemap.training.metrics import ConfusionMatrix
 from damagemap.training.schedule import make_scheduler
@@ -93,6 +94,14 @@ def logits_to_labels(logits: torch.Tensor, binary: bool, threshold: float) -> to
     return logits.argmax(1)
 
 
+def class_probabilities(logits: torch.Tensor, binary: bool) -> torch.Tensor:
+    """``[B, K, H, W]`` class probabilities (binary heads: background = 1 − P(damage))."""
+    if binary:
+        p = torch.sigmoid(logits[:, :1])
+        return torch.cat([1 - p, p], 1)
+    return logits.softmax(1)
+
+
 @torch.no_grad()
 def evaluate_items(
     head: Head,
@@ -102,8 +111,12 @@ def evaluate_items(
     threshold: float = 0.5,
     batch_size: int = 16,
     precision: str = "fp32",
+    buildings: BuildingTally | None = None,
 ) -> ConfusionMatrix:
-    """Confusion matrix of the head's predictions at each item's native resolution (on the head's device)."""
+    """Confusion matrix of the head's predictions at each item's native resolution (on the head's device).
+
+    With ``buildings``, items carrying ``building_ids`` also add their pixels to that tally.
+    """
     head.eval()
     device = module_device(head)
     cm = ConfusionMatrix(num_classes)
@@ -119,7 +132,16 @@ def evaluate_items(
                 lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
             else:  # tile views are native-resolution, zero-padded at the bottom/right
                 lg = lg[..., :h, :w]
-            cm.update(logits_to_labels(lg, binary, threshold)[0].cpu().numpy(), it.eval_mask.numpy())
+            labels = logits_to_labels(lg, binary, threshold)[0].cpu().numpy()
+            cm.update(labels, it.eval_mask.numpy())
+            if buildings is not None and it.building_ids is not None:
+                buildings.add(
+                    it.sample_key,
+                    it.building_ids.numpy(),
+                    it.eval_mask.numpy(),
+                    labels,
+                    class_probabilities(lg, binary)[0].cpu().numpy(),
+                )
     return cm
 
 
