@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from damagemap.data.synthetic import synthetic_tiles
@@ -90,8 +91,13 @@ def test_reports_have_mean_std_per_domain_and_worst(samples, tmp_path) -> None:
     north = [r.scores["miou"] for r in results if r.target_domain == "north"]
     stats = summary["plain"]["domains"]["north"]["miou"]
     assert stats["mean"] == pytest.approx(sum(north) / 3) and stats["n"] == 3
-    worst = min(summary["plain"]["domains"], key=lambda d: summary["plain"]["domains"][d]["miou"]["mean"])
+    domains = summary["plain"]["domains"]
+    worst = min(domains, key=lambda d: (domains[d]["pooled"]["pixel"]["f1"], domains[d]["pooled"]["pixel"]["miou"]))
     assert summary["plain"]["worst_domain"] == worst
+    pooled = np.sum([r.scores["confusion"] for r in results if r.target_domain == "north"], axis=0)
+    assert domains["north"]["pooled"]["pixel"]["f1"] == pytest.approx(
+        2 * pooled[1, 1] / (2 * pooled[1, 1] + pooled[0, 1] + pooled[1, 0])
+    )
     md = (tmp_path / "results.md").read_text()
     assert "| plain | north" in md and "±" in md
     assert len(json.loads((tmp_path / "results.json").read_text())["folds"]) == 6

@@ -174,12 +174,24 @@ def evaluate(
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    building_rule: Annotated[
+        Optional[Literal["majority", "mean"]],
+        typer.Option(
+            "--building-rule",
+            help="Per-building damage from pixels: majority (half or more pixels damaged) or mean "
+            "(mean P(damage) above the threshold). Default: the recipe's scoring.building_rule (majority).",
+        ),
+    ] = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
 ) -> None:
-    """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total."""
+    """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total.
+
+    With building footprints (xBD polygons, a buildings/ folder, or --footprints) it adds building-level
+    precision, recall and F1 of "damaged" (and the xView2 score for multi-grade recipes).
+    """
     from damagemap.artifact import load_model
     from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
@@ -191,18 +203,29 @@ def evaluate(
     )
     samples = load_labelled(model.recipe, inputs)
     with make_progress() as progress:
-        scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress)
+        scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress, building_rule=building_rule)
     if as_json:
         print_json(scores)
         return
-    table = Table(
-        "domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall", title=f"{model.recipe.name} on {data}"
-    )
+    keys = ["miou", "damage_iou", "f1", "precision", "recall"]
+    heads = ["mIoU", "damage IoU", "F1", "precision", "recall"]
+    if any("building_f1" in s for s in scores.values()):
+        keys += ["n_buildings", "building_precision", "building_recall", "building_f1"]
+        heads += ["buildings", "bldg precision", "bldg recall", "bldg F1"]
+    if any("xview2" in s for s in scores.values()):
+        keys, heads = [*keys, "xview2"], [*heads, "xView2"]
+    title = f"{model.recipe.name} on {', '.join(map(str, data or [])) or 'the scenes'}"
+    table = Table("domain", "samples", *heads, title=title)
     for domain, s in scores.items():
-        table.add_row(
-            domain, str(s["n_samples"]), *(f"{s[k]:.3f}" for k in ("miou", "damage_iou", "f1", "precision", "recall"))
-        )
+        table.add_row(domain, str(s["n_samples"]), *(_cell(s.get(k)) for k in keys))
     out.print(table)
+
+
+def _cell(value: float | int | None) -> str:
+    """A table cell: counts as integers, scores with 3 decimals, missing or NaN as n/a."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 @app.command()
