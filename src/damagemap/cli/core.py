@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -16,6 +17,7 @@ from damagemap.cli.common import (
     BandsOpt,
     BatchOpt,
     CacheOpt,
+    DataListOpt,
     DataOpt,
     DeviceOpt,
     FootprintsListOpt,
@@ -45,6 +47,10 @@ from damagemap.cli.common import (
     run_on,
 )
 from damagemap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from damagemap.data.inputs import Inputs
+    from damagemap.recipe import Recipe
 
 app = typer.Typer()
 
@@ -163,7 +169,7 @@ def train(
 @clean_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap train`.")],
-    data: DataOpt = None,
+    data: DataListOpt = None,
     domains: DomainsOpt = None,
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
@@ -261,9 +267,7 @@ def predict(
 @clean_errors
 def experiment(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
-    data: Annotated[
-        Optional[Path], typer.Option("--data", help="Dataset folder (the first recipe's data format), or --scene.")
-    ] = None,
+    data: DataListOpt = None,
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
     footprints: FootprintsListOpt = None,
@@ -317,6 +321,7 @@ def experiment(
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
+    from damagemap.protocols.splits import scarce_domains, scarce_note
     from damagemap.protocols.variants import expand_variants
     from damagemap.recipe import apply_overrides, load_recipe
 
@@ -331,7 +336,12 @@ def experiment(
     inputs = labelled_inputs(
         data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
     )
+    scarce = _scarce_before_reading(first, inputs, folds, protocol, targets, sources)
+    if scarce:
+        console.print(f"note: {scarce_note(scarce, folds)}", highlight=False)
     samples = load_labelled(first, inputs, pre=any(r.input.pair for r in loaded))
+    if scarce is None and (scarce := scarce_domains(Counter(s.domain for s in samples), folds)):
+        console.print(f"note: {scarce_note(scarce, folds)}", highlight=False)  # a format without a listing
     fold_list = make_folds(
         samples,
         protocol,
@@ -356,7 +366,11 @@ def experiment(
             device=run_device,
             precision=precision,
         )
-    summary = write_reports(results, out_dir, f"{protocol} on {data or ', '.join(p.scene for p in inputs.scenes)}")
+    summary = write_reports(
+        results,
+        out_dir,
+        f"{protocol} on {', '.join(map(str, data or [])) or ', '.join(p.scene for p in inputs.scenes)}",
+    )
     from damagemap.protocols.report import experiment_notes
 
     by_note: dict[str, list[str]] = {}
@@ -367,6 +381,26 @@ def experiment(
         console.print(f"note ({', '.join(names)}): {note}", highlight=False)
     typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
+
+
+def _scarce_before_reading(
+    recipe: Recipe, inputs: Inputs, k: int, protocol: str, targets: Names | None, sources: Names | None
+) -> dict[str, int] | None:
+    """Scarce domains from a listing of the data folders (no image read); None without a listing.
+
+    Refuses, before any loading, a protocol that would have to test on a scarce domain.
+    """
+    from damagemap.data.inputs import data_roots
+    from damagemap.data.listing import count_samples
+    from damagemap.protocols.splits import check_scarce_targets
+
+    if inputs.data is None:
+        return None
+    counts = count_samples(data_roots(inputs), recipe.data, inputs.domains)
+    if not counts:
+        return None
+    named = names_list(targets) if protocol != "ssdc" else None
+    return check_scarce_targets(counts, k, protocol, named, names_list(sources) if protocol == "ssdc" else None)
 
 
 @app.command("map")

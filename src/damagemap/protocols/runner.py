@@ -20,7 +20,7 @@ from rich.progress import Progress
 
 from damagemap.errors import ConfigError
 from damagemap.model import DamageModel
-from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
+from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, scarce_domains, ssdc_folds
 from damagemap.recipe import FewShotConfig, Recipe
 from damagemap.training.fit import FitResult
 from damagemap.training.items import DEFAULT_CACHE, CacheDir
@@ -72,7 +72,8 @@ def make_folds(
             raise ConfigError("protocol ssdc needs --sources (comma-separated source domains)")
         return ssdc_folds(samples, sources, k=k, seed=seed, damage_classes=damage_classes)
     if protocol == "fewshot":
-        domains = sorted({s.domain for s in samples})
+        present = sorted({s.domain for s in samples})
+        domains = [d for d in present if d not in scarce_domains({d: sum(s.domain == d for s in samples)}, k)]
         fs = fewshot or FewShotConfig()
         return [
             f
