@@ -165,6 +165,16 @@ class TrainConfig(StrictModel):
     scaled so the mean weight per labelled pixel is 1."""
 
 
+class ScoringConfig(StrictModel):
+    """How evaluation turns pixel predictions into per-building damage (samples with footprints)."""
+
+    building_rule: Literal["majority", "mean"] = "majority"
+    """``majority``: a building is damaged if at least half of its pixels are predicted damaged
+    (K classes: its most frequent predicted class); ``mean``: if its mean P(damage) exceeds
+    ``train.threshold`` (K classes: argmax of the mean class probabilities). See
+    :mod:`damagemap.training.building_scores`."""
+
+
 class HeadConfig(StrictModel):
     """The trainable decoder: ``progressive`` (Smart Transfer, single-scale ViT maps) or ``fpn``."""
 
@@ -236,6 +246,7 @@ class Recipe(StrictModel):
     fewshot: FewShotConfig | None = None
     atl: ATLConfig | None = None
     severity: SeverityConfig | None = None
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 
     @field_validator("name")
     @classmethod

@@ -35,6 +35,8 @@ class Sample:
         meta: free-form extra information (source paths, …).
         pre: optional pre-event image, float32 ``[C, H, W]`` in [0, 1] on the same pixel grid as
             ``image`` (pair recipes, ``input.pair``); pixels it does not cover are 0.
+        building_ids: optional int32 ``[H, W]`` building instance ids (0 = no building), for
+            building-level scores; derived from ``buildings`` (connected parts) when absent.
     """
 
     image: np.ndarray
@@ -46,6 +48,7 @@ class Sample:
     instances: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     pre: np.ndarray | None = None
+    building_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:

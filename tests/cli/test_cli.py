@@ -286,3 +286,23 @@ def test_version_module_entry_point_completion_and_exit_codes_in_help(monkeypatc
     flat = " ".join(helped.stdout.split())
     for code in ("0 success", "2 usage error", "3 input error", "4 configuration error", "--quiet", "--version"):
         assert code in flat, code
+
+
+def test_evaluate_and_experiment_pool_two_data_roots_and_set_scarce_events_aside(workspace, tmp_path) -> None:
+    _write_domain(tmp_path / "extra", "tiny", 1, 3)  # one sample: fewer than the 2 folds
+    roots = ["--data", str(workspace / "data"), "--data", str(tmp_path / "extra")]
+    cache = ["--cache-dir", str(workspace / "cache")]
+    result = runner.invoke(app, ["evaluate", str(workspace / "model"), *roots, "--json", *cache])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"north", "south", "tiny", "all"}
+    twice = runner.invoke(app, ["evaluate", str(workspace / "model"), *roots[:2], *roots[:2], *cache])
+    assert twice.exit_code != 0 and "given twice" in twice.output
+    out = tmp_path / "run"
+    args = ["experiment", str(workspace / "tiny.yaml"), *roots, "--protocol", "lodo", "--folds", "2"]
+    result = runner.invoke(app, [*args, "--targets", "south", "--out", str(out), *cache])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("used as source only") == 1 and "tiny (1)" in result.output
+    assert (out / "results.json").exists() and "tiny" not in {p.name for p in (out / "folds").rglob("*")}
+    refused = runner.invoke(app, [*args, "--targets", "tiny", "--out", str(tmp_path / "no"), *cache])
+    assert refused.exit_code != 0 and "cannot be split into 2 folds" in refused.output
+    assert not (tmp_path / "no" / "results.json").exists()

@@ -165,3 +165,45 @@ def test_errors_are_clear():
         stratified_kfold(samples + samples[:1])
     with pytest.raises(ConfigError, match="k >= 2"):
         kfold_folds(samples, k=1)
+
+
+def _with_scarce() -> list[Sample]:
+    """dataset() plus 'tonga' with 3 samples: fewer than k = 5 folds."""
+    return dataset() + [sample("tonga", i, 20 if i == 0 else 0) for i in range(3)]
+
+
+def test_scarce_domain_is_a_source_only_in_lodo():
+    samples = _with_scarce()
+    folds = lodo_folds(samples, k=5)
+    tonga = keys_of(samples, "tonga")
+    assert {f.target_domain for f in folds} == {"nepal", "haiti", "peru"}  # never a target
+    for f in folds:
+        assert tonga <= set(f.train) and not tonga & set(f.val + f.test)  # all of it trains every fold
+        assert f.meta["source_only"] == ["tonga"] and "tonga" in f.meta["sources"]
+    with pytest.raises(ConfigError, match=r"cannot be split into 5 folds \(tonga has 3"):
+        lodo_folds(samples, k=5, targets=["tonga"])
+
+
+def test_scarce_domain_in_ssdc_kfold_and_fewshot():
+    samples = _with_scarce()
+    tonga = keys_of(samples, "tonga")
+    ssdc = ssdc_folds(samples, ["nepal", "tonga"], k=5)
+    assert {f.target_domain for f in ssdc} == {"haiti", "peru"} and all(tonga <= set(f.train) for f in ssdc)
+    assert {f.target_domain for f in kfold_folds(samples, k=5)} == {"nepal", "haiti", "peru"}
+    shots = fewshot_folds(samples, "peru", shots=(0, 1), k=5)
+    assert all(tonga <= set(f.train) for f in shots)
+    with pytest.raises(ConfigError, match="cannot be split"):
+        fewshot_folds(samples, "tonga", k=5)
+
+
+def test_scarce_check_runs_on_counts_alone():
+    from damagemap.protocols.splits import check_scarce_targets, scarce_note
+
+    counts = {"joplin": 12, "palu": 4, "mexico": 4}
+    scarce = check_scarce_targets(counts, 5, "lodo")
+    assert scarce == {"mexico": 4, "palu": 4}
+    assert scarce_note(scarce, 5).endswith("mexico (4), palu (4)")
+    with pytest.raises(ConfigError, match="no domain has at least 5"):
+        check_scarce_targets({"palu": 4, "mexico": 4}, 5, "lodo")
+    with pytest.raises(ConfigError, match="unknown target"):
+        check_scarce_targets(counts, 5, "lodo", targets=["atlantis"])

@@ -85,3 +85,20 @@ def test_tile_mode_predicts_any_size_at_native_resolution(trained) -> None:
     m = DamageModel(tiled, model.encoder, model.head)
     proba = m.predict_proba(np.random.default_rng(0).random((3, 100, 150), dtype=np.float32))
     assert proba.shape == (1, 100, 150) and proba.min() >= 0 and proba.max() <= 1
+
+
+def test_building_scores_from_footprints(trained) -> None:
+    from scipy import ndimage
+
+    model, _, _, cache = trained
+    test = synthetic_tiles("north", 6, size=64, seed=9)
+    expected = sum(ndimage.label(s.buildings > 0)[1] for s in test)  # every synthetic pixel is labelled
+    scores = evaluate_model(model, test, cache)["all"]
+    assert scores["n_buildings"] == expected == int(np.sum(scores["building_confusion"]))
+    assert scores["building_f1"] > 0.5  # collapsed buildings are easy on synthetic tiles
+    assert int(np.sum(scores["confusion"])) == sum(s.mask.size for s in test)
+    mean = evaluate_model(model, test, cache, building_rule="mean")["all"]
+    assert mean["n_buildings"] == expected
+    for s in test:
+        s.buildings = None
+    assert "building_f1" not in evaluate_model(model, test, cache)["all"]

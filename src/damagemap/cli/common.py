@@ -309,6 +309,14 @@ def cache_dir(path: Optional[Path], no_cache: bool) -> CacheDir:
 DataOpt = Annotated[
     Optional[Path], typer.Option("--data", help="Dataset folder in the recipe's data format (or use --scene/--labels).")
 ]
+DataListOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--data",
+        help="Dataset folder in the recipe's data format; repeat to pool several (e.g. --data xbd --data "
+        "xbd_events). Or use --scene/--labels.",
+    ),
+]
 SceneOpt = Annotated[
     Optional[list[str]],
     typer.Option("--scene", help="A labelled scene (GeoTIFF/COG, any CRS); repeat with --labels, one domain each."),
@@ -345,7 +353,7 @@ DTYPE_SCALE = ScaleArg()  # scale by the data type's range
 
 
 def labelled_inputs(
-    data: Optional[Path],
+    data: Optional[Path] | Optional[list[Path]],
     domains: Optional[Names],
     scenes: Optional[list[str]],
     labels: Optional[list[str]],
@@ -365,4 +373,5 @@ def labelled_inputs(
     options = SceneOptions(
         label_field, tuple(bands) if bands else None, tuple(scale) if scale else "dtype", replicate_single_band
     )
-    return Inputs(data, names_list(domains), pairs, options)
+    roots = tuple(data) if isinstance(data, list) else ((data,) if data is not None else ())
+    return Inputs(roots or None, names_list(domains), pairs, options)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -16,6 +17,7 @@ from damagemap.cli.common import (
     BandsOpt,
     BatchOpt,
     CacheOpt,
+    DataListOpt,
     DataOpt,
     DeviceOpt,
     FootprintsListOpt,
@@ -46,6 +48,10 @@ from damagemap.cli.common import (
     run_on,
 )
 from damagemap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from damagemap.data.inputs import Inputs
+    from damagemap.recipe import Recipe
 
 app = typer.Typer()
 
@@ -165,7 +171,7 @@ def train(
 @clean_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `damagemap train`.")],
-    data: DataOpt = None,
+    data: DataListOpt = None,
     domains: DomainsOpt = None,
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
@@ -176,12 +182,24 @@ def evaluate(
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    building_rule: Annotated[
+        Optional[Literal["majority", "mean"]],
+        typer.Option(
+            "--building-rule",
+            help="Per-building damage from pixels: majority (half or more pixels damaged) or mean "
+            "(mean P(damage) above the threshold). Default: the recipe's scoring.building_rule (majority).",
+        ),
+    ] = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
 ) -> None:
-    """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total."""
+    """Evaluate a model on labelled data (--data, or --scene/--labels pairs): one row per domain plus the total.
+
+    With building footprints (xBD polygons, a buildings/ folder, or --footprints) it adds building-level
+    precision, recall and F1 of "damaged" (and the xView2 score for multi-grade recipes).
+    """
     from damagemap.artifact import load_model
     from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
@@ -193,18 +211,29 @@ def evaluate(
     )
     samples = load_labelled(model.recipe, inputs)
     with make_progress() as progress:
-        scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress)
+        scores = evaluate_model(model, samples, cache_dir(cache, no_cache), progress, building_rule=building_rule)
     if as_json:
         print_json(scores)
         return
-    table = Table(
-        "domain", "samples", "mIoU", "damage IoU", "F1", "precision", "recall", title=f"{model.recipe.name} on {data}"
-    )
+    keys = ["miou", "damage_iou", "f1", "precision", "recall"]
+    heads = ["mIoU", "damage IoU", "F1", "precision", "recall"]
+    if any("building_f1" in s for s in scores.values()):
+        keys += ["n_buildings", "building_precision", "building_recall", "building_f1"]
+        heads += ["buildings", "bldg precision", "bldg recall", "bldg F1"]
+    if any("xview2" in s for s in scores.values()):
+        keys, heads = [*keys, "xview2"], [*heads, "xView2"]
+    title = f"{model.recipe.name} on {', '.join(map(str, data or [])) or 'the scenes'}"
+    table = Table("domain", "samples", *heads, title=title)
     for domain, s in scores.items():
-        table.add_row(
-            domain, str(s["n_samples"]), *(f"{s[k]:.3f}" for k in ("miou", "damage_iou", "f1", "precision", "recall"))
-        )
+        table.add_row(domain, str(s["n_samples"]), *(_cell(s.get(k)) for k in keys))
     out.print(table)
+
+
+def _cell(value: float | int | None) -> str:
+    """A table cell: counts as integers, scores with 3 decimals, missing or NaN as n/a."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 @app.command()
@@ -242,9 +271,7 @@ def predict(
 @clean_errors
 def experiment(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe YAML files to compare.")],
-    data: Annotated[
-        Optional[Path], typer.Option("--data", help="Dataset folder (the first recipe's data format), or --scene.")
-    ] = None,
+    data: DataListOpt = None,
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
     footprints: FootprintsListOpt = None,
@@ -301,6 +328,7 @@ def experiment(
     from damagemap.progress import make_progress
     from damagemap.protocols.report import markdown_table, write_reports
     from damagemap.protocols.runner import make_folds, run_experiment
+    from damagemap.protocols.splits import scarce_domains, scarce_note
     from damagemap.protocols.variants import expand_variants
     from damagemap.recipe import apply_overrides, load_recipe
 
@@ -316,7 +344,12 @@ def experiment(
     inputs = labelled_inputs(
         data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
     )
+    scarce = _scarce_before_reading(first, inputs, folds, protocol, targets, sources)
+    if scarce:
+        console.print(f"note: {scarce_note(scarce, folds)}", highlight=False)
     samples = load_labelled(first, inputs, pre=any(r.input.pair for r in loaded))
+    if scarce is None and (scarce := scarce_domains(Counter(s.domain for s in samples), folds)):
+        console.print(f"note: {scarce_note(scarce, folds)}", highlight=False)  # a format without a listing
     fold_list = make_folds(
         samples,
         protocol,
@@ -341,7 +374,11 @@ def experiment(
             device=run_device,
             precision=precision,
         )
-    summary = write_reports(results, out_dir, f"{protocol} on {data or ', '.join(p.scene for p in inputs.scenes)}")
+    summary = write_reports(
+        results,
+        out_dir,
+        f"{protocol} on {', '.join(map(str, data or [])) or ', '.join(p.scene for p in inputs.scenes)}",
+    )
     from damagemap.protocols.report import experiment_notes
 
     by_note: dict[str, list[str]] = {}
@@ -352,6 +389,26 @@ def experiment(
         console.print(f"note ({', '.join(names)}): {note}", highlight=False)
     typer.echo(markdown_table(summary))
     console.print(f"results → {out_dir}/results.{{json,csv,md,png}}")
+
+
+def _scarce_before_reading(
+    recipe: Recipe, inputs: Inputs, k: int, protocol: str, targets: Names | None, sources: Names | None
+) -> dict[str, int] | None:
+    """Scarce domains from a listing of the data folders (no image read); None without a listing.
+
+    Refuses, before any loading, a protocol that would have to test on a scarce domain.
+    """
+    from damagemap.data.inputs import data_roots
+    from damagemap.data.listing import count_samples
+    from damagemap.protocols.splits import check_scarce_targets
+
+    if inputs.data is None:
+        return None
+    counts = count_samples(data_roots(inputs), recipe.data, inputs.domains)
+    if not counts:
+        return None
+    named = names_list(targets) if protocol != "ssdc" else None
+    return check_scarce_targets(counts, k, protocol, named, names_list(sources) if protocol == "ssdc" else None)
 
 
 @app.command("map")

@@ -35,6 +35,7 @@ def chip_samples(samples: Sequence[Sample], size: int) -> list[Sample]:
                         image=s.image[:, win[0], win[1]],
                         mask=None if s.mask is None else s.mask[win],
                         buildings=None if s.buildings is None else s.buildings[win],
+                        building_ids=None if s.building_ids is None else s.building_ids[win],
                         pre=None if s.pre is None else s.pre[:, win[0], win[1]],
                         id=f"{s.id}_r{r}c{c}",
                         geo=geo,

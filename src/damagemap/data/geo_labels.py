@@ -69,7 +69,8 @@ def read_geotiff_labels(
         class_column: the polygons' class attribute: integers 0..254, or names with ``class_map``.
         class_map: class name → index, e.g. ``{"no-damage": 0, "damaged": 1}``; with it, integer
             values are accepted too when they are one of the map's indexes.
-        buildings_path: optional building footprints (any CRS) → ``Sample.buildings``.
+        buildings_path: optional building footprints (any CRS) → ``Sample.buildings`` and
+            ``Sample.building_ids`` (footprint row + 1).
         bands: 1-based scene bands in model order, as for ``damagemap map --bands`` (None: all).
         domain: ``Sample.domain`` (default: the scene file's stem, or the STAC item's id).
         scale: raw value → [0, 1] scaling, as :attr:`damagemap.geo.spec.SceneInputSpec.scale`.
@@ -126,10 +127,12 @@ def read_geotiff_labels(
                 mask[~valid[0, :size_h, :size_w]] = IGNORE_INDEX
                 if not (mask != IGNORE_INDEX).any():
                     continue
-                buildings = None
+                buildings, ids = None, None
                 if footprints is not None:
-                    geoms = footprints.geometry.iloc[footprints.sindex.query(tile_box, predicate="intersects")]
-                    buildings = _burn([(g, 1) for g in geoms], transform, (size_h, size_w), 0).astype(np.uint8)
+                    hit = footprints.sindex.query(tile_box, predicate="intersects")
+                    shapes_ids = [(footprints.geometry.iloc[i], int(i) + 1) for i in hit]  # id = footprint row + 1
+                    ids = _burn(shapes_ids, transform, (size_h, size_w), 0, "int32")
+                    buildings = (ids > 0).astype(np.uint8)
                 samples.append(
                     Sample(
                         image=np.ascontiguousarray(x[0, :n_bands, :size_h, :size_w]),
@@ -139,6 +142,7 @@ def read_geotiff_labels(
                         id=f"{name}_r{row}_c{col}",
                         geo=GeoInfo(wkt, tuple(transform)[:6]),
                         buildings=buildings,
+                        building_ids=ids,
                         meta={"scene": source.name, "window": (row, col, size_h, size_w)},
                     )
                 )
@@ -245,8 +249,8 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
-def _burn(shapes: list, transform: Affine, shape: tuple[int, int], fill: int) -> np.ndarray:
+def _burn(shapes: list, transform: Affine, shape: tuple[int, int], fill: int, dtype: str = "uint8") -> np.ndarray:
     """Rasterise ``(geometry, value)`` pairs (pixel centres; later shapes win)."""
     if not shapes:
-        return np.full(shape, fill, dtype=np.uint8)
-    return rasterize(shapes, out_shape=shape, transform=transform, fill=fill, dtype="uint8")
+        return np.full(shape, fill, dtype=dtype)
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=fill, dtype=dtype)

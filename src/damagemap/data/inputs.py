@@ -49,9 +49,12 @@ class SceneOptions:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Either a dataset folder in the recipe's ``data.format`` or labelled scenes (not both)."""
+    """Either dataset folders in the recipe's ``data.format`` or labelled scenes (not both).
 
-    data: Path | None = None
+    ``data`` is one folder or several (their samples are pooled, see :func:`load_roots`).
+    """
+
+    data: Path | tuple[Path, ...] | None = None
     domains: Sequence[str] | None = None
     scenes: Sequence[ScenePair] = field(default_factory=tuple)
     options: SceneOptions = field(default_factory=SceneOptions)
@@ -138,8 +141,54 @@ def load_labelled(recipe: Recipe, inputs: Inputs, pre: bool | None = None) -> li
         if inputs.domains:
             raise ConfigError("--domains selects dataset folders; with --scene every scene is a domain")
         return read_scene_pairs(inputs.scenes, recipe, inputs.options, pre)
-    assert inputs.data is not None
-    if not Path(inputs.data).exists():
-        raise InputError(inputs.data, "data folder does not exist")
     domains = list(inputs.domains) if inputs.domains else None
-    return load_samples(inputs.data, recipe.data, len(recipe.classes), domains, pre=pre)
+    return load_roots(data_roots(inputs), recipe, domains, pre)
+
+
+def data_roots(inputs: Inputs) -> list[Path]:
+    """The dataset folders of ``inputs`` (one or more), each checked to exist."""
+    data = inputs.data
+    roots = [] if data is None else [Path(data)] if isinstance(data, (str, Path)) else [Path(p) for p in data]
+    if len(set(roots)) != len(roots):
+        raise ConfigError(f"--data: a folder is given twice: {sorted({str(r) for r in roots if roots.count(r) > 1})}")
+    for root in roots:
+        if not root.exists():
+            raise InputError(root, "data folder does not exist")
+    return roots
+
+
+def load_roots(roots: Sequence[Path], recipe: Recipe, domains: list[str] | None, pre: bool) -> list[Sample]:
+    """Samples of every root, pooled; domains keep their names.
+
+    Two roots may hold the same domain (an event split over folders, e.g. xBD's tier1 and
+    tier3): its samples are pooled into one domain as long as no sample key (``domain/id``) is in
+    both; a key found in two roots is refused, naming both folders. With ``domains``, each root
+    reads the ones it has (a domain no root has is an error).
+    """
+    if len(roots) == 1:
+        return load_samples(roots[0], recipe.data, len(recipe.classes), domains, pre=pre)
+    samples: list[Sample] = []
+    origin: dict[str, Path] = {}
+    for root in roots:
+        wanted = None
+        if domains is not None:
+            from damagemap.data.listing import list_domains
+
+            have = list_domains(root, recipe.data)
+            wanted = domains if have is None else [d for d in domains if d in have]
+            if not wanted:
+                continue
+        for s in load_samples(root, recipe.data, len(recipe.classes), wanted, pre=pre):
+            if s.key in origin:
+                raise InputError(
+                    root,
+                    f"sample {s.key} is also in {origin[s.key]}: two --data folders give the same domain "
+                    "and tile; pass each dataset once",
+                )
+            origin[s.key] = root
+            samples.append(s)
+    if domains is not None:
+        missing = sorted(set(domains) - {s.domain for s in samples})
+        if missing:
+            raise InputError(roots[0], f"domains {missing} not found in any --data folder")
+    return samples

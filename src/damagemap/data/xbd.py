@@ -56,7 +56,8 @@ def read_xbd(
 
     Returns:
         One sample per post-disaster label file, sorted by tile name; ``domain`` is the event,
-        ``id`` the tile name, ``buildings`` a uint8 footprint mask (all buildings), and
+        ``id`` the tile name, ``buildings`` a uint8 footprint mask (all buildings),
+        ``building_ids`` their instance raster (see :func:`rasterize_instances`), and
         ``meta`` holds ``n_buildings``, ``buildings_info`` (see :func:`read_xbd_buildings`)
         and the source paths.
 
@@ -196,6 +197,7 @@ def _read_tile(root: Path, tile: str, event: str, label_path: Path, use_pre: boo
         domain=event,
         id=tile,
         buildings=(grades != 0).astype(np.uint8),
+        building_ids=rasterize_instances(buildings, image.shape[1:]),
         meta=meta,
         pre=pre,
     )

@@ -22,7 +22,7 @@ from damagemap.errors import ConfigError
 from damagemap.io_atomic import write_text_atomic
 from damagemap.locks import LOCK_NAME, output_lock
 from damagemap.model import DamageModel
-from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, ssdc_folds
+from damagemap.protocols.splits import Fold, fewshot_folds, kfold_folds, lodo_folds, scarce_domains, ssdc_folds
 from damagemap.recipe import FewShotConfig, Recipe
 from damagemap.training.fit import FitResult
 from damagemap.training.items import DEFAULT_CACHE, CacheDir
@@ -76,7 +76,8 @@ def make_folds(
             raise ConfigError("protocol ssdc needs --sources (comma-separated source domains)")
         return ssdc_folds(samples, sources, k=k, seed=seed, damage_classes=damage_classes)
     if protocol == "fewshot":
-        domains = sorted({s.domain for s in samples})
+        present = sorted({s.domain for s in samples})
+        domains = [d for d in present if d not in scarce_domains({d: sum(s.domain == d for s in samples)}, k)]
         fs = fewshot or FewShotConfig()
         return [
             f
@@ -102,6 +103,8 @@ def _config_hash(recipe: Recipe, fold: Fold, precision: str = "fp32") -> str:
         dump.pop("fewshot", None)
     if dump.get("atl") is None:
         dump.pop("atl", None)
+    if dump.get("scoring") == {"building_rule": "majority"}:  # the default rule keeps earlier hashes
+        dump.pop("scoring", None)
     for key, default in (
         ("scheduler", "none"),
         ("min_lr", 0.0),

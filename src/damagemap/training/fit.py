@@ -23,6 +23,7 @@ from damagemap.heads.base import Head
 from damagemap.objectives.base import ForwardOutput, WeightedSum
 from damagemap.recipe import Recipe, TrainConfig
 from damagemap.training.balance import balanced_weights, epoch_order
+from damagemap.training.building_scores import BuildingTally
 from damagemap.training.items import Item
 from damagemap.training.metrics import ConfusionMatrix
 from damagemap.training.schedule import make_scheduler
@@ -106,6 +107,14 @@ def _scores(
     return torch.sigmoid(logits) if binary else torch.softmax(logits, 1)
 
 
+def class_probabilities(logits: torch.Tensor, binary: bool) -> torch.Tensor:
+    """``[B, K, H, W]`` class probabilities (binary heads: background = 1 − P(damage))."""
+    if binary:
+        p = torch.sigmoid(logits[:, :1])
+        return torch.cat([1 - p, p], 1)
+    return logits.softmax(1)
+
+
 @torch.no_grad()
 def evaluate_items(
     head: Head,
@@ -116,12 +125,15 @@ def evaluate_items(
     batch_size: int = 16,
     precision: str = "fp32",
     flipped: Sequence[tuple[Dihedral, Sequence[Item]]] = (),
+    buildings: BuildingTally | None = None,
 ) -> ConfusionMatrix:
     """Confusion matrix of the head's predictions at each item's native resolution (on the head's device).
 
     ``flipped`` (flip TTA, :mod:`damagemap.tta`): per flip, the items of the flipped images in
     the order of ``items``; the probabilities of each are flipped back and averaged with those
     of ``items`` before the labels are taken.
+
+    With ``buildings``, items carrying ``building_ids`` also add their pixels to that tally.
     """
     head.eval()
     device = module_device(head)
@@ -142,11 +154,18 @@ def evaluate_items(
                 lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
             else:  # tile views are native-resolution, zero-padded at the bottom/right
                 lg = lg[..., :h, :w]
-            if flipped:
-                labels = (lg[:, 0] > threshold).long() if binary else lg.argmax(1)
+            if flipped:  # lg holds averaged probabilities
+                labels_t = (lg[:, 0] > threshold).long() if binary else lg.argmax(1)
+                probs = torch.cat([1 - lg[:, :1], lg[:, :1]], 1) if binary else lg
             else:
-                labels = logits_to_labels(lg, binary, threshold)
-            cm.update(labels[0].cpu().numpy(), it.eval_mask.numpy())
+                labels_t = logits_to_labels(lg, binary, threshold)
+                probs = class_probabilities(lg, binary)
+            labels = labels_t[0].cpu().numpy()
+            cm.update(labels, it.eval_mask.numpy())
+            if buildings is not None and it.building_ids is not None:
+                buildings.add(
+                    it.sample_key, it.building_ids.numpy(), it.eval_mask.numpy(), labels, probs[0].cpu().numpy()
+                )
     return cm
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import Progress
 
@@ -55,6 +56,9 @@ class Item:
     buildings: torch.Tensor | None = None
     key: str = ""
     resized: bool = True
+    building_ids: torch.Tensor | None = None
+    """Building instance ids at native size (0 = none), for building-level scores."""
+    sample_key: str = ""
 
 
 def make_item(sample: Sample, view: View, cfg: InputConfig, features: list[torch.Tensor]) -> Item:
@@ -68,7 +72,14 @@ def make_item(sample: Sample, view: View, cfg: InputConfig, features: list[torch
         buildings=None if sample.buildings is None else view_mask(sample.buildings, view, cfg),
         key=view.key,
         resized=cfg.mode == "resize",
+        building_ids=None if sample.building_ids is None else _native(sample.building_ids, view),
+        sample_key=view.sample_key,
     )
+
+
+def _native(raster: np.ndarray, view: View) -> torch.Tensor:
+    y0, x0, h, w = view.window
+    return torch.from_numpy(np.ascontiguousarray(raster[y0 : y0 + h, x0 : x0 + w]))
 
 
 def image_items(samples: Sequence[Sample], cfg: InputConfig) -> list[Item]:

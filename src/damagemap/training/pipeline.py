@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from damagemap.model import DamageModel
 from damagemap.objectives import ObjectiveContext, build_objective
 from damagemap.recipe import Recipe
 from damagemap.training.balance import resolve_class_weights
+from damagemap.training.building_scores import BuildingRule, BuildingTally, building_scores, xview2_score
 from damagemap.training.fit import FitResult, FitSpec, evaluate_items, fit
 from damagemap.training.items import DEFAULT_CACHE, CacheDir, Item, cached_items, image_items
 from damagemap.training.metrics import ConfusionMatrix
@@ -222,18 +224,28 @@ def evaluate_model(
     cache_dir: CacheDir = DEFAULT_CACHE,
     progress: Progress | None = None,
     precision: str | None = None,
+    building_rule: BuildingRule | None = None,
 ) -> dict[str, dict]:
     """Scores per domain plus ``"all"`` (pooled confusion matrix) for labelled ``samples``.
 
+    Each entry also holds its pixel ``confusion`` matrix. Where samples carry building footprints
+    (``building_ids``, or ``buildings`` split into connected parts) it adds building-level
+    ``building_precision`` / ``building_recall`` / ``building_f1`` of "damaged", ``n_buildings``
+    and ``building_confusion`` (per-building classes by ``building_rule``, default the recipe's
+    ``scoring.building_rule``), and for K-class recipes the pixel ``xview2`` score (see
+    :mod:`damagemap.training.building_scores`). Runs where the model is, in ``precision``
+    (default: the model's).
     ``eval.tta: flip`` averages the probabilities over the four flips of every view (the flipped
     views are encoded and cached too).
-    Runs where the model is, in ``precision`` (default: the model's).
     """
     r = model.recipe
-    per_domain: dict[str, ConfusionMatrix] = defaultdict(lambda: ConfusionMatrix(len(r.classes)))
+    k, damage = len(r.classes), tuple(r.damage_classes)
+    rule = building_rule or r.scoring.building_rule
+    per_domain: dict[str, ConfusionMatrix] = {}
+    per_domain_buildings: dict[str, ConfusionMatrix] = {}
     by_domain: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        by_domain[s.domain].append(s)
+        by_domain[s.domain].append(with_building_ids(s))
     flips = tta_transforms(r.eval.tta)[1:]
     for domain, group in sorted(by_domain.items()):
         items = cached_items(group, r.input, model.encoder, cache_dir, progress, f"encode {domain}")
@@ -246,16 +258,40 @@ def evaluate_model(
             )
             for t in flips
         ]
+        tally = BuildingTally(k) if any(s.building_ids is not None for s in group) else None
         per_domain[domain] = evaluate_items(
             model.head,
             items,
-            len(r.classes),
+            k,
             r.binary,
             r.train.threshold,
             precision=precision or model.precision,
             flipped=flipped,
+            buildings=tally,
         )
-    total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(len(r.classes))
-    out = {d: cm.scores(tuple(r.damage_classes)) | {"n_samples": len(by_domain[d])} for d, cm in per_domain.items()}
-    out["all"] = total.scores(tuple(r.damage_classes)) | {"n_samples": len(samples)}
+        if tally is not None:
+            per_domain_buildings[domain] = tally.confusion(rule, r.train.threshold)
+    total = ConfusionMatrix.merge(per_domain.values()) if per_domain else ConfusionMatrix(k)
+    total_buildings = ConfusionMatrix.merge(per_domain_buildings.values()) if per_domain_buildings else None
+
+    def entry(cm: ConfusionMatrix, bcm: ConfusionMatrix | None, n: int) -> dict:
+        out = cm.scores(damage) | {"n_samples": n, "confusion": cm.matrix.tolist(), "damage_classes": list(damage)}
+        if bcm is not None:
+            out |= building_scores(bcm, damage) | {"building_confusion": bcm.matrix.tolist()}
+            if k > 2:
+                out |= xview2_score(cm.matrix)
+        return out
+
+    out = {d: entry(cm, per_domain_buildings.get(d), len(by_domain[d])) for d, cm in per_domain.items()}
+    out["all"] = entry(total, total_buildings, len(samples))
     return out
+
+
+def with_building_ids(sample: Sample) -> Sample:
+    """The sample with ``building_ids``: its own, else the connected parts of ``buildings`` (else unchanged)."""
+    if sample.building_ids is not None or sample.buildings is None:
+        return sample
+    from scipy import ndimage
+
+    ids, _ = ndimage.label(np.asarray(sample.buildings) > 0)
+    return replace(sample, building_ids=ids.astype(np.int32))
