@@ -25,7 +25,8 @@ from rasterio.enums import Resampling  # noqa: E402
 
 from damagemap.geo.raster import gdal_env  # noqa: E402
 from damagemap.geo.sources import SceneLike, resolve_scene  # noqa: E402
-from damagemap.mapping.encoding import CLASS_COLORS, LEVELS, NODATA  # noqa: E402
+from damagemap.mapping.classes import ClassLegend  # noqa: E402
+from damagemap.mapping.encoding import LEVELS, NODATA  # noqa: E402
 
 PathLike = str | os.PathLike
 
@@ -96,16 +97,16 @@ def probability_overlay(scene_path: SceneLike, prob_path: PathLike, max_size: in
     return to_png(fig)
 
 
-def class_map(class_path: PathLike, max_size: int, names: dict[int, str]) -> bytes:
-    """The class raster in the output colour table (nodata transparent)."""
+def class_map(class_path: PathLike, max_size: int, legend: ClassLegend) -> bytes:
+    """The class raster in the legend's colours (nodata transparent)."""
     cls = read_overview(class_path, overview_shape(class_path, max_size), [1], Resampling.nearest)[0][0]
     colors = np.zeros((256, 4))
-    for value, rgba in CLASS_COLORS.items():
+    for value, rgba in legend.colormap().items():
         colors[value] = np.asarray(rgba) / 255.0
     fig, ax = _figure(cls.shape, "Damage class")
     ax.imshow(cls, cmap=ListedColormap(colors), vmin=0, vmax=255, interpolation="nearest")
     present = [int(v) for v in np.unique(cls) if v != NODATA]
-    handles = [Patch(color=colors[v], label=names.get(v, f"class {v}")) for v in present]
+    handles = [Patch(color=colors[v], label=legend.name(v)) for v in present]
     handles.append(Patch(facecolor="white", edgecolor="grey", label="nodata"))
     ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
     return to_png(fig)

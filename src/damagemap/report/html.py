@@ -23,6 +23,7 @@ import pandas as pd
 
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.mapping import MappingResult
+from damagemap.mapping.classes import ClassLegend, class_legend
 from damagemap.report.figures import class_map, probability_overlay, uncertainty_map
 
 REPORT_NAME = "report.html"
@@ -70,7 +71,7 @@ def write_html_report(
     parts.append("<h2>Maps</h2><div class='maps'>")
     for caption, png in (
         ("Damage probability over the scene", probability_overlay(source, r.probability, max_size)),
-        ("Damage class", class_map(r.damage_class, max_size, CLASS_NAMES)),
+        ("Damage class", class_map(r.damage_class, max_size, legend_of(summary))),
         ("Uncertainty", uncertainty_map(r.uncertainty, max_size)),
     ):
         parts.append(_image(png, caption))
@@ -192,3 +193,15 @@ def _zones(df: pd.DataFrame) -> str:
 def _native(v: Any) -> Any:
     """Numpy scalars → Python scalars (for formatting)."""
     return v.item() if hasattr(v, "item") else v
+
+
+def legend_of(summary: Mapping[str, Any]) -> ClassLegend:
+    """The class legend recorded in ``summary.json`` (default names for older summaries)."""
+    classes = summary.get("classes") or []
+    if not classes:
+        return class_legend(1)
+    colors = []
+    for c in classes:
+        h = str(c["color"]).lstrip("#")
+        colors.append((int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), 255))
+    return ClassLegend(tuple(str(c["name"]) for c in classes), tuple(colors))
