@@ -69,9 +69,9 @@ class ClassLegend:
         return f"#{r:02x}{g:02x}{b:02x}"
 
     def name(self, value: int) -> str:
-        """A class value's name (``unknown`` for −1, ``class N`` outside the legend)."""
+        """A class value's name (``not assessed`` for −1, ``class N`` outside the legend)."""
         if value == -1:
-            return "unknown"
+            return "not assessed"
         return self.names[value] if 0 <= value < len(self.names) else f"class {value}"
 
     def to_json(self) -> list[dict[str, object]]:

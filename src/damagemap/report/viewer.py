@@ -105,7 +105,7 @@ def raster_layers(result: MappingResult, legend: ClassLegend, max_px: int) -> li
     q, bounds = mercator_overview(result.probability, max_px)
     p = np.where(q == NODATA, 0, q) / LEVELS
     alpha = np.where(q == NODATA, 0, np.clip(60 + 195 * p, 0, 255)).astype(np.uint8)
-    layers.append({"name": "Damage probability", "url": _png(_ramp(p, "inferno_r", alpha)), "bounds": bounds})
+    layers.append({"name": "Damage probability", "url": _png(_ramp(p, "inferno", alpha)), "bounds": bounds})
     c, bounds = mercator_overview(result.damage_class, max_px)
     table = np.zeros((256, 4), dtype=np.uint8)
     for value, rgba in legend.colormap().items():
@@ -246,7 +246,7 @@ legend.onAdd=function(){
   let h='<b>Damage class</b><br>'+DM.classes.map(c=>
     '<i style="background:'+c.color+'"></i>'+c.name).join('<br>');
   const bar=c=>'<div class="bar" style="background:linear-gradient(90deg,'+c+')"></div>';
-  h+='<br><b>Damage probability</b>'+bar('#fcffa4,#f98e09,#bc3754,#57106e,#000004')+'0 → 1';
+  h+='<br><b>Damage probability</b>'+bar('#000004,#57106e,#bc3754,#f98e09,#fcffa4')+'0 → 1';
   h+='<br><b>Uncertainty</b>'+bar('#440154,#3b528b,#21918c,#5ec962,#fde725')+'certain → uncertain';
   h+='<br><b>Zones</b>: share of pixels damaged<br><i style="background:#fee5d9"></i>&lt;1 %'
     +' <i style="background:#fb6a4a"></i>5–15 % <i style="background:#a50f15"></i>≥30 %';
