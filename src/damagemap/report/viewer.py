@@ -68,7 +68,7 @@ def mercator_overview(path: str | os.PathLike, max_px: int) -> tuple[np.ndarray,
         factor = max(1.0, max(src.width, src.height) / max_px)
         h, w = max(1, round(src.height / factor)), max(1, round(src.width / factor))
         data = src.read(1, out_shape=(h, w), resampling=Resampling.nearest)
-        transform = src.transform * src.transform.scale(src.width / w, src.height / h)
+        transform = src.transform @ src.transform.scale(src.width / w, src.height / h)
         crs = src.crs
     dst_t, dst_w, dst_h = calculate_default_transform(
         crs, "EPSG:3857", w, h, *rasterio.transform.array_bounds(h, w, transform)
