@@ -22,3 +22,9 @@ def shared_data() -> Path:
         source = "DAMAGEMAP_SHARED_DATA" if env else "default location"
         pytest.skip(f"real shared data not found at {path} ({source}); set DAMAGEMAP_SHARED_DATA")
     return path
+
+
+@pytest.fixture(autouse=True)
+def fixed_output_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs record their run time (provenance); a fixed SOURCE_DATE_EPOCH keeps them byte-comparable."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")

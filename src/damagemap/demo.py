@@ -10,7 +10,8 @@
 5. Check every held-out (EAST) building against the generator's truth and write the HTML report.
 
 Output folder: ``event/`` (inputs), ``model/``, ``next.gpkg`` + ``next.png`` (tiles to label
-next), ``map/`` (COGs, ``damage.gpkg``, CSVs, ``summary.json``), ``report.html``.
+next), ``map/`` (COGs, ``damage.gpkg``, CSVs, ``summary.json``, QGIS styles, ``viewer.html``),
+``report.html``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from damagemap.mapping import MapOptions, MappingResult, map_scene
 from damagemap.progress import make_progress
 from damagemap.recipe import Recipe
 from damagemap.report.html import write_html_report
+from damagemap.report.viewer import write_viewer
 from damagemap.tile_predictor import ModelTilePredictor
 from damagemap.training.pipeline import train_model
 
@@ -138,7 +140,14 @@ def run_demo(
 
         t = time.perf_counter()
         options = MapOptions(
-            tile=tile, overlap=tile // 4, batch=8, threshold=model.threshold, footprints=event.footprints, grid_m=grid_m
+            tile=tile,
+            overlap=tile // 4,
+            batch=8,
+            threshold=model.threshold,
+            footprints=event.footprints,
+            grid_m=grid_m,
+            id_column="building_id",
+            overwrite=True,
         )
         mapping = map_scene(predictor, event.scene, out / "map", options, progress)
         timings["map"] = time.perf_counter() - t
@@ -165,7 +174,10 @@ def run_demo(
         },
         "seconds": timings,
     }
-    report = write_html_report(out, mapping, event.scene, "damagemap demo: synthetic event", metrics)
+    report = write_html_report(
+        out, mapping, event.scene, "damagemap demo: synthetic event", metrics, suggestions=suggestions[0]
+    )
+    write_viewer(out / "map", mapping, title="damagemap demo: synthetic event", suggestions=suggestions[0])
     result = DemoResult(out, event, model_dir, mapping, report, held_out, metrics, suggestions[0])
     if not quiet:
         print_summary(result)

@@ -7,6 +7,7 @@ of receiving a pickled network; its ``fingerprint`` hashes the manifest and head
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,3 +166,35 @@ class ModelTilePredictor:
     def native_tile(self) -> int:
         """The tile size (native pixels) matching what the model saw in training."""
         return int(self.model.metrics.get("native_view_size") or self.model.recipe.input.size)
+
+    def provenance(self) -> dict:
+        """What made this predictor's maps: model, encoder, recipe, classes, precision and device.
+
+        Read from the manifest (no weights are loaded); used by
+        :func:`damagemap.mapping.provenance.build_provenance`.
+        """
+        raw = (self.model_dir / MANIFEST).read_bytes()
+        manifest = json.loads(raw)
+        enc = manifest.get("encoder", {})
+        recipe = manifest.get("recipe", {})
+        return {
+            "model": {
+                "name": recipe.get("name"),
+                "path": str(self.model_dir),
+                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+                "fingerprint": self.fingerprint,
+                "created": manifest.get("created"),
+                "trained_with": manifest.get("damagemap_version"),
+            },
+            "encoder": {
+                "name": enc.get("name"),
+                "fingerprint": enc.get("fingerprint"),
+                "adapted_fingerprint": enc.get("adapted_fingerprint"),
+                "checkpoint": enc.get("checkpoint"),
+                "checkpoint_sha256": enc.get("checkpoint_sha256"),
+            },
+            "recipe": recipe.get("name"),
+            "classes": list(manifest.get("classes") or []),
+            "precision": self.precision,
+            "device": self.device,
+        }

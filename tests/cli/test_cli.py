@@ -242,12 +242,13 @@ def test_map_json_summary_and_id_column(workspace, tmp_path) -> None:
     assert doc["parameters"]["batch"] == 2 and doc["parameters"]["threshold"] == 0.4
     assert doc["stats"]["buildings"] == 2 and doc["seconds"] > 0
     assert doc["files"]["summary"] == str(out / "summary.json") and doc["files"]["zones_csv"] is None
-    assert json.loads((out / "summary.json").read_text()) == {
-        k: doc[k] for k in ("scene", "parameters", "stats", "outputs")
-    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"scene", "parameters", "stats", "outputs", "provenance", "classes"} <= set(summary)
+    assert summary == {k: doc[k] for k in summary}  # --json is summary.json plus seconds and files
     ids = Path(doc["files"]["buildings_csv"]).read_text()
     assert "house-a" in ids and "house-b" in ids
-    missing = runner.invoke(app, [*base, "--id-column", "nope"])
+    fresh = [*base[:4], str(tmp_path / "map2"), *base[5:]]  # another --out: not refused as a rerun
+    missing = runner.invoke(app, [*fresh, "--id-column", "nope"])
     assert missing.exit_code == 3 and "footprints.geojson" in missing.output and "'nope' not found" in missing.output
 
 
@@ -306,3 +307,27 @@ def test_evaluate_and_experiment_pool_two_data_roots_and_set_scarce_events_aside
     refused = runner.invoke(app, [*args, "--targets", "tiny", "--out", str(tmp_path / "no"), *cache])
     assert refused.exit_code != 0 and "cannot be split into 2 folds" in refused.output
     assert not (tmp_path / "no" / "results.json").exists()
+
+
+def test_map_writes_report_and_viewer_by_default_and_reruns_never_mix(workspace, tmp_path) -> None:
+    scene, footprints = _write_scene(tmp_path)
+    out = tmp_path / "map"
+    base = ["map", str(workspace / "model"), str(scene), "--out", str(out), "--footprints", str(footprints)]
+    first = runner.invoke(app, [*base, "--grid-m", "10"])
+    assert first.exit_code == 0, first.output
+    report, viewer = out / "report.html", out / "viewer.html"
+    page = report.read_text(encoding="utf-8")
+    assert "<h2>Provenance</h2>" in page and "scene.tif" in page
+    assert re.search(r"src=['\"]https?://", page) is None  # self-contained
+    assert "const DM=" in viewer.read_text(encoding="utf-8")
+    other = runner.invoke(app, [*base, "--grid-m", "10", "--threshold", "0.3"])
+    assert other.exit_code == 4 and "--threshold" in other.output and "--overwrite" in other.output
+    assert report.read_text(encoding="utf-8") == page  # refused: nothing of the old run touched
+    replaced = runner.invoke(app, [*base, "--threshold", "0.3", "--overwrite", "--no-report", "--no-viewer"])
+    assert replaced.exit_code == 0, replaced.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["threshold"] == 0.3
+    # the earlier run's pages are gone, not left beside the new run's outputs
+    assert not report.exists() and not viewer.exists()
+    missing = runner.invoke(app, [*base, "--threshold", "0.3", "--suggestions", str(tmp_path / "none.gpkg")])
+    assert missing.exit_code == 4 and "none.gpkg" in missing.output

@@ -69,11 +69,12 @@ def test_one_row_per_footprint_reprojected_from_wgs84(tmp_path, rasters):
     assert strict["damage_class"].tolist() == [1, 0, 0, -1, -1, 0, 0]
 
 
-def test_ids_default_to_id_column_or_row_index(rasters):
+def test_ids_are_the_id_column_or_the_1_based_row_number(rasters):
     fp = footprints()
-    assert building_damage(fp, *rasters, [1])["building_id"].tolist() == list(range(7))
+    assert building_damage(fp, *rasters, [1])["building_id"].tolist() == list(range(1, 8))
     fp["id"] = np.arange(100, 107)
-    assert building_damage(fp, *rasters, [1])["building_id"].tolist() == list(range(100, 107))
+    assert building_damage(fp, *rasters, [1])["building_id"].tolist() == list(range(1, 8))  # no guessing
+    assert building_damage(fp, *rasters, [1], id_column="id")["building_id"].tolist() == list(range(100, 107))
     with pytest.raises(InputError, match="id column 'nope' not found"):
         building_damage(fp, *rasters, [1], id_column="nope", source="fp.gpkg")
 
@@ -100,3 +101,19 @@ def test_map_scene_with_wgs84_footprints(tmp_path, helpers):
     expected = (cls[100:110, 60:85] == 1).mean()
     assert 0 < expected < 1 and table.loc[7, "damaged_fraction"] == pytest.approx(expected)
     assert table.loc[3, "status"] == "outside_scene" and np.isnan(table.loc[3, "damaged_fraction"])
+
+
+def test_footprint_attributes_are_kept_with_clashes_prefixed(rasters):
+    fp = footprints()
+    fp["status"] = "surveyed"  # clashes with damagemap's column
+    fp["fid"] = np.arange(7)  # the GeoPackage's own key
+    fp["height_m"] = np.linspace(3, 9, 7)
+    table = building_damage(fp, *rasters, [1])
+    assert set(table["fp_status"]) == {"surveyed"} and set(table["status"]) <= {"ok", "nodata", "outside_scene"}
+    assert table["fp_fid"].tolist() == list(range(7)) and "fid" not in table.columns
+    assert table["height_m"].tolist() == pytest.approx(np.linspace(3, 9, 7).tolist())
+    assert table["bid"].tolist() == fp["bid"].tolist()
+    # lon/lat are the x/y point in WGS 84 (EPSG:32616 zone 16N: around -87°, 36°)
+    ok = table["x"].notna()
+    back = gpd.GeoSeries(gpd.points_from_xy(table["lon"][ok], table["lat"][ok]), crs=4326).to_crs(32616)
+    assert np.allclose(back.x, table["x"][ok], atol=1e-3) and np.allclose(back.y, table["y"][ok], atol=1e-3)

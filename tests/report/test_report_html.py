@@ -43,7 +43,7 @@ def test_report_is_self_contained_with_maps_and_tables(mapped):
     page = path.read_text()
     assert "<title>Event &lt;1&gt;</title>" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "src='http" not in page and "<script" not in page
 
     zones = pd.read_csv(result.zones_csv)
@@ -71,7 +71,7 @@ def test_report_without_optional_tables(mapped, tmp_path):
     bare = replace(result, buildings_csv=None, zones_csv=None)
     page = write_html_report(tmp_path, bare, event.scene, "bare").read_text()
     assert "<h2>Zonal statistics</h2>" not in page and "<h2>Buildings</h2>" not in page
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
 
 
 def test_quicklook_reads_a_bounded_overview(mapped):
@@ -82,3 +82,23 @@ def test_quicklook_reads_a_bounded_overview(mapped):
     assert data.shape == (3, 80, 100) and valid.shape == (80, 100)
     assert not valid[0, -1] and valid.mean() > 0.9  # the scene's nodata corner stays nodata
     assert np.issubdtype(data.dtype, np.integer)
+
+
+def test_report_prints_offline_with_furniture_and_provenance(mapped, tmp_path):
+    from tests.report.browser import dump_dom, external_references, print_pdf, screenshot
+
+    root, event, result = mapped
+    path = write_html_report(tmp_path, result, event.scene, "Printable")
+    page = path.read_text(encoding="utf-8")
+    assert external_references(page) == []
+    assert "<h2>Provenance</h2>" in page and "DAMAGEMAP VERSION" in page and "CREATED UTC" in page
+    head = page.split("<h2>Maps</h2>")[0]
+    assert "Scene corners" in head and "x (scene CRS)" in head and "<th>lat</th>" in head
+    assert "Buildings by damage class" in page
+    dom, fetched = dump_dom(path)
+    assert [u for u in fetched if not u.startswith("data:")] == []
+    assert dom.count("<img") >= 4
+    pdf = print_pdf(path, tmp_path / "report.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 50_000  # the maps are in it
+    png = screenshot(path, tmp_path / "report.png", size="1100,1600")
+    assert png.stat().st_size > 20_000

@@ -434,8 +434,8 @@ def map_command(
         Optional[str],
         typer.Option(
             "--id-column",
-            help="Footprint id column of --footprints (default: building_id, id, osm_id, uid or fid, "
-            "else the row number).",
+            help="Footprint id column of --footprints (default: the 1-based row number, equal to the "
+            "GeoPackage fid of the buildings layer).",
         ),
     ] = None,
     zones: Annotated[Optional[Path], typer.Option(help="Zone polygons for statistics (instead of a grid).")] = None,
@@ -469,9 +469,28 @@ def map_command(
     ] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write OUT/report.html (self-contained, printable).")
+    ] = True,
+    viewer: Annotated[
+        bool, typer.Option("--viewer/--no-viewer", help="Write OUT/viewer.html (offline interactive map).")
+    ] = True,
+    basemap: Annotated[
+        Optional[str],
+        typer.Option(help="XYZ tile URL template ({z}/{x}/{y}) for a base map under the viewer (needs network)."),
+    ] = None,
+    suggestions: Annotated[
+        Optional[Path], typer.Option(help="A `damagemap suggest` GeoPackage to show on the report and viewer.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace all outputs of an earlier run with other parameters in OUT.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Map a scene into damage rasters, polygons, per-building damage and zonal statistics.
+
+    Also writes QGIS styles (.qml, and layer_styles in damage.gpkg), report.html and viewer.html.
+    Mapping into a folder holding outputs of other parameters is refused unless --overwrite.
 
     Remote scenes are read window by window (never downloaded whole) with short HTTP timeouts
     (GDAL_HTTP_TIMEOUT=20 s unless set); credentials come from GDAL's usual options (AWS_*, …).
@@ -506,9 +525,20 @@ def map_command(
         zones=zones,
         grid_m=grid_m or None,
         pre=resolve_scene(pre) if pre is not None else None,
+        overwrite=overwrite,
     )
+    if suggestions is not None and not suggestions.is_file():
+        raise ConfigError(f"--suggestions {suggestions}: file not found (a GeoPackage from `damagemap suggest`)")
     with make_progress() as progress:
         result = map_scene(predictor, source, out_dir, options, progress)
+    if report:
+        from damagemap.report.html import write_html_report
+
+        write_html_report(out_dir, result, source, f"damagemap: {source.name}", suggestions=suggestions)
+    if viewer:
+        from damagemap.report.viewer import write_viewer
+
+        write_viewer(out_dir, result, title=f"damagemap: {source.stem}", suggestions=suggestions, basemap=basemap)
     st = result.stats
     if as_json:
         print_json({**json.loads(result.summary.read_text()), "seconds": st["seconds"], "files": result.paths()})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 from pyproj import CRS
 from rasterio.features import geometry_mask
@@ -162,15 +163,19 @@ def gpkg_date(scene: SceneLike) -> str:
 
 
 def write_layer(
-    gdf: gpd.GeoDataFrame,
+    gdf: gpd.GeoDataFrame | pd.DataFrame,
     path: Path,
     layer: str,
     *,
     date: str,
     append: bool = False,
     geometry_type: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write one GeoPackage layer with a fixed ``last_change`` date, so reruns give identical bytes."""
+    """Write one GeoPackage layer with a fixed ``last_change`` date, so reruns give identical bytes.
+
+    ``gdf`` may be a plain DataFrame (an attribute table); ``metadata`` is set on the dataset.
+    """
     previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": date})
     try:
@@ -184,6 +189,16 @@ def write_layer(
             promote_to_multi=geometry_type == "MultiPolygon" or None,
             # GeoPackage 1.2: readable by older GDAL/QGIS too (e.g. Debian's ogrinfo)
             dataset_options=None if Path(path).exists() else {"VERSION": "1.2"},
+            dataset_metadata=metadata,
         )
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+
+
+def lonlat(x: np.ndarray, y: np.ndarray, crs: CRS | object) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude/latitude (WGS 84, degrees) of scene-CRS coordinates (NaN stays NaN)."""
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+    lon, lat = to_wgs84.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return np.asarray(lon), np.asarray(lat)

@@ -8,8 +8,8 @@ bounded by ``chunk`` plus the largest footprint, never by the scene.
 A building's pixels are those whose centre lies inside its footprint; footprints smaller than
 a pixel fall back to every pixel they touch. Nodata pixels are ignored. Columns:
 
-``building_id``  the id column (``id_column``, else the first of ``building_id``, ``id``, ``osm_id``,
-                 ``uid``, ``fid`` present) or the row index
+``building_id``  the ``id_column``'s value, else the footprint's 1-based row number (equal to the
+                 ``buildings`` layer's GeoPackage fid)
 ``status``       ``ok`` · ``outside_scene`` · ``nodata`` (only nodata pixels) · ``no_geometry``
 ``n_pixels``     valid pixels of the building
 ``damaged_fraction``  share of them classed damaged (NaN unless ``ok``)
@@ -17,7 +17,11 @@ a pixel fall back to every pixel they touch. Nodata pixels are ignored. Columns:
 ``damage_class`` 0 = not damaged; ≥1 = damaged if ``damaged_fraction ≥ fraction_threshold``
                  (binary models: 1; K-class models: the most frequent damaged class among its
                  damaged pixels); −1 = unknown (status not ``ok``)
-``x``, ``y``     a point inside the footprint (scene CRS), for the CSV
+``x``, ``y``     a point inside the footprint (its representative point, scene CRS), for the CSV
+``lon``, ``lat`` the same point in WGS 84 degrees
+
+Then every attribute of the footprint file, in its order; one whose name is one of the columns
+above (e.g. a footprint ``status``) is kept as ``fp_<name>`` (:data:`CLASH_PREFIX`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ import rasterio
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
-from damagemap.geo.vector import inside, pixel_window
+from damagemap.geo.vector import inside, lonlat, pixel_window
 from damagemap.mapping.encoding import LEVELS, NODATA, damaged_mask
 
-ID_COLUMNS = ("building_id", "id", "osm_id", "uid", "fid")
+CLASH_PREFIX = "fp_"
 COLUMNS = [
     "building_id",
     "status",
@@ -44,19 +48,33 @@ COLUMNS = [
     "damage_class",
     "x",
     "y",
+    "lon",
+    "lat",
 ]
 
 
 def building_ids(gdf: gpd.GeoDataFrame, id_column: str | None, source: Path | str | None) -> pd.Series:
-    """The id column's values (``id_column`` or the first known id column) or the row index."""
+    """The ``id_column``'s values, else 1..n (the GeoPackage fid of the ``buildings`` layer)."""
     if id_column is not None:
         if id_column not in gdf.columns:
             raise InputError(source, f"id column {id_column!r} not found (columns: {', '.join(map(str, gdf.columns))})")
         return gdf[id_column].reset_index(drop=True)
-    for name in ID_COLUMNS:
-        if name in gdf.columns and gdf[name].notna().all():
-            return gdf[name].reset_index(drop=True)
-    return pd.Series(np.arange(len(gdf)), name="building_id")
+    return pd.Series(np.arange(1, len(gdf) + 1, dtype=np.int64), name="building_id")
+
+
+def footprint_attributes(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The footprints' own attributes, renamed ``fp_<name>`` where they clash with :data:`COLUMNS`."""
+    attrs = pd.DataFrame(gdf.drop(columns=gdf.geometry.name)).reset_index(drop=True)
+    taken = set(COLUMNS)
+    renamed = {}
+    for name in attrs.columns:
+        if str(name) in taken or str(name).lower() == "fid":  # fid: the GeoPackage's own key
+            new = CLASH_PREFIX + str(name)
+            while new in taken or new in attrs.columns:
+                new = CLASH_PREFIX + new
+            renamed[name] = new
+        taken.add(renamed.get(name, str(name)))
+    return attrs.rename(columns=renamed)
 
 
 def building_damage(
@@ -128,6 +146,7 @@ def building_damage(
     if has_geom.any():
         points = geoms[has_geom].representative_point()
         x[has_geom], y[has_geom] = points.x.to_numpy(), points.y.to_numpy()
+    lon, lat = lonlat(x, y, footprints.crs)
     table = {
         "building_id": building_ids(footprints, id_column, source),
         "status": status.astype(str),
@@ -137,5 +156,8 @@ def building_damage(
         "damage_class": dclass,
         "x": x,
         "y": y,
+        "lon": lon,
+        "lat": lat,
     }
-    return gpd.GeoDataFrame(table, geometry=geoms.to_numpy(), crs=footprints.crs)
+    frame = pd.concat([pd.DataFrame(table), footprint_attributes(footprints)], axis=1)
+    return gpd.GeoDataFrame(frame, geometry=geoms.to_numpy(), crs=footprints.crs)

@@ -26,15 +26,6 @@ LEVELS = 254
 PROBABILITY, CLASS, UNCERTAINTY = "damage_probability", "damage_class", "uncertainty"
 LAYERS = (PROBABILITY, CLASS, UNCERTAINTY)
 
-CLASS_COLORS = {
-    0: (26, 150, 65, 255),
-    1: (215, 25, 28, 255),
-    2: (253, 174, 97, 255),
-    3: (171, 217, 233, 255),
-    4: (44, 123, 182, 255),
-    NODATA: (0, 0, 0, 0),
-}
-
 
 def quantise(x: np.ndarray) -> np.ndarray:
     """[0, 1] floats → uint8 0–254."""

@@ -35,9 +35,12 @@ from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import load_vectors, warn_if_outside
 from damagemap.locks import LOCK_NAME, OutputLock
 from damagemap.mapping.checkpoint import WORK_DIRNAME, Checkpoint, scene_identity
+from damagemap.mapping.classes import class_legend
 from damagemap.mapping.encoding import damaged_classes
 from damagemap.mapping.execution import make_executor
 from damagemap.mapping.products import ALL_OUTPUTS, make_products
+from damagemap.mapping.provenance import build_provenance, model_classes
+from damagemap.mapping.reruns import check_rerun, run_record
 from damagemap.mapping.result import MappingResult
 from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
@@ -70,12 +73,14 @@ class MapOptions:
         zones: zone polygons for zonal statistics; else a ``grid_m`` metre grid (None: none).
         grid_m: statistics grid cell size in metres (None: no grid).
         building_threshold: damaged-pixel share at or above which a building is damaged.
-        id_column: footprint id column (default: building_id/id/osm_id/uid/fid, else row index).
+        id_column: footprint id column (default: the 1-based row number = the GeoPackage fid).
         vectorize: write the ``damaged_regions`` polygon layer.
         pre: the pre-event scene of a pair model (any CRS/resolution, warped onto the scene's
             grid window by window; nodata in either image is nodata in the outputs).
         scheduler_timeout: seconds to wait for ``scheduler`` to answer.
         dashboard: serve Dask's dashboard (``workers`` only; on 127.0.0.1, a free port).
+        overwrite: replace the outputs of a run with other parameters in ``out_dir`` (else such
+            a folder is refused, naming the differing parameter; :mod:`damagemap.mapping.reruns`).
     """
 
     tile: int = 256
@@ -95,6 +100,7 @@ class MapOptions:
     pre: SceneLike | None = None
     scheduler_timeout: float = 30.0
     dashboard: bool = False
+    overwrite: bool = False
 
 
 @_bounded_gdal_cache
@@ -114,7 +120,8 @@ def map_scene(
             :class:`~damagemap.geo.sources.SceneSource` of
             :func:`~damagemap.geo.sources.resolve_scene` (to pick a STAC asset). Remote scenes are
             read window by window, never downloaded whole; outputs always go to local ``out_dir``.
-        out_dir: output directory (created; existing outputs of the same names are replaced).
+        out_dir: output directory (created; outputs of an earlier run with the same parameters are
+            replaced, of other parameters refused unless ``options.overwrite``).
         options: tiling, thresholds, scale-out, footprints and zones (:class:`MapOptions`).
         progress: a progress display (:func:`damagemap.progress.make_progress`) to report tiles on.
 
@@ -164,6 +171,18 @@ def map_scene(
         "threshold": threshold,
     }
     out = Path(out_dir)
+    record = run_record(
+        params,
+        footprints=_vector_name(footprints),
+        zones=_vector_name(zones),
+        grid_m=grid_m if zn is None else None,
+        building_threshold=building_threshold,
+        id_column=id_column,
+        vectorize=vectorize,
+    )
+    check_rerun(out, record, ALL_OUTPUTS, overwrite=o.overwrite)
+    provenance = build_provenance(predictor, source, pre_source, threshold=threshold, tile=tile, overlap=overlap)
+    legend = class_legend(k, model_classes(predictor))
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = OutputLock(out / WORK_DIRNAME / LOCK_NAME, str(out)).acquire()  # a second run here is refused
@@ -205,6 +224,9 @@ def map_scene(
             footprints_source=footprints if not isinstance(footprints, gpd.GeoDataFrame) else None,
             vectorize=vectorize,
             summary_params=summary_params,
+            legend=legend,
+            provenance=provenance,
+            run=record,
         )
         for stale in set(ALL_OUTPUTS) - set(products.files):  # from an earlier run with other options
             (out / stale).unlink(missing_ok=True)
@@ -240,6 +262,13 @@ def map_scene(
         "seconds": time.perf_counter() - started,
     }
     return MappingResult.from_files(out, products.files, stats)
+
+
+def _vector_name(src: object) -> str | None:
+    """How the run record names footprints/zones: the path, or a GeoDataFrame's size."""
+    if src is None:
+        return None
+    return f"GeoDataFrame[{len(src)}]" if isinstance(src, gpd.GeoDataFrame) else str(src)
 
 
 def _clean_up(checkpoint: Checkpoint, out: Path, created: bool, *, keep_blocks: bool) -> None:

@@ -7,15 +7,22 @@ Output files (in ``out_dir``):
 
 =========================  ==============================================================
 ``damage_probability.tif``  COG, uint8 0–254 = P(damage)·254, 255 = nodata
-``damage_class.tif``        COG, uint8 class, 255 = nodata
+``damage_class.tif``        COG, uint8 class, 255 = nodata; class names in
+                            ``damage_class.tif.aux.xml`` (category names + attribute table)
 ``uncertainty.tif``         COG, uint8 0–254 = normalised entropy·254, 255 = nodata
 ``damage.gpkg``             layers ``damaged_regions``, ``buildings`` (with footprints),
                             ``zones`` (grid or given zones)
 ``buildings.csv``           per-building table (with footprints)
 ``zones.csv``               zonal statistics table
 ``summary.json``            scene (as given: path/URL, or STAC item + asset + href),
-                            parameters and totals (deterministic: no timings)
+                            parameters, classes (name, colour), provenance and totals
+                            (no timings)
+``*.qml``                   QGIS styles: one per raster (``damage_class.qml``, …) and per
+                            GeoPackage layer (``buildings.qml``, …; also in ``layer_styles``)
 =========================  ==============================================================
+
+Every GeoTIFF carries the provenance (:mod:`damagemap.mapping.provenance`) as metadata tags,
+``damage.gpkg`` as dataset metadata.
 """
 
 from __future__ import annotations
@@ -33,14 +40,30 @@ from damagemap.geo.raster import SceneInfo
 from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
 from damagemap.mapping.buildings import building_damage
 from damagemap.mapping.checkpoint import Checkpoint
-from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY
+from damagemap.mapping.classes import ClassLegend
+from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY, UNCERTAINTY
+from damagemap.mapping.provenance import flat_tags
+from damagemap.mapping.styles import (
+    PROBABILITY_RAMP,
+    UNCERTAINTY_RAMP,
+    class_aux_xml,
+    class_raster_qml,
+    layer_qml,
+    layer_styles_table,
+    ramp_raster_qml,
+    write_text,
+)
 from damagemap.mapping.vectorize import damaged_regions
 from damagemap.mapping.windows import TileGrid
 from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog
 from damagemap.mapping.zonal import regular_grid, zonal_stats
 
 GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY = "damage.gpkg", "buildings.csv", "zones.csv", "summary.json"
-ALL_OUTPUTS = (*FILENAMES.values(), GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY)
+GPKG_LAYERS = ("damaged_regions", "buildings", "zones")
+CLASS_AUX = FILENAMES[CLASS] + ".aux.xml"
+STYLE_FILES = tuple(Path(f).stem + ".qml" for f in FILENAMES.values()) + tuple(f"{n}.qml" for n in GPKG_LAYERS)
+PAGES = ("report.html", "viewer.html")  # written after the products by the report / viewer
+ALL_OUTPUTS = (*FILENAMES.values(), CLASS_AUX, GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY, *STYLE_FILES, *PAGES)
 
 
 @dataclass
@@ -70,11 +93,15 @@ def make_products(
     footprints_source: Any,
     vectorize: bool,
     summary_params: dict[str, Any],
+    legend: ClassLegend,
+    provenance: dict[str, Any],
+    run: dict[str, Any],
 ) -> Products:
     """Build every output in ``checkpoint.tmp_dir`` from the checkpointed blocks."""
     tmp = checkpoint.tmp_dir
     out = Products()
-    paths = assemble(checkpoint, grid, scene, num_outputs)
+    tags = flat_tags(provenance)
+    paths = assemble(checkpoint, grid, scene, legend, tags)
     stats = raster_stats(paths[CLASS], paths[PROBABILITY], grid, damaged)
     if stats["valid_pixels"] == 0:
         raise InputError(
@@ -85,14 +112,14 @@ def make_products(
 
     gpkg = tmp / GPKG_NAME
     date = gpkg_date(scene.source)
-    layers = 0
+    layers: list[str] = []
     if vectorize:
         n_regions = 0
         for i, frame in enumerate(damaged_regions(paths[CLASS], paths[PROBABILITY], damaged)):
             write_layer(frame, gpkg, "damaged_regions", date=date, append=i > 0, geometry_type="MultiPolygon")
             n_regions += len(frame)
         stats["regions"] = n_regions
-        layers += 1
+        layers.append("damaged_regions")
     buildings = None
     if footprints is not None:
         buildings = building_damage(
@@ -109,7 +136,7 @@ def make_products(
         out.files[BUILDINGS_CSV] = tmp / BUILDINGS_CSV
         stats["buildings"] = len(buildings)
         stats["damaged_buildings"] = int((buildings["damage_class"] >= 1).sum())
-        layers += 1
+        layers.append("buildings")
     if zones is None and grid_m:
         zones = regular_grid(scene.crs, scene.transform, scene.width, scene.height, grid_m)
     if zones is not None:
@@ -118,9 +145,22 @@ def make_products(
         _csv(table, tmp / ZONES_CSV)
         out.files[ZONES_CSV] = tmp / ZONES_CSV
         stats["zones"] = len(table)
-        layers += 1
+        layers.append("zones")
     if layers:
+        styles = layer_styles_table(layers, legend, "geom", date)
+        write_layer(styles, gpkg, "layer_styles", date=date, metadata=tags)
         out.files[GPKG_NAME] = gpkg
+        for name in layers:
+            out.files[f"{name}.qml"] = write_text(tmp / f"{name}.qml", layer_qml(name, legend))
+    rasters = {
+        CLASS: class_raster_qml(legend),
+        PROBABILITY: ramp_raster_qml(PROBABILITY_RAMP, "no damage", "damage"),
+        UNCERTAINTY: ramp_raster_qml(UNCERTAINTY_RAMP, "certain", "uncertain"),
+    }
+    for name, qml in rasters.items():
+        style = Path(FILENAMES[name]).stem + ".qml"
+        out.files[style] = write_text(tmp / style, qml)
+    out.files[CLASS_AUX] = write_text(tmp / CLASS_AUX, class_aux_xml(legend))
 
     for name in LAYERS:
         cog = tmp / FILENAMES[name]
@@ -138,8 +178,11 @@ def make_products(
             "transform": list(scene.transform)[:6],
         },
         "parameters": summary_params,
+        "classes": legend.to_json(),
+        "provenance": provenance,
         "stats": clean,
         "outputs": sorted([*out.files, SUMMARY]),
+        "run": run,
     }
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     out.files[SUMMARY] = tmp / SUMMARY

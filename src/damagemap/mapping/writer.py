@@ -26,16 +26,8 @@ import rasterio.shutil
 from damagemap import io_atomic
 from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.checkpoint import Checkpoint
-from damagemap.mapping.encoding import (
-    CLASS,
-    CLASS_COLORS,
-    LAYERS,
-    LEVELS,
-    NODATA,
-    PROBABILITY,
-    UNCERTAINTY,
-    damaged_mask,
-)
+from damagemap.mapping.classes import ClassLegend
+from damagemap.mapping.encoding import CLASS, LAYERS, LEVELS, NODATA, PROBABILITY, UNCERTAINTY, damaged_mask
 from damagemap.mapping.windows import TileGrid
 
 FILENAMES = {PROBABILITY: "damage_probability.tif", CLASS: "damage_class.tif", UNCERTAINTY: "uncertainty.tif"}
@@ -55,8 +47,14 @@ def cog_blocksize(width: int, height: int) -> int:
     return 512 if side >= 1024 else 256 if side >= 512 else 128
 
 
-def assemble(checkpoint: Checkpoint, grid: TileGrid, scene: SceneInfo, num_outputs: int) -> dict[str, Path]:
-    """Stream every checkpointed block into tiled GeoTIFFs in ``checkpoint.tmp_dir``; paths by layer."""
+def assemble(
+    checkpoint: Checkpoint, grid: TileGrid, scene: SceneInfo, legend: ClassLegend, tags: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """Stream every checkpointed block into tiled GeoTIFFs in ``checkpoint.tmp_dir``; paths by layer.
+
+    ``legend`` colours the class map and names its classes in the band description; ``tags``
+    (the provenance, :func:`damagemap.mapping.provenance.flat_tags`) go into every file's metadata.
+    """
     profile = {
         "driver": "GTiff",
         "width": scene.width,
@@ -77,12 +75,14 @@ def assemble(checkpoint: Checkpoint, grid: TileGrid, scene: SceneInfo, num_outpu
     datasets = {name: rasterio.open(p, "w", **profile) for name, p in paths.items()}
     try:
         for name, ds in datasets.items():
-            ds.set_band_description(1, DESCRIPTIONS[name])
+            description = DESCRIPTIONS[name]
+            if name == CLASS:
+                description += ": " + ", ".join(f"{i} {n}" for i, n in enumerate(legend.names))
+            ds.set_band_description(1, description)
+            ds.update_tags(**(tags or {}), DAMAGEMAP_LAYER=name)
             if name != CLASS:
                 ds.scales = (1.0 / LEVELS,)
-        datasets[CLASS].write_colormap(
-            1, {v: c for v, c in CLASS_COLORS.items() if v == NODATA or v < max(2, num_outputs)}
-        )
+        datasets[CLASS].write_colormap(1, legend.colormap())
         for block in grid.blocks():
             layers = checkpoint.load(block)
             for name, ds in datasets.items():

@@ -12,6 +12,8 @@ Columns per zone (plus ``grid_row``/``grid_col`` for the grid, or the zone file'
 ``assessed_building_count``  of which had valid pixels (status ``ok``)
 ``damaged_building_count``   of which classed damaged (``damage_class`` ≥ 1)
 ``share_damaged``            damaged / assessed buildings (NaN if none)
+``x``, ``y``                 the zone's centroid (scene CRS)
+``lon``, ``lat``             the centroid in WGS 84 degrees
 
 Without footprints the building columns are NaN. The regular grid starts at the scene's
 top-left corner; in a geographic CRS it is laid out in the local UTM zone and reprojected.
@@ -30,7 +32,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from damagemap.errors import ConfigError
-from damagemap.geo.vector import inside, metre_factor, pixel_area_m2, pixel_window
+from damagemap.geo.vector import inside, lonlat, metre_factor, pixel_area_m2, pixel_window
 from damagemap.mapping.encoding import NODATA, damaged_mask
 
 
@@ -115,7 +117,7 @@ def zonal_stats(
     if buildings is None:
         for name in ("building_count", "assessed_building_count", "damaged_building_count", "share_damaged"):
             out[name] = np.nan
-        return out
+        return _with_centroids(out)
     has_geom = buildings.geometry.notna() & ~buildings.geometry.is_empty
     points = gpd.GeoDataFrame(
         {
@@ -146,4 +148,16 @@ def zonal_stats(
             out["damaged_building_count"] / out["assessed_building_count"],
             np.nan,
         )
-    return out
+    return _with_centroids(out)
+
+
+def _with_centroids(zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Append the centroid's scene-CRS ``x``/``y`` and WGS 84 ``lon``/``lat``."""
+    has_geom = (zones.geometry.notna() & ~zones.geometry.is_empty).to_numpy()
+    x, y = np.full(len(zones), np.nan), np.full(len(zones), np.nan)
+    if has_geom.any():
+        c = zones.geometry[has_geom].centroid
+        x[has_geom], y[has_geom] = c.x.to_numpy(), c.y.to_numpy()
+    zones["x"], zones["y"] = x, y
+    zones["lon"], zones["lat"] = lonlat(x, y, zones.crs)
+    return zones

@@ -25,7 +25,9 @@ from rasterio.enums import Resampling  # noqa: E402
 
 from damagemap.geo.raster import gdal_env  # noqa: E402
 from damagemap.geo.sources import SceneLike, resolve_scene  # noqa: E402
-from damagemap.mapping.encoding import CLASS_COLORS, LEVELS, NODATA  # noqa: E402
+from damagemap.mapping.classes import ClassLegend  # noqa: E402
+from damagemap.mapping.encoding import LEVELS, NODATA  # noqa: E402
+from damagemap.report.cartography import decorate, overview_transform  # noqa: E402
 
 PathLike = str | os.PathLike
 
@@ -93,21 +95,23 @@ def probability_overlay(scene_path: SceneLike, prob_path: PathLike, max_size: in
     ax.imshow(rgb, interpolation="nearest")
     im = ax.imshow(p, cmap="inferno", vmin=0, vmax=1, alpha=np.clip(1.5 * (p - 0.15), 0, 0.85), interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.04, label="P(damage)")
+    decorate(ax, *overview_transform(prob_path, shape), shape)
     return to_png(fig)
 
 
-def class_map(class_path: PathLike, max_size: int, names: dict[int, str]) -> bytes:
-    """The class raster in the output colour table (nodata transparent)."""
+def class_map(class_path: PathLike, max_size: int, legend: ClassLegend) -> bytes:
+    """The class raster in the legend's colours (nodata transparent)."""
     cls = read_overview(class_path, overview_shape(class_path, max_size), [1], Resampling.nearest)[0][0]
     colors = np.zeros((256, 4))
-    for value, rgba in CLASS_COLORS.items():
+    for value, rgba in legend.colormap().items():
         colors[value] = np.asarray(rgba) / 255.0
     fig, ax = _figure(cls.shape, "Damage class")
     ax.imshow(cls, cmap=ListedColormap(colors), vmin=0, vmax=255, interpolation="nearest")
     present = [int(v) for v in np.unique(cls) if v != NODATA]
-    handles = [Patch(color=colors[v], label=names.get(v, f"class {v}")) for v in present]
+    handles = [Patch(color=colors[v], label=legend.name(v)) for v in present]
     handles.append(Patch(facecolor="white", edgecolor="grey", label="nodata"))
     ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    decorate(ax, *overview_transform(class_path, cls.shape), cls.shape)
     return to_png(fig)
 
 
@@ -118,4 +122,59 @@ def uncertainty_map(unc_path: PathLike, max_size: int) -> bytes:
     fig, ax = _figure(u.shape, "Uncertainty (normalised entropy)")
     im = ax.imshow(u, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.04, label="entropy / max")
+    decorate(ax, *overview_transform(unc_path, u.shape), u.shape)
+    return to_png(fig)
+
+
+def buildings_zones_map(
+    scene_path: SceneLike,
+    class_path: PathLike,
+    vectors: PathLike | None,
+    legend: ClassLegend,
+    max_size: int,
+    suggestions: PathLike | None = None,
+) -> bytes:
+    """Zones as a choropleth of the damaged-pixel share, buildings by class, suggested tiles outlined."""
+    import pyogrio
+
+    shape = overview_shape(class_path, max_size)
+    transform, crs = overview_transform(class_path, shape)
+    rgb = scene_rgb(scene_path, shape)
+    grey = rgb[..., :3].mean(axis=-1, keepdims=True)
+    fig, ax = _figure(shape, "Damaged buildings and zones")
+    ax.imshow(np.concatenate([np.repeat(grey * 0.6 + 0.4, 3, axis=-1), rgb[..., 3:]], axis=-1))
+    to_px = ~transform
+    affine = [to_px.a, to_px.b, to_px.d, to_px.e, to_px.c, to_px.f]
+    handles = []
+    layers = set(pyogrio.list_layers(vectors)[:, 0]) if vectors is not None else set()
+    if "zones" in layers:
+        zones = pyogrio.read_dataframe(vectors, layer="zones").to_crs(crs)
+        zones = zones.set_geometry(zones.geometry.affine_transform(affine))
+        zones.plot(
+            ax=ax,
+            column="damaged_pixel_share",
+            cmap="Reds",
+            vmin=0,
+            vmax=0.3,
+            alpha=0.45,
+            edgecolor="#666",
+            linewidth=0.3,
+            missing_kwds={"color": "none"},
+        )
+        handles.append(Patch(facecolor=plt.get_cmap("Reds")(0.9), alpha=0.45, label="zone: ≥30 % pixels damaged"))
+    if "buildings" in layers:
+        b = pyogrio.read_dataframe(vectors, layer="buildings", columns=["damage_class"]).to_crs(crs)
+        b = b.set_geometry(b.geometry.affine_transform(affine))
+        colors = [legend.hex(int(v)) if v >= 0 else "#969696" for v in b["damage_class"]]
+        b.plot(ax=ax, color=colors, edgecolor="black", linewidth=0.3)
+        for v in sorted(set(int(x) for x in b["damage_class"])):
+            handles.append(Patch(color=legend.hex(v) if v >= 0 else "#969696", label="building: " + legend.name(v)))
+    if suggestions is not None:
+        tiles = pyogrio.read_dataframe(suggestions).to_crs(crs)
+        tiles = tiles.set_geometry(tiles.geometry.affine_transform(affine))
+        tiles.boundary.plot(ax=ax, color="#00bcd4", linewidth=1.5, linestyle="--")
+        handles.append(Patch(facecolor="none", edgecolor="#00bcd4", label="tile to label next"))
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    decorate(ax, transform, crs, shape)
     return to_png(fig)

@@ -19,15 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyproj import CRS
+from rasterio.transform import Affine
 
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.io_atomic import write_text_atomic
 from damagemap.mapping import MappingResult
-from damagemap.report.figures import class_map, probability_overlay, uncertainty_map
+from damagemap.mapping.classes import ClassLegend, class_legend
+from damagemap.mapping.provenance import flat_tags
+from damagemap.report.cartography import corners
+from damagemap.report.figures import buildings_zones_map, class_map, probability_overlay, uncertainty_map
 
 REPORT_NAME = "report.html"
 MAX_ZONE_ROWS = 500
-CLASS_NAMES = {-1: "unknown", 0: "not damaged", 1: "damaged"}
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -37,6 +41,8 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f
 td:first-child,th:first-child{text-align:left}
 .maps{display:flex;flex-wrap:wrap;gap:1em}.maps figure{margin:0}.maps img{max-width:100%}
 .note{color:#666;font-size:.85em}
+@media print{body{margin:0;max-width:none;font-size:10pt}.maps figure{break-inside:avoid;width:48%}
+h2{break-after:avoid}table{break-inside:auto}tr{break-inside:avoid}details>*{display:block}}
 """
 
 
@@ -48,6 +54,7 @@ def write_html_report(
     metrics: Mapping[str, Any] | None = None,
     *,
     max_size: int = 900,
+    suggestions: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
@@ -60,18 +67,28 @@ def write_html_report(
         metrics: optional sections ``{name: {key: value}}`` (or flat ``{key: value}``), e.g.
             training and evaluation scores.
         max_size: longest side of the map images in pixels (rasters are read at overview level).
+        suggestions: a ``damagemap suggest`` GeoPackage: its tiles are drawn and listed.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = mapping_result
     summary = json.loads(Path(r.summary).read_text())
     source = resolve_scene(scene_path)
-    parts = [f"<h1>{escape(title)}</h1>", _scene_line(summary, source.name)]
+    legend = legend_of(summary)
+    suggested = Path(suggestions) if suggestions is not None and Path(suggestions).is_file() else None
+    parts = [f"<h1>{escape(title)}</h1>", _scene_line(summary, source.name), _corners(summary)]
     parts.append("<h2>Maps</h2><div class='maps'>")
     for caption, png in (
-        ("Damage probability over the scene", probability_overlay(source, r.probability, max_size)),
-        ("Damage class", class_map(r.damage_class, max_size, CLASS_NAMES)),
-        ("Uncertainty", uncertainty_map(r.uncertainty, max_size)),
+        (
+            "Damage probability over the scene (bright = likely damaged)",
+            probability_overlay(source, r.probability, max_size),
+        ),
+        ("Damage class", class_map(r.damage_class, max_size, legend)),
+        ("Uncertainty (bright = the model is unsure: check on the ground)", uncertainty_map(r.uncertainty, max_size)),
+        (
+            "Buildings by damage class over zones shaded by their share of damaged pixels",
+            buildings_zones_map(source, r.damage_class, r.vectors, legend, max_size, suggested),
+        ),
     ):
         parts.append(_image(png, caption))
     parts.append("</div>")
@@ -79,11 +96,14 @@ def write_html_report(
     parts.append(_key_values({**summary.get("stats", {}), **_timing(r.stats)}))
     parts.append("<details><summary>parameters</summary>" + _key_values(summary.get("parameters", {})) + "</details>")
     if r.buildings_csv is not None and Path(r.buildings_csv).is_file():
-        parts.append("<h2>Buildings</h2>" + _building_summary(pd.read_csv(r.buildings_csv)))
+        parts.append("<h2>Buildings</h2>" + _building_summary(pd.read_csv(r.buildings_csv), legend))
     if r.zones_csv is not None and Path(r.zones_csv).is_file():
         parts.append("<h2>Zonal statistics</h2>" + _zones(pd.read_csv(r.zones_csv)))
+    if suggested is not None:
+        parts.append("<h2>Tiles to label next</h2>" + _suggestions(suggested))
     if metrics:
         parts.append("<h2>Training and evaluation</h2>" + _metrics(metrics))
+    parts.append("<h2>Provenance</h2>" + _key_values(flat_tags(summary.get("provenance", {}))))
     outputs = ", ".join(escape(name) for name in summary.get("outputs", []))
     parts.append(f"<p class='note'>Outputs in {escape(str(r.out_dir))}: {outputs}</p>")
     page = (
@@ -149,10 +169,30 @@ def _metrics(metrics: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _building_summary(df: pd.DataFrame) -> str:
+def _corners(summary: Mapping[str, Any]) -> str:
+    sc = summary.get("scene", {})
+    if "transform" not in sc or not sc.get("crs"):
+        return ""
+    rows = corners(Affine(*sc["transform"]), CRS.from_user_input(sc["crs"]), sc["width"], sc["height"])
+    cells = [(name, f"{x:.2f}", f"{y:.2f}", f"{lat:.6f}", f"{lon:.6f}") for name, x, y, lat, lon in rows]
+    return "<p class='note'>Scene corners</p>" + _table(
+        ["corner", "x (scene CRS)", "y (scene CRS)", "lat", "lon"], cells
+    )
+
+
+def _suggestions(path: Path) -> str:
+    import pyogrio
+
+    df = pyogrio.read_dataframe(path, read_geometry=False)
+    cols = [c for c in ("rank", "score", "uncertainty", "distance") if c in df.columns]
+    rows = [[_native(v) for v in row] for row in df[cols].head(50).itertuples(index=False)]
+    return _table(cols, rows) + f"<p class='note'>Outlined in cyan on the buildings map; file {escape(str(path))}.</p>"
+
+
+def _building_summary(df: pd.DataFrame, legend: ClassLegend) -> str:
     by_class = df["damage_class"].value_counts().sort_index()
     rows = [
-        (f"{CLASS_NAMES.get(int(c), f'class {int(c)}')} ({int(c)})", int(n), int(n) / max(len(df), 1))
+        (f"{legend.name(int(c))} ({int(c)})", int(n), int(n) / max(len(df), 1))
         for c, n in zip(by_class.index, by_class)  # index: damage classes (items() types them Hashable)
     ]
     rows.append(("total", len(df), 1.0 if len(df) else float("nan")))
@@ -179,3 +219,15 @@ def _zones(df: pd.DataFrame) -> str:
 def _native(v: Any) -> Any:
     """Numpy scalars → Python scalars (for formatting)."""
     return v.item() if hasattr(v, "item") else v
+
+
+def legend_of(summary: Mapping[str, Any]) -> ClassLegend:
+    """The class legend recorded in ``summary.json`` (default names for older summaries)."""
+    classes = summary.get("classes") or []
+    if not classes:
+        return class_legend(1)
+    colors = []
+    for c in classes:
+        h = str(c["color"]).lstrip("#")
+        colors.append((int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), 255))
+    return ClassLegend(tuple(str(c["name"]) for c in classes), tuple(colors))
