@@ -79,6 +79,7 @@ def building_accuracy(buildings_csv: Path, footprints: Path, part: str | None = 
     baseline is the accuracy of always predicting the more common truth.
     """
     pred = pd.read_csv(buildings_csv)
+    pred = pred.drop(columns=[c for c in ("damaged", "part") if c in pred.columns])  # carried footprint attributes
     truth = pyogrio.read_dataframe(footprints, read_geometry=False)[["building_id", "damaged", "part"]]
     df = pred.merge(truth, on="building_id", how="inner")
     df = df[(df["status"] == "ok") & ((df["part"] == part) if part else True)]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from damagemap.cli import app
 from tests.cli.test_cli import RECIPE, _write_domain
 from tests.geo.test_remote_scenes import _item
-from tests.mapping.conftest import digests, pattern, write_scene
+from tests.mapping.conftest import content_digests, pattern, write_scene
 from tests.rangeserver import serve
 
 runner = CliRunner()
@@ -59,7 +59,7 @@ def test_map_a_vsicurl_scene_end_to_end(model, served, tmp_path):
     assert json.loads((tmp_path / "remote" / "summary.json").read_text())["scene"]["path"] == url
     local = runner.invoke(app, ["map", str(model), str(root / "scene.tif"), "--out", str(tmp_path / "local"), *MAP])
     assert local.exit_code == 0, local.output
-    a, b = digests(tmp_path / "local"), digests(tmp_path / "remote")
+    a, b = content_digests(tmp_path / "local"), content_digests(tmp_path / "remote")
     assert {k: v for k, v in a.items() if k != "summary.json"} == {k: v for k, v in b.items() if k != "summary.json"}
 
 

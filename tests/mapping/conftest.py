@@ -64,6 +64,32 @@ def scene(tmp_path: Path) -> Path:
     return write_scene(tmp_path / "scene.tif")
 
 
+def content_digests(folder: Path) -> dict[str, str]:
+    """sha256 of each output's content without its provenance (which names the scene path and time).
+
+    Rasters: the pixels of band 1 and overviews aside; vector layers: their attribute rows and
+    geometries; CSVs: bytes. Pages, styles and summary.json are left out.
+    """
+    import geopandas as gpd
+    import pyogrio
+    import rasterio
+
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix == ".tif":
+            with rasterio.open(p) as ds:
+                out[p.name] = hashlib.sha256(ds.read().tobytes()).hexdigest()
+        elif p.suffix == ".csv":
+            out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.suffix == ".gpkg":
+            for layer, _ in pyogrio.list_layers(p):
+                if layer in ("layer_styles",) or layer.startswith("gpkg"):
+                    continue
+                df = gpd.read_file(p, layer=layer)
+                out[f"{p.name}:{layer}"] = hashlib.sha256(df.to_json().encode()).hexdigest()
+    return out
+
+
 def digests(folder: Path) -> dict[str, str]:
     """sha256 of every file directly in ``folder``."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
