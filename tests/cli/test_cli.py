@@ -286,3 +286,20 @@ def test_version_module_entry_point_completion_and_exit_codes_in_help(monkeypatc
     flat = " ".join(helped.stdout.split())
     for code in ("0 success", "2 usage error", "3 input error", "4 configuration error", "--quiet", "--version"):
         assert code in flat, code
+
+
+def test_map_tta_averages_flips(workspace, tmp_path) -> None:
+    import rasterio
+
+    scene, _ = _write_scene(tmp_path)
+    probs = {}
+    for name, extra in (("plain", []), ("tta", ["--tta"])):
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["map", str(workspace / "model"), str(scene), "--out", str(out), "--grid-m", "0", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out / "damage_probability.tif") as src:
+            probs[name] = src.read(1)
+    assert probs["plain"].shape == probs["tta"].shape and (probs["plain"] != probs["tta"]).any()
+    assert "--tta" in runner.invoke(app, ["map", "--help"]).output
