@@ -331,3 +331,20 @@ def test_map_writes_report_and_viewer_by_default_and_reruns_never_mix(workspace,
     assert not report.exists() and not viewer.exists()
     missing = runner.invoke(app, [*base, "--threshold", "0.3", "--suggestions", str(tmp_path / "none.gpkg")])
     assert missing.exit_code == 4 and "none.gpkg" in missing.output
+
+
+def test_map_tta_averages_flips(workspace, tmp_path) -> None:
+    import rasterio
+
+    scene, _ = _write_scene(tmp_path)
+    probs = {}
+    for name, extra in (("plain", []), ("tta", ["--tta"])):
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["map", str(workspace / "model"), str(scene), "--out", str(out), "--grid-m", "0", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out / "damage_probability.tif") as src:
+            probs[name] = src.read(1)
+    assert probs["plain"].shape == probs["tta"].shape and (probs["plain"] != probs["tta"]).any()
+    assert "--tta" in runner.invoke(app, ["map", "--help"]).output

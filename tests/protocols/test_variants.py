@@ -49,3 +49,45 @@ def test_variants_always_produce_what_their_names_say() -> None:
         "st-dpt": {"focal": 1.0, "dpt": 0.001},
         "st-pc+dpt": {"focal": 1.0, "pc": 0.01, "dpt": 0.001},
     }
+
+
+def test_override_variants_split_name_and_hash_apart() -> None:
+    from damagemap.protocols.runner import _config_hash
+    from damagemap.protocols.splits import Fold
+    from damagemap.protocols.variants import expand_variants, split_variants
+
+    given = "plain,eval.tta=flip,encoder.levels=[1,2,3,4,5],plain+train.sampler=balanced+train.lr=1e+3"
+    names = split_variants(given)
+    assert names == [
+        "plain",
+        "eval.tta=flip",
+        "encoder.levels=[1,2,3,4,5]",
+        "plain+train.sampler=balanced+train.lr=1e+3",
+    ]
+    out = {r.name: r for r in expand_variants([_recipe()], names)}
+    assert list(out) == [f"st-{n}" for n in names]
+    assert out["st-eval.tta=flip"].eval.tta == "flip" and "pc" in out["st-eval.tta=flip"].objectives  # recipe kept
+    assert out["st-encoder.levels=[1,2,3,4,5]"].encoder.levels == [1, 2, 3, 4, 5]
+    last = out[f"st-{names[-1]}"]
+    assert set(last.objectives) == {"focal"} and last.train.sampler == "balanced" and last.train.lr == 1e3
+    fold = Fold(name="f", train=["a"], val=[], test=["b"])
+    assert len({_config_hash(r, fold) for r in out.values()}) == len(out)
+    with pytest.raises(ConfigError, match="variant 'eval.tta=sometimes'"):
+        expand_variants([_recipe()], ["eval.tta=sometimes"])
+    with pytest.raises(ConfigError, match="variant 'eval.tta=flip\\+pc'"):  # named parts go first
+        expand_variants([_recipe()], ["eval.tta=flip+pc"])
+
+
+def test_new_default_keys_keep_earlier_fold_hashes() -> None:
+    from damagemap.protocols.runner import _config_hash, config_hash
+    from damagemap.protocols.splits import Fold
+
+    r = _recipe()
+    fold = Fold(name="f", train=["a"], val=[], test=["b"])
+    dump = r.model_dump(mode="json")
+    for key in ("fewshot", "atl", "eval"):
+        dump.pop(key)
+    dump["encoder"].pop("levels")
+    for key in ("scheduler", "min_lr", "color_jitter", "sampler", "class_weights"):
+        dump["train"].pop(key)
+    assert _config_hash(r, fold) == config_hash([dump, ["a"], [], ["b"]])

@@ -121,10 +121,8 @@ def variant_parts(variant: str) -> tuple[str | None, list[str]]:
             parts[-1] += "+" + piece
         else:
             parts.append(piece)
-    named = [p for p in parts if "=" not in p]
+    named = [p for p in parts if "=" not in p]  # only before the first override (later ones join its value)
     overrides = [p for p in parts if "=" in p]
-    if any("=" in p for p in parts[: len(named)]):
-        raise ConfigError(f"variant {variant!r}: put the named variant first, then the key=value overrides")
     return ("+".join(named) or None), overrides
 
 
