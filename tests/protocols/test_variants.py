@@ -85,7 +85,7 @@ def test_new_default_keys_keep_earlier_fold_hashes() -> None:
     r = _recipe()
     fold = Fold(name="f", train=["a"], val=[], test=["b"])
     dump = r.model_dump(mode="json")
-    for key in ("fewshot", "atl", "eval"):
+    for key in ("fewshot", "atl", "eval", "scoring"):
         dump.pop(key)
     dump["encoder"].pop("levels")
     for key in ("scheduler", "min_lr", "color_jitter", "sampler", "class_weights"):
