@@ -9,22 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from damagemap.data.synthetic_geo import write_synthetic_event
-from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.report.figures import overview_shape, read_overview
 from damagemap.report.html import write_html_report
+from tests.report.mapped_event import map_synthetic_event
 
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    event = write_synthetic_event(root / "event", height=256, width=320, seed=1)
-    result = map_scene(
-        BrightnessPredictor(in_bands=3),
-        event.scene,
-        root / "map",
-        MapOptions(tile=128, overlap=16, footprints=event.footprints, grid_m=40.0),
-    )
+    event, result = map_synthetic_event(root, seed=1)
     return root, event, result
 
 

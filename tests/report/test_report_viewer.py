@@ -9,22 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from damagemap.data.synthetic_geo import write_synthetic_event
-from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.report.viewer import leaflet_assets, write_viewer
 from tests.report.browser import dump_dom, external_references, screenshot
+from tests.report.mapped_event import map_synthetic_event
 
 
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory):
     root = tmp_path_factory.mktemp("viewer")
-    event = write_synthetic_event(root / "event", height=256, width=320, seed=2)
-    result = map_scene(
-        BrightnessPredictor(in_bands=3),
-        event.scene,
-        root / "map",
-        MapOptions(tile=128, overlap=16, footprints=event.footprints, grid_m=40.0),
-    )
+    event, result = map_synthetic_event(root, seed=2)
     return write_viewer(root / "map", result, title="Test event <viewer>"), result
 
 
