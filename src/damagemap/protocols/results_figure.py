@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from damagemap.io_atomic import atomic_path
 
 PANELS = (("miou", "mIoU", None), ("f1", "damaged-pixel F1", "pixel"), ("building_f1", "building F1", "building"))
 """(summary metric, axis label, pooled section whose ``f1``/``miou`` is drawn as a dot)."""
@@ -64,7 +65,6 @@ def plot_summary(summary: dict, path: Path, title: str = "") -> None:
     axes[0][0].legend(fontsize=8, loc="upper right")
     fig.suptitle(title or "recipes per target domain")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
