@@ -12,6 +12,7 @@ from rich.progress import Progress
 from damagemap.errors import ConfigError
 from damagemap.io_atomic import atomic_path
 from damagemap.model import DamageModel
+from damagemap.safepath import unique_stems
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
@@ -53,6 +54,7 @@ def predict_files(
         model.check_bands(image, str(path))
     for pre_path, pre in zip(pre_paths or [], pres or []):
         model.check_bands(pre, str(pre_path))
+    names = unique_stems([p for p, _ in images])
     out_dir.mkdir(parents=True, exist_ok=True)
     task = progress.add_task("predict", total=len(images), info="") if progress else None
     written = []
@@ -62,12 +64,12 @@ def predict_files(
         probas = model.predict_proba_many(
             [image for _, image in group], [str(path) for path, _ in group], batch, group_pre
         )
-        for (path, _), proba in zip(group, probas):
+        for name, proba in zip(names[start : start + batch], probas, strict=True):
             labels = model.labels_from_proba(proba, threshold)
             prob = proba[0] if model.recipe.binary else proba.max(0)
-            _save_png(labels, out_dir / f"{path.stem}_mask.png")
-            _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{path.stem}_prob.png")
-            written.append(out_dir / f"{path.stem}_mask.png")
+            _save_png(labels, out_dir / f"{name}_mask.png")
+            _save_png(np.round(prob * 255).astype(np.uint8), out_dir / f"{name}_prob.png")
+            written.append(out_dir / f"{name}_mask.png")
         if progress is not None and task is not None:
             progress.advance(task, len(group))
     return written

@@ -45,3 +45,30 @@ def inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], sourc
     if Path(relative).is_absolute() or not target.is_relative_to(base):
         raise InputError(source, f"path {os.fspath(relative)!r} points outside the data folder {base}")
     return base / relative
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output names of ``paths``: each file's stem, with ``-2``, ``-3`` … appended where stems repeat.
+
+    ``a/x.png`` and ``b/x.png`` (or ``p0.png`` and ``p0.jpg``) would otherwise write the same
+    output file; the renaming is logged once, naming the inputs concerned.
+    """
+    import logging
+
+    seen: dict[str, int] = {}
+    names, renamed = [], []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        while name in names:  # a real file already called x-2
+            seen[stem] += 1
+            name = f"{stem}-{seen[stem]}"
+        if name != stem:
+            renamed.append(f"{path} → {name}")
+        names.append(name)
+    if renamed:
+        logging.getLogger(__name__).warning(
+            "inputs share a file name; outputs renamed to stay apart: %s", "; ".join(renamed)
+        )
+    return names

@@ -12,6 +12,7 @@ pixel grid as the post-event image of the same id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ import numpy as np
 from damagemap.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from damagemap.errors import InputError
 from damagemap.types import IGNORE_INDEX, GeoInfo, Sample
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -89,7 +92,41 @@ def read_image_mask_folders(
             if sample.buildings is not None and sample.geo is None:
                 sample.geo = buildings.geo(image_path)
             samples.append(sample)
+    _check_band_counts(samples)
+    if mask_values is None and num_classes == 2:
+        _binary_0_255(samples, root)
     return samples
+
+
+def _check_band_counts(samples: list[Sample]) -> None:
+    """Every image of a dataset has the first image's band count (else one line naming both files)."""
+    if not samples:
+        return
+    first = samples[0]
+    for s in samples[1:]:
+        if s.image.shape[0] != first.image.shape[0]:
+            raise InputError(
+                s.meta["image_path"],
+                f"has {s.image.shape[0]} band(s) but {first.meta['image_path']} has {first.image.shape[0]}: "
+                "all images of a dataset need the same bands",
+            )
+
+
+def _binary_0_255(samples: list[Sample], root: Path) -> None:
+    """Binary masks stored as 0/255 (no 1 anywhere) are read as 0 = background, 255 = damage, and said so.
+
+    Otherwise 255 is the ignore index and every damage pixel would silently drop out of training.
+    """
+    masks = [s.mask for s in samples if s.mask is not None]
+    if not masks or any((m == 1).any() for m in masks) or not any((m == IGNORE_INDEX).any() for m in masks):
+        return
+    for m in masks:
+        m[m == IGNORE_INDEX] = 1
+    logger.warning(
+        "%s: the masks hold only 0 and 255 (no 1): read as binary, 0 = background and 255 = damage "
+        "(a 2-class recipe; 255 is the ignore value only where the masks also use 1)",
+        root,
+    )
 
 
 class _Buildings:

@@ -85,7 +85,7 @@ def load_state_dict(path: str | Path) -> StateDict:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = safe_torch_load(path)  # type: ignore[assignment]  # checked by _unwrap
     except CheckpointError:
         raise
     except Exception as exc:  # corrupt zip / pickle / header, unsupported pickled objects, …
@@ -225,3 +225,22 @@ def level_indices(levels: Sequence[int] | None) -> tuple[int, ...]:
     if not chosen or list(chosen) != sorted(set(chosen)) or not all(1 <= lvl <= 5 for lvl in chosen):
         raise ConfigError(f"encoder.levels must be increasing values in 1..5 (log2 of the stride), got {list(chosen)}")
     return tuple(lvl - 1 for lvl in chosen)
+
+
+def safe_torch_load(path: str | Path) -> object:
+    """``torch.load`` restricted to tensors and plain containers: pickled Python objects are refused.
+
+    A file that needs anything else is a :class:`CheckpointError` saying it is not a plain
+    tensor checkpoint; torch's own hint to load it unrestricted is deliberately not passed on.
+    """
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            path, "not a plain tensor checkpoint: it holds pickled Python objects, which damagemap never loads"
+        ) from None

@@ -174,6 +174,53 @@ def open_scene(path: SceneLike, spec: SceneInputSpec, in_bands: int) -> SceneInf
             return _check(src, source, spec, in_bands, messages)
 
 
+_log = logging.getLogger(__name__)
+
+CLIP_WARN_SHARE = 0.01
+"""Share of (sampled) valid pixel values outside the scaling range above which clipping is reported."""
+
+
+def _check_value_range(
+    src: rasterio.io.DatasetReader, name: str, indexes: Sequence[int], lo: np.ndarray, hi: np.ndarray, explicit: bool
+) -> None:
+    """Refuse a float scene far outside [0, 1] without ``--scale``; warn when a given scale clips many pixels.
+
+    Reads a decimated copy (at most 256 px a side, from overviews where present).
+    """
+    if not explicit and np.issubdtype(np.dtype(src.dtypes[indexes[0] - 1]), np.integer):
+        return  # the dtype's own range: nothing can clip
+    factor = max(1, max(src.width, src.height) // 256)
+    shape = (len(indexes), max(1, src.height // factor), max(1, src.width // factor))
+    try:
+        data = src.read(list(indexes), out_shape=shape, masked=True)
+    except RasterioError:
+        return  # unreadable pixels are reported by the reads that need them
+    values = data.compressed().reshape(-1) if np.ma.isMaskedArray(data) else np.asarray(data).reshape(-1)
+    if values.size == 0:
+        return
+    per_band = np.ma.masked_invalid(data.astype(np.float64))
+    outside = (per_band < lo[:, None, None]) | (per_band > hi[:, None, None])
+    share = float(outside.sum()) / max(1, int(per_band.count()))
+    if share <= CLIP_WARN_SHARE:
+        return
+    vmin, vmax = float(np.nanmin(values)), float(np.nanmax(values))
+    if not explicit:
+        raise InputError(
+            name,
+            f"float pixel values range {vmin:g} to {vmax:g}, outside [0, 1] for {share:.0%} of the pixels: "
+            f"give the value range with --scale MIN,MAX (e.g. --scale {min(vmin, 0):g},{vmax:g})"
+            " or a divisor --scale N",
+        )
+    _log.warning(
+        "%s: %.1f%% of the pixels (values %g to %g) fall outside --scale %s and are clipped",
+        name,
+        100 * share,
+        vmin,
+        vmax,
+        ",".join(f"{a:g}..{b:g}" for a, b in zip(lo, hi, strict=True)),
+    )
+
+
 def _check(
     src: rasterio.io.DatasetReader, source: SceneSource, spec: SceneInputSpec, in_bands: int, messages: list[str]
 ) -> SceneInfo:
@@ -197,6 +244,7 @@ def _check(
         if source.remote:
             raise InputError(name, f"cannot read pixels of the remote scene: {remote_problem(exc, messages)}") from None
         raise InputError(name, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from exc
+    _check_value_range(src, name, indexes, lo, hi, explicit=not isinstance(spec.scale, str))
     plan = ReadPlan(source.gdal_path, indexes, repeat, tuple(lo), tuple(hi), src.width, src.height)
     return SceneInfo(plan, src.crs, src.transform, src.width, src.height, src.count, src.dtypes[0], source)
 
@@ -237,9 +285,9 @@ def _select_bands(path: str, spec: SceneInputSpec, count: int, in_bands: int) ->
         return indexes, in_bands
     what = f"bands {list(indexes)} selected" if spec.bands is not None else f"the scene has {count} band(s)"
     hint = (
-        " (set SceneInputSpec(replicate_single_band=True) to repeat the single band)"
+        " (--replicate-single-band repeats the single band; in Python SceneInputSpec(replicate_single_band=True))"
         if n == 1
-        else " (choose bands with SceneInputSpec(bands=...))"
+        else " (choose the bands with --bands, e.g. --bands 1,2,3; in Python SceneInputSpec(bands=...))"
     )
     raise InputError(path, f"band count mismatch: {what} but the model expects {in_bands}{hint}")
 

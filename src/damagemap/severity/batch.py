@@ -27,6 +27,7 @@ from rich.progress import Progress
 from damagemap.errors import ConfigError, InputError
 from damagemap.io_atomic import atomic_path, write_text_atomic
 from damagemap.model import DamageModel
+from damagemap.safepath import unique_stems
 from damagemap.severity.config import SeverityConfig
 from damagemap.severity.depth import DepthModel, ground_plane_depth, ground_plane_source
 from damagemap.severity.exif import read_photo
@@ -133,7 +134,7 @@ def score_folder(
     classes = list(model.recipe.classes)
     result = BatchResult()
     task = progress.add_task("score photos", total=len(files), info="") if progress else None
-    for path in files:
+    for path, name in zip(files, unique_stems(files), strict=True):
         row = _row(path, classes, cfg)
         try:
             image, gps = read_photo(path)
@@ -154,7 +155,7 @@ def score_folder(
             row |= {f"pixel_share_{c}": v for c, v in s.pixel_shares.items()}
             if gps is not None:
                 row["lat"], row["lon"] = gps
-            png = out / "overlays" / f"{path.stem}.png"
+            png = out / "overlays" / f"{name}.png"
             save_png(overlay(image, labels, classes), png)
             result.written.append(png)
         result.rows.append(row)
