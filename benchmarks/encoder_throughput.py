@@ -1,18 +1,23 @@
-"""Encoder throughput: images/s and achieved GFLOP/s against this machine's matmul peak.
+"""Encoder throughput: images/s and achieved GFLOP/s against this machine's matmul peak (fp32 and bf16).
 
-    python benchmarks/encoder_throughput.py [--size 256] [--batch 8]
+    python -m benchmarks.encoder_throughput [--size 256] [--batch 8]
 
-Random weights are fine for speed; the default encoder uses its real embedded weights.
+Each encoder as built ("as built"), then as the mapper runs it: BatchNorm folded into the
+convolutions and channels_last (``damagemap.fusion``), in fp32 and under bf16 autocast. The
+peaks are square matmuls timed in the same run. Random weights are fine for speed; the default
+encoder uses its real embedded weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 
-from benchmarks.common import count_flops, matmul_peak_gflops, print_table, timeit
+from benchmarks.common import count_flops, machine_header, matmul_peak_gflops, print_table, timeit
 from damagemap.encoders import build_encoder
+from damagemap.fusion import prepare_for_inference
 
 ENCODERS = {
     "efficientnet-lite0": {},
@@ -26,33 +31,52 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--encoders", default=",".join(ENCODERS), help="comma-separated registry names")
     args = ap.parse_args()
+    print(machine_header())
     peak = matmul_peak_gflops()
+    peak_bf16 = matmul_peak_gflops(dtype=torch.bfloat16)
     rows = []
     x = torch.rand(args.batch, 3, args.size, args.size)
-    for name, kw in ENCODERS.items():
-        enc = build_encoder(name, **kw)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    for name in args.encoders.split(","):
+        enc = build_encoder(name, **ENCODERS.get(name, {})).eval()
+        fast = copy.deepcopy(enc)
+        prepare_for_inference(fast)
         with torch.inference_mode():
             flops = count_flops(lambda enc=enc: enc(x))
-            sec = timeit(lambda enc=enc: enc(x), repeat=3)
-            x_cl = x.contiguous(memory_format=torch.channels_last)
-            enc_cl = enc.to(memory_format=torch.channels_last)
-            sec_cl = timeit(lambda enc_cl=enc_cl, x_cl=x_cl: enc_cl(x_cl), repeat=3)
-        gflops = flops / sec / 1e9
+            plain = timeit(lambda enc=enc: enc(x), repeat=3)
+            fused = timeit(lambda fast=fast: fast(x_cl), repeat=3)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = timeit(lambda fast=fast: fast(x_cl), repeat=3)
+        gflops = [flops / s / 1e9 for s in (plain, fused, bf16)]
         rows.append(
             [
                 name,
-                f"{args.size}px",
-                args.batch / sec,
                 flops / args.batch / 1e9,
-                gflops,
-                f"{100 * gflops / peak:.0f}%",
-                args.batch / sec_cl,
+                args.batch / plain,
+                f"{100 * gflops[0] / peak:.1f}%",
+                args.batch / fused,
+                f"{100 * gflops[1] / peak:.1f}%",
+                args.batch / bf16,
+                f"{100 * gflops[2] / peak_bf16:.1f}%",
+                f"{plain / bf16:.2f}x",
             ]
         )
     print_table(
-        f"encoder throughput, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.1f} GFLOP/s",
-        ["encoder", "input", "images/s", "GFLOP/image", "achieved GFLOP/s", "of peak", "images/s channels_last"],
+        f"encoder throughput at {args.size}px, batch {args.batch}: matmul peak fp32 {peak:.0f} GFLOP/s, "
+        f"bf16 {peak_bf16:.0f} GFLOP/s",
+        [
+            "encoder",
+            "GFLOP/image",
+            "images/s as built",
+            "of fp32 peak",
+            "images/s folded+CL",
+            "of fp32 peak",
+            "images/s bf16 folded+CL",
+            "of bf16 peak",
+            "bf16 folded / as built",
+        ],
         rows,
     )
 

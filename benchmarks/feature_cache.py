@@ -13,7 +13,7 @@ import argparse
 import tempfile
 import time
 
-from benchmarks.common import SHARED_DATA, print_table
+from benchmarks.common import machine_header, print_table, shared
 from damagemap.data.loading import load_samples
 from damagemap.heads import build_head
 from damagemap.objectives import ObjectiveContext, WeightedSum, build_objective
@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
-    samples = load_samples(SHARED_DATA / "landslide", recipe.data, domains=[args.domain])
+    print(machine_header())
+    samples = load_samples(shared("landslide"), recipe.data, domains=[args.domain])
     encoder = encoder_for(recipe)
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()

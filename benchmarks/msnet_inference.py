@@ -16,14 +16,15 @@ import argparse
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_DATA, print_table, timeit
+from benchmarks.common import machine_header, print_table, shared, timeit
 from damagemap.video.config import VideoRecipe
 from damagemap.video.model import build_msnet
 from damagemap.video.refine import refine_scores, roi_embeddings
 
 
 def _frame(size: int) -> tuple[torch.Tensor, str]:
-    path = SHARED_DATA / "xbd" / "images" / "joplin-tornado_00000000_post_disaster.png"
+    print(machine_header())
+    path = shared("xbd", "images") / "joplin-tornado_00000000_post_disaster.png"
     if path.is_file():
         from PIL import Image
 

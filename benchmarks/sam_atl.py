@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from benchmarks.common import peak_rss_mb, print_table, timeit
+from benchmarks.common import machine_header, peak_rss_mb, print_table, timeit
 
 
 def _child(size: int, atl: str, batch: int, repeat: int, warmup: int) -> dict:
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--child", nargs=2, metavar=("SIZE", "ATL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    print(machine_header())
     if args.child:
         out = _child(int(args.child[0]), args.child[1], args.batch, args.repeat, args.warmup)
         print(json.dumps(out))

@@ -19,9 +19,17 @@ from damagemap.artifact import HEAD_FILE, MANIFEST, load_model, read_manifest, v
 from damagemap.data.views import standardize
 from damagemap.device import autocast, check_precision, resolve_device
 from damagemap.errors import ConfigError
+from damagemap.fusion import prepare_for_inference
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
 from damagemap.tta import IDENTITY, averaged, tta_transforms
+
+
+def _for_inference(model: DamageModel) -> DamageModel:
+    """BatchNorm folded into the convolutions and channels_last weights (in place): ~2x faster on CPU."""
+    prepare_for_inference(model.encoder)
+    prepare_for_inference(model.head)
+    return model
 
 
 class ModelTilePredictor:
@@ -43,9 +51,9 @@ class ModelTilePredictor:
         self.precision = check_precision(precision, torch.device(self.device))
         self.model_dir = Path(model_dir)
         verify_files(self.model_dir, read_manifest(self.model_dir))  # before reading the head's bytes
-        self._model = None if model is None else model.to(self.device)
+        self._model = None if model is None else _for_inference(model.to(self.device))
         # GPU kernels round differently from the CPU's: a resumed map must not mix the two
-        key = f"{precision}|{torch.device(self.device).type}"
+        key = f"{precision}|{torch.device(self.device).type}|folded"
         self.tta = tta
         if tta is not None:  # flip TTA changes the probabilities: part of the map's identity
             key += f"|tta={tta}"
@@ -62,7 +70,7 @@ class ModelTilePredictor:
     def model(self) -> DamageModel:
         """The loaded model (loaded on first use, e.g. on a Dask worker)."""
         if self._model is None:
-            self._model = load_model(self.model_dir).to(self.device)
+            self._model = _for_inference(load_model(self.model_dir).to(self.device))
         return self._model
 
     def __getstate__(self) -> dict:
@@ -104,7 +112,7 @@ class ModelTilePredictor:
         inputs = [self._model_input(t) for t in images]
         size = inputs[0][1]
         device = torch.device(self.device)
-        xs = [x.to(device) for x, _ in inputs]
+        xs = [x.to(device).contiguous(memory_format=torch.channels_last) for x, _ in inputs]
         deepest: list[torch.Tensor] = []
 
         def proba(images: list[torch.Tensor]) -> torch.Tensor:

@@ -84,7 +84,7 @@ class MapOptions:
     """
 
     tile: int = 256
-    overlap: int = 32
+    overlap: int = 16
     batch: int = 8
     spec: SceneInputSpec = field(default_factory=SceneInputSpec)
     threshold: float = 0.5

@@ -72,8 +72,15 @@ def predict_batch(
     """
     match_threads(threads)
     x, valid = read_tiles(plan, origins, size)
+    return predict_read(predictor, x, valid, size, k)
+
+
+def predict_read(
+    predictor: Callable[[np.ndarray], np.ndarray], x: np.ndarray, valid: np.ndarray, size: int, k: int
+) -> BatchResult:
+    """Predict the tiles of a read batch ``x [B, C, T, T]`` that have data (see :func:`predict_batch`)."""
     # axis 1 of a 2-D array: always an array (numpy's stubs also allow a scalar np.bool)
-    has_data = cast(np.ndarray, valid.reshape(len(origins), -1).any(axis=1))
+    has_data = cast(np.ndarray, valid.reshape(len(x), -1).any(axis=1))
     if not has_data.any():
         return BatchResult(np.zeros((0, k, size, size), np.float32), has_data, valid)
     probs = np.asarray(predictor(np.ascontiguousarray(x[has_data])))
@@ -90,20 +97,44 @@ def predict_batch(
 
 
 class LocalExecutor:
-    """Run batches one after the other in this process."""
+    """Run batches in this process, reading ahead and predicting behind the caller.
+
+    A reader thread reads the next batches' windows while a predictor thread runs the model on
+    the current one, and the caller blends and writes the previous one meanwhile (GDAL and
+    torch release the GIL). Each batch is read and predicted exactly as in a sequential run,
+    and results come back in submission order, so the outputs are the same bytes.
+    """
 
     workers = 0
 
     def __init__(self, predictor: Any) -> None:
         self.predictor = predictor
 
-    def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 1) -> Iterator[BatchResult]:
-        """Predict each job in turn, in submission order."""
-        for plan, origins, size, k in jobs:
-            yield predict_batch(plan, self.predictor, origins, size, k)
+    def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 2) -> Iterator[BatchResult]:
+        """Predict each job, at most ``prefetch`` batches read ahead; results in submission order."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        def predict(read: Future, size: int, k: int) -> BatchResult:
+            x, valid = read.result()
+            return predict_read(self.predictor, x, valid, size, k)
+
+        pending: deque[Future] = deque()
+        it = iter(jobs)
+        with ThreadPoolExecutor(1, "damagemap-read") as reader, ThreadPoolExecutor(1, "damagemap-predict") as model:
+            try:
+                for plan, origins, size, k in it:
+                    read = reader.submit(read_tiles, plan, origins, size)
+                    pending.append(model.submit(predict, read, size, k))
+                    if len(pending) > prefetch:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
     def close(self) -> None:
-        """Nothing to release in process."""
+        """Nothing to release in process (the threads end with each :meth:`map`)."""
         pass
 
 
