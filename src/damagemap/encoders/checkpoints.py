@@ -242,5 +242,7 @@ def safe_torch_load(path: str | Path) -> object:
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
-            path, "not a plain tensor checkpoint: it holds pickled Python objects, which damagemap never loads"
+            path,
+            "cannot read torch checkpoint: not a plain tensor checkpoint (corrupt, or it holds pickled "
+            "Python objects, which damagemap never loads)",
         ) from None
