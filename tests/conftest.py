@@ -9,6 +9,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Commands under test print plain results; progress lines (on by default, also when piped) would
+# mix into the output the tests parse. Progress tests turn it back on with monkeypatch.delenv.
+os.environ.setdefault("DAMAGEMAP_NO_PROGRESS", "1")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
