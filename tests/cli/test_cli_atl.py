@@ -40,7 +40,7 @@ def test_train_prints_trainable_share_and_the_model_predicts(tmp_path) -> None:
     assert counts["encoder_trainable"] > 0 and (model / "adapter.safetensors").is_file()
     result = runner.invoke(app, ["evaluate", str(model), "--data", str(tmp_path / "data"), "--json", "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert 0 <= json.loads(result.output)["all"]["miou"] <= 1
+    assert 0 <= json.loads(result.stdout)["all"]["miou"] <= 1  # results on stdout; progress and warnings on stderr
     img = next((data / "images").iterdir())
     result = runner.invoke(app, ["predict", str(model), str(img), "--out", str(tmp_path / "pred")])
     assert result.exit_code == 0, result.output
