@@ -21,6 +21,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import misc as misc_nn_ops
 
 from damagemap.device import module_device
+from damagemap.encoders.checkpoints import torch_load_tensors
 from damagemap.errors import CheckpointError
 from damagemap.video.config import ModelConfig, VideoRecipe
 from damagemap.video.rpn import GatedRPN, HierarchicalRPN
@@ -147,10 +148,7 @@ def build_msnet(recipe: VideoRecipe, checkpoint: str | Path | None = None, froze
 def _read_checkpoint(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(path, "backbone checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means "not a state dict"
-        raise CheckpointError(path, f"cannot read as a torch state dict with weights_only=True ({exc})") from None
+    state = torch_load_tensors(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
