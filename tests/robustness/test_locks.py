@@ -1,4 +1,4 @@
-"""Defect 2: one run per output folder; a second is refused naming the folder and the owner, a stale lock is recovered."""
+"""Defect 2: one run per output folder; a second is refused naming folder and owner; a stale lock is recovered."""
 
 from __future__ import annotations
 
