@@ -104,10 +104,11 @@ def test_experiment_killed_then_rerun_is_byte_identical(ws, tmp_path):
     assert len([k for k in expected if k.startswith("folds")]) == 2
     shutil.rmtree(out)
 
-    killed = kill_when(start(args, tmp_path), lambda: any((out / "folds").rglob("*.json")))
+    killed = kill_when(start(args, tmp_path), lambda: bool(final_outputs(out / "folds")))
     assert killed, "the experiment finished before it could be killed"
     assert not (out / "results.json").exists()
-    finished = {p: p.stat().st_mtime_ns for p in (out / "folds").rglob("*.json")}
+    finished = {p: p.stat().st_mtime_ns for p in final_outputs(out / "folds")}
+    assert finished
     for p in finished:
         read_json(p)  # every fold record under its final name is complete
 
