@@ -30,7 +30,7 @@ from damagemap.encoders.base import Encoder
 from damagemap.errors import CheckpointError, ConfigError, OutputError
 from damagemap.heads import build_head
 from damagemap.io_atomic import check_output_folder, write_dir_atomic
-from damagemap.locks import output_lock, sibling_lock
+from damagemap.locks import OutputLock, output_lock, sibling_lock
 from damagemap.model import DamageModel
 from damagemap.recipe import Recipe
 
@@ -100,8 +100,17 @@ def write_model_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
-    with output_lock(sibling_lock(out_dir), str(out_dir)):
+    with model_out_lock(out_dir):
         return write_dir_atomic(out_dir, write_and_hash)
+
+
+def model_out_lock(out_dir: str | Path) -> OutputLock:
+    """The lock of a model directory being written (``.NAME.lock`` beside it), for a ``with`` statement.
+
+    ``train`` holds it from before training until the directory is written, so a second run
+    on the same ``--out`` is refused at once rather than after its training.
+    """
+    return output_lock(sibling_lock(out_dir), str(out_dir))
 
 
 def check_model_out(out_dir: str | Path) -> Path:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
 from pathlib import Path
 
 from damagemap.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".damagemap.lock"
 """Lock file inside a folder being written (``map``, ``experiment``)."""
@@ -82,6 +85,7 @@ class OutputLock:
             except FileExistsError:
                 owner = _owner(self.path)
                 if owner is None:
+                    log.warning("%s: taking over the lock %s of a run that is gone", self.what, self.path)
                     self.path.unlink(missing_ok=True)  # stale: its owner is gone
                     continue
                 if owner.get("pid") == record["pid"] and owner.get("host") == record["host"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from damagemap.errors import InputError
 
@@ -29,6 +29,12 @@ def check_name(name: str, what: str) -> str:
             "not starting with a dot): it becomes a file name"
         )
     return name
+
+
+def is_safe_path(relative: str | os.PathLike[str]) -> bool:
+    """Whether ``relative`` is a relative path that never climbs above its start (no ``..``, not absolute)."""
+    p = PurePath(relative)
+    return not p.is_absolute() and not p.drive and ".." not in p.parts
 
 
 def inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], source: str | os.PathLike[str]) -> Path:

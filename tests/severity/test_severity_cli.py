@@ -176,3 +176,18 @@ def test_severity_json_summary_on_stdout_even_on_partial_failure(model_dir, tmp_
     assert [r["photo"] for r in doc["rows"]] == ["a.png", "b.txt"] and doc["rows"][1]["status"] == "error"
     assert doc["rows"] == json.loads((out / "scores.json").read_text())["photos"]
     assert str(out / "scores.csv") in doc["files"] and "b.txt" in result.stderr
+
+
+def test_photos_sharing_a_stem_get_one_overlay_each(model_dir, tmp_path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(_street(rng)).save(photos / "p0.png")
+    Image.fromarray(_street(rng)).save(photos / "p0.jpg")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["severity", str(model_dir), str(photos), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader((out / "scores.csv").open()))) == 2
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == ["p0-2.png", "p0.png"]
+    assert "outputs renamed" in result.output

@@ -94,7 +94,8 @@ def test_convert_hand_made_label(tmp_path):
     ]
     assert out["annotations"][0]["bbox"] == [10, 5, 20, 10]
     assert out["annotations"][1]["segmentation"] == [[35, 20, 45, 20, 40, 30]]
-    ds = CocoDamageDataset(tmp_path / "coco" / "x.json", CLASSES)  # relative file_name resolves
+    assert out["images"][0]["file_name"] == "images/flood-x_00000001_post_disaster.png"  # relative to root
+    ds = CocoDamageDataset(tmp_path / "coco" / "x.json", CLASSES, root)  # relative file_name resolves
     _, t = ds[0]
     assert t["labels"].tolist() == [2, 3, 1] and len(t["building_boxes"]) == 3
     assert t["masks"][0, 5:15, 10:30].all() and t["masks"][0].sum() == 200
@@ -113,6 +114,6 @@ def test_convert_real_xbd(shared_data, tmp_path):
     assert len(out["buildings"]) == sum(subtypes.values()) == 103
     by_class = Counter(out["annotations"][i]["category_id"] for i in range(len(out["annotations"])))
     assert by_class == {1: subtypes["minor-damage"], 2: subtypes["major-damage"], 3: subtypes["destroyed"]}
-    _, t = CocoDamageDataset(tmp_path / "t.json", CLASSES)[0]
+    _, t = CocoDamageDataset(tmp_path / "t.json", CLASSES, root)[0]  # file_name relative to root
     assert t["masks"].shape[1:] == (1024, 1024) and len(t["boxes"]) == sum(by_class.values())
     assert (t["masks"].flatten(1).sum(1) > 0).all()

@@ -125,6 +125,17 @@ def parse_names(value: str | Names) -> Names:
     return value if isinstance(value, Names) else Names(_items(value))
 
 
+def parse_plain_names(value: str | Names) -> Names:
+    """``a,b`` → ``("a", "b")``, each a plain name (:func:`damagemap.safepath.check_name`): they become paths."""
+    from damagemap.safepath import check_name
+
+    names = parse_names(value)
+    try:
+        return Names(check_name(n, "name") for n in names)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def parse_variants(value: str | Names) -> Names:
     """``plain,eval.tta=flip,encoder.levels=[1,2,3,4,5]`` → names (commas in brackets do not split)."""
     from damagemap.protocols.variants import split_variants

@@ -42,7 +42,7 @@ from damagemap.cli.common import (
     names_list,
     out,
     parse_ints,
-    parse_names,
+    parse_plain_names,
     parse_variants,
     print_json,
     run_on,
@@ -58,7 +58,8 @@ app = typer.Typer()
 DEFAULT_SHOTS = Ints((0, 1, 3, 5, 10))  # 0 = the source-only model, reported beside each n
 
 DomainsOpt = Annotated[
-    Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Comma-separated domains (default: all).")
+    Optional[Names],
+    typer.Option(parser=parse_plain_names, metavar="A,B", help="Comma-separated domains (default: all)."),
 ]
 
 
@@ -104,7 +105,8 @@ def train(
     data: DataOpt = None,
     domains: DomainsOpt = None,
     val_domains: Annotated[
-        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Domains used only for epoch selection.")
+        Optional[Names],
+        typer.Option(parser=parse_plain_names, metavar="A,B", help="Domains used only for epoch selection."),
     ] = None,
     scenes: SceneOpt = None,
     labels: LabelsOpt = None,
@@ -128,34 +130,35 @@ def train(
     scene area is ignored; a background-class polygon over the checked area makes its unlabelled
     pixels background.
     """
-    from damagemap.artifact import check_model_out, save_model
+    from damagemap.artifact import check_model_out, model_out_lock, save_model
     from damagemap.data.inputs import load_labelled
     from damagemap.progress import make_progress
     from damagemap.recipe import apply_overrides, load_recipe
     from damagemap.training.pipeline import evaluate_model, train_model
 
     check_model_out(out_dir)  # before any work: training may take hours
-    run_device = run_on(device, precision)
-    r = apply_overrides(load_recipe(recipe), overrides)
-    if epochs is not None:
-        r.train.epochs = epochs
-    inputs = labelled_inputs(
-        data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
-    )
-    if val_domains and inputs.scenes:
-        raise ConfigError("--val-domains selects dataset folders; with --scene, epochs are chosen on a hold-out")
-    samples = load_labelled(r, inputs)
-    val = load_labelled(r, replace(inputs, domains=tuple(val_domains))) if val_domains else None
-    cache_root = cache_dir(cache, no_cache)
-    with make_progress() as progress:
-        model, result = train_model(
-            r, samples, val, cache_dir=cache_root, progress=progress, device=run_device, precision=precision
+    with model_out_lock(out_dir):  # a second run on this --out is refused now, not after training
+        run_device = run_on(device, precision)
+        r = apply_overrides(load_recipe(recipe), overrides)
+        if epochs is not None:
+            r.train.epochs = epochs
+        inputs = labelled_inputs(
+            data, domains, scenes, labels, footprints, label_field, bands, scale, replicate_single_band, pre_scenes
         )
-        if val:
-            model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
-    for note in model.metrics.get("notes", []):
-        console.print(f"note: {note}", highlight=False)
-    save_model(model, out_dir)
+        if val_domains and inputs.scenes:
+            raise ConfigError("--val-domains selects dataset folders; with --scene, epochs are chosen on a hold-out")
+        samples = load_labelled(r, inputs)
+        val = load_labelled(r, replace(inputs, domains=tuple(val_domains))) if val_domains else None
+        cache_root = cache_dir(cache, no_cache)
+        with make_progress() as progress:
+            model, result = train_model(
+                r, samples, val, cache_dir=cache_root, progress=progress, device=run_device, precision=precision
+            )
+            if val:
+                model.metrics["validation"] = evaluate_model(model, val, cache_root, progress)
+        for note in model.metrics.get("notes", []):
+            console.print(f"note: {note}", highlight=False)
+        save_model(model, out_dir)
     console.print(
         f"trained {r.name} on {len(samples)} samples; best epoch {result.best_epoch} "
         f"(val score {result.best_score:.3f}) → {out_dir}"
@@ -285,13 +288,15 @@ def experiment(
     ] = "lodo",
     out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder (resumable).")] = Path("experiment"),
     sources: Annotated[
-        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="SSDC source domains, comma-separated.")
+        Optional[Names],
+        typer.Option(parser=parse_plain_names, metavar="A,B", help="SSDC source domains, comma-separated."),
     ] = None,
     shots: Annotated[
         Ints, typer.Option(parser=parse_ints, metavar="N,N", help="Few-shot sizes, comma-separated (0 = source-only).")
     ] = DEFAULT_SHOTS,
     targets: Annotated[
-        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Target domains (default: every domain).")
+        Optional[Names],
+        typer.Option(parser=parse_plain_names, metavar="A,B", help="Target domains (default: every domain)."),
     ] = None,
     variants: Annotated[
         Optional[Names],
@@ -308,7 +313,7 @@ def experiment(
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per domain.")] = 5,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override every recipe's epoch count.")] = None,
     domains: Annotated[
-        Optional[Names], typer.Option(parser=parse_names, metavar="A,B", help="Only read these domains.")
+        Optional[Names], typer.Option(parser=parse_plain_names, metavar="A,B", help="Only read these domains.")
     ] = None,
     overrides: SetOpt = None,
     report_only: Annotated[

@@ -18,7 +18,7 @@ from damagemap.cli.common import (
     names_list,
     out,
     parse_datetime,
-    parse_names,
+    parse_plain_names,
     print_json,
     run_on,
 )
@@ -51,7 +51,7 @@ def convert_xbd(
     out_json: Annotated[Path, typer.Option("--out", help="COCO JSON to write.")],
     tiles: Annotated[
         Optional[Names],
-        typer.Option(parser=parse_names, metavar="T,T", help="Comma-separated tile names (default: all)."),
+        typer.Option(parser=parse_plain_names, metavar="T,T", help="Comma-separated tile names (default: all)."),
     ] = None,
 ) -> None:
     """Convert xBD post-disaster labels to an ISBDA-like COCO file (minor→Slight, major→Severe, destroyed→Debris)."""
@@ -90,6 +90,7 @@ def train(
     """
     import torch
 
+    from damagemap.artifact import check_model_out, model_out_lock
     from damagemap.progress import make_progress
     from damagemap.video.artifact import save_video_model
     from damagemap.video.coco import CocoDamageDataset
@@ -97,21 +98,23 @@ def train(
     from damagemap.video.model import build_msnet
     from damagemap.video.train import train_detector, train_srn_on_videos
 
-    run_device = run_on(device)
-    r = apply_video_overrides(load_video_recipe(recipe), overrides)
-    if checkpoint is not None:
-        r.model.backbone_checkpoint = str(checkpoint)
-    dataset = CocoDamageDataset(data, r.classes, images)
-    torch.manual_seed(r.train.seed)
-    model = build_msnet(r).to(run_device)
-    metrics: dict = {"train_images": len(dataset)}
-    with make_progress() as progress:
-        history = train_detector(model, dataset, r.train, progress)
-        metrics["final_loss"] = history[-1]
-        srn = train_srn_on_videos(model, videos or [], r.srn, r.video, r.train.seed, progress)
-    metrics["srn"] = srn
-    warn_srn(srn, r.refine.enabled)
-    save_video_model(model, r, out_dir, metrics)
+    check_model_out(out_dir)  # before any work
+    with model_out_lock(out_dir):  # a second run on this --out is refused now, not after training
+        run_device = run_on(device)
+        r = apply_video_overrides(load_video_recipe(recipe), overrides)
+        if checkpoint is not None:
+            r.model.backbone_checkpoint = str(checkpoint)
+        dataset = CocoDamageDataset(data, r.classes, images)
+        torch.manual_seed(r.train.seed)
+        model = build_msnet(r).to(run_device)
+        metrics: dict = {"train_images": len(dataset)}
+        with make_progress() as progress:
+            history = train_detector(model, dataset, r.train, progress)
+            metrics["final_loss"] = history[-1]
+            srn = train_srn_on_videos(model, videos or [], r.srn, r.video, r.train.seed, progress)
+        metrics["srn"] = srn
+        warn_srn(srn, r.refine.enabled)
+        save_video_model(model, r, out_dir, metrics)
     console.print(
         f"trained {r.name} ({r.model.rpn} RPN) on {len(dataset)} images, {r.train.iterations} "
         f"iterations, final loss {history[-1]['loss']:.3f}; SRN steps {srn['steps']} → {out_dir}"

@@ -20,6 +20,7 @@ import numpy as np
 
 from damagemap.data.io import read_image
 from damagemap.errors import InputError
+from damagemap.safepath import is_safe_path
 from damagemap.types import Sample
 
 
@@ -54,8 +55,15 @@ def _points(text: str, xml_path: Path, image: str) -> np.ndarray:
 
 
 def _find_image(xml_path: Path, name: str) -> Path:
+    """The image ``name`` of a label file, looked up only inside the label file's folder.
+
+    An absolute ``name`` or one with ``..`` is never read where it points: only its file name
+    is looked up next to the label file (or in ``images/`` beside it).
+    """
     base = xml_path.parent
-    for cand in (base / name, base / "images" / name, base / "images" / Path(name).name, base / Path(name).name):
+    confined = is_safe_path(name)  # base / name stays inside base
+    candidates = [base / name, base / "images" / name] if confined else []
+    for cand in (*candidates, base / "images" / Path(name).name, base / Path(name).name):
         if cand.is_file():
             return cand
     raise InputError(xml_path, f"image {name!r} not found next to the XML file or in {base / 'images'}")

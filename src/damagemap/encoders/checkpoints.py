@@ -9,6 +9,8 @@ file and the missing / unexpected / wrongly-shaped keys. Torch files are read wi
 from __future__ import annotations
 
 import hashlib
+import pickle
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -54,6 +56,40 @@ def _unwrap(obj: object, path: Path) -> StateDict:
     raise CheckpointError(path, "no state dict (mapping of parameter name → tensor) in file")
 
 
+NOT_PLAIN = (
+    "not a plain tensor checkpoint (cannot read it without unpickling Python objects, which damagemap never "
+    "does); save the weights as a state dict of tensors: torch.save(model.state_dict(), path) or .safetensors"
+)
+"""Why a torch file with anything but tensors and plain containers is refused."""
+
+
+def torch_load_tensors(path: Path) -> object:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    Raises:
+        CheckpointError: the file holds other pickled objects (:data:`NOT_PLAIN`) or is not a
+            readable torch file. The message never repeats torch's hint to load with
+            ``weights_only`` turned off: that would run the file's code.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of such files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # refused objects, or a corrupt zip / truncated file / not a torch file
+        if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower() and _is_pickle(path):
+            raise CheckpointError(path, NOT_PLAIN) from None
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        detail = type(exc).__name__ if not first or "weights_only" in first else first
+        raise CheckpointError(path, f"cannot read torch checkpoint ({detail})") from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file looks like a torch zip archive or a raw pickle (not arbitrary bytes)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint file for ``path``; a Hugging Face model folder gives its weights file."""
     path = Path(path)
@@ -79,20 +115,20 @@ def load_state_dict(path: str | Path) -> StateDict:
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found")
     suffix = path.suffix.lower()
-    try:
-        if suffix in SAFETENSORS_SUFFIXES:
-            from safetensors.torch import load_file
+    if suffix not in SAFETENSORS_SUFFIXES:
+        return _strip_module(_unwrap(torch_load_tensors(path), path))
+    from safetensors.torch import load_file
 
-            state = load_file(str(path), device="cpu")
-        else:
-            state = safe_torch_load(path)  # type: ignore[assignment]  # checked by _unwrap
-    except CheckpointError:
-        raise
-    except Exception as exc:  # corrupt zip / pickle / header, unsupported pickled objects, …
-        kind = "safetensors" if suffix in SAFETENSORS_SUFFIXES else "torch"
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # corrupt header or data
         msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(path, f"cannot read {kind} checkpoint ({msg})") from exc
-    state = _unwrap(state, path)
+        raise CheckpointError(path, f"cannot read safetensors checkpoint ({msg})") from exc
+    return _strip_module(_unwrap(state, path))
+
+
+def _strip_module(state: StateDict) -> StateDict:
+    """Drop the ``module.`` prefix DataParallel leaves on every key."""
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -225,24 +261,3 @@ def level_indices(levels: Sequence[int] | None) -> tuple[int, ...]:
     if not chosen or list(chosen) != sorted(set(chosen)) or not all(1 <= lvl <= 5 for lvl in chosen):
         raise ConfigError(f"encoder.levels must be increasing values in 1..5 (log2 of the stride), got {list(chosen)}")
     return tuple(lvl - 1 for lvl in chosen)
-
-
-def safe_torch_load(path: str | Path) -> object:
-    """``torch.load`` restricted to tensors and plain containers: pickled Python objects are refused.
-
-    A file that needs anything else is a :class:`CheckpointError` saying it is not a plain
-    tensor checkpoint; torch's own hint to load it unrestricted is deliberately not passed on.
-    """
-    import pickle
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
-            warnings.simplefilter("ignore")
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            path,
-            "cannot read torch checkpoint: not a plain tensor checkpoint (corrupt, or it holds pickled "
-            "Python objects, which damagemap never loads)",
-        ) from None

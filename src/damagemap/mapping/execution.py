@@ -164,15 +164,9 @@ class DaskExecutor:
                     f"(--scheduler-timeout to wait longer): {type(exc).__name__}"
                 ) from None
         else:
-            # no web server unless asked for (--dashboard), and then on this machine only
-            self._cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address="127.0.0.1:0" if dashboard else None,
-                host="127.0.0.1",
-            )
+            self._cluster = LocalCluster(**local_cluster_options(workers, dashboard))
             self.client = Client(self._cluster)
+            stop_http_servers(self.client, scheduler=not dashboard)
         try:
             self._predictor = self.client.scatter(predictor, broadcast=True, hash=False)
         except Exception as exc:
@@ -215,6 +209,36 @@ class DaskExecutor:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def local_cluster_options(workers: int, dashboard: bool) -> dict[str, Any]:
+    """``LocalCluster`` arguments: every socket on 127.0.0.1; the dashboard only with ``dashboard``."""
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "host": "127.0.0.1",
+        # None does not turn the scheduler's web server off (it then takes port 8787)
+        "dashboard_address": "127.0.0.1:0" if dashboard else None,
+        "worker_dashboard_address": None,
+    }
+
+
+async def _stop_http(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
+    server = dask_worker if dask_worker is not None else dask_scheduler
+    if getattr(server, "http_server", None) is not None:
+        server.http_server.stop()
+
+
+def stop_http_servers(client: Any, scheduler: bool) -> None:
+    """Close the web servers Dask starts on every worker (and on the scheduler if ``scheduler``).
+
+    Dask serves health and metrics routes over HTTP even without a dashboard (the scheduler on
+    port 8787); a mapping run needs only the scheduler's and workers' own connections.
+    """
+    if scheduler:
+        client.run_on_scheduler(_stop_http)
+    client.run(_stop_http)
 
 
 def make_executor(

@@ -5,7 +5,7 @@ A file holds the usual ``images``, ``categories`` (Slight / Severe / Debris) and
 ``building_id`` of its building, and a top-level ``buildings`` list (``id``, ``image_id``,
 ``bbox`` as x, y, w, h). The building RPN is trained on the boxes of buildings that hold at
 least one damage instance. ``file_name`` is relative to the image folder (default: the JSON's
-folder) or absolute.
+folder) and must stay inside it: an absolute name or one that climbs out with ``..`` is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from damagemap.data.io import read_image
 from damagemap.errors import InputError
+from damagemap.safepath import inside
 
 
 def load_coco(path: str | Path) -> dict[str, Any]:
@@ -91,8 +92,12 @@ class CocoDamageDataset(torch.utils.data.Dataset):
             self.buildings.setdefault(b["image_id"], []).append(b)
 
     def image_path(self, image: dict) -> Path:
-        """Where the file of a COCO ``images`` entry is."""
-        return self.root / image["file_name"]
+        """Where the file of a COCO ``images`` entry is (inside the image folder).
+
+        Raises:
+            InputError: ``file_name`` is absolute or leaves the image folder.
+        """
+        return inside(self.root, str(image["file_name"]), self.path)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -21,7 +21,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import misc as misc_nn_ops
 
 from damagemap.device import module_device
-from damagemap.encoders.checkpoints import safe_torch_load
+from damagemap.encoders.checkpoints import torch_load_tensors
 from damagemap.errors import CheckpointError
 from damagemap.video.config import ModelConfig, VideoRecipe
 from damagemap.video.rpn import GatedRPN, HierarchicalRPN
@@ -148,12 +148,7 @@ def build_msnet(recipe: VideoRecipe, checkpoint: str | Path | None = None, froze
 def _read_checkpoint(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(path, "backbone checkpoint not found")
-    try:
-        state = safe_torch_load(path)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any zip/format error means "not a state dict"
-        raise CheckpointError(path, f"cannot read as a torch state dict ({type(exc).__name__})") from None
+    state = torch_load_tensors(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -8,6 +8,7 @@ un-classified buildings have no damage instance). Polygons come from ``features.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from damagemap.errors import InputError
 from damagemap.io_atomic import write_text_atomic
 from damagemap.video.config import CLASSES
 
+log = logging.getLogger(__name__)
+
 SUBTYPE_CLASS = {"minor-damage": "Slight", "major-damage": "Severe", "destroyed": "Debris"}
 
 
@@ -28,10 +31,23 @@ def xbd_to_coco(root: str | Path, out: str | Path, tiles: list[str] | None = Non
 
     Args:
         root: xBD folder with ``images/`` and ``labels/``.
-        out: JSON path; ``file_name`` entries are relative to its folder.
+        out: JSON path. ``file_name`` entries are relative to its folder when that folder holds
+            ``root``, else relative to ``root`` (readers never follow a ``file_name`` out of the
+            image folder, so ``root`` must then be passed as ``--images``; a warning says so).
         tiles: tile names (e.g. ``joplin-tornado_00000002``); default: every post label file.
     """
     root, out = Path(root), Path(out)
+    holds_root = root.resolve().is_relative_to(out.parent.resolve())
+    base = out.parent if holds_root else root
+    if not holds_root:
+        log.warning(
+            "%s is not inside the folder of %s: its file_name entries are relative to %s, so pass --images %s "
+            "to damagemap video train/evaluate/experiment",
+            root,
+            out,
+            root,
+            root,
+        )
     labels = sorted((root / "labels").glob("*_post_disaster.json"))
     if not labels:
         raise InputError(root / "labels", "no xBD *_post_disaster.json label files found")
@@ -54,7 +70,7 @@ def xbd_to_coco(root: str | Path, out: str | Path, tiles: list[str] | None = Non
         doc["images"].append(
             {
                 "id": image_id,
-                "file_name": os.path.relpath(image_path.resolve(), out.parent.resolve()),
+                "file_name": os.path.relpath(image_path.resolve(), base.resolve()),
                 "width": width,
                 "height": height,
                 "tile": tile,
