@@ -36,6 +36,13 @@ def start(args: list, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def run_to_end(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """The run in a fresh process like the killed one: pytest's own torch state (threads) cannot leak in."""
+    proc = start(args, cwd)
+    _, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", err.decode())
+
+
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 60.0) -> bool:
     """SIGKILL ``proc`` as soon as ``ready()``; False if it finished first."""
     deadline = time.monotonic() + timeout
@@ -76,8 +83,8 @@ def test_map_killed_then_rerun_is_byte_identical(ws, tmp_path):
     scene = rgb_scene(tmp_path / "scene.tif")
     out = tmp_path / "out"
     args = ["map", ws.model, scene, "--out", out, *MAP]
-    reference = run_cli(args)
-    assert reference.exit_code == 0, reference.output
+    reference = run_to_end(args, tmp_path)
+    assert reference.returncode == 0, reference.stderr
     expected = contents(out, created_utc(out))
     shutil.rmtree(out)
 
@@ -88,8 +95,8 @@ def test_map_killed_then_rerun_is_byte_identical(ws, tmp_path):
     assert not (out / "summary.json").exists()
     assert all(p.stat().st_size > 0 for p in final_outputs(out))  # never a partial file under a final name
 
-    again = run_cli(args)
-    assert again.exit_code == 0, again.output
+    again = run_to_end(args, tmp_path)
+    assert again.returncode == 0, again.stderr
     assert contents(out, created_utc(out)) == expected
     assert not work.exists()
 
@@ -98,8 +105,8 @@ def test_experiment_killed_then_rerun_is_byte_identical(ws, tmp_path):
     out = tmp_path / "exp"
     args = ["experiment", ws.recipe, "--data", ws.data, "--domains", "north", "--protocol", "kfold", "-k", "2"]
     args += ["--out", out, "--no-cache"]
-    reference = run_cli(args)
-    assert reference.exit_code == 0, reference.output
+    reference = run_to_end(args, tmp_path)
+    assert reference.returncode == 0, reference.stderr
     expected = contents(out, None)
     assert len([k for k in expected if k.startswith("folds")]) == 2
     shutil.rmtree(out)
@@ -112,8 +119,8 @@ def test_experiment_killed_then_rerun_is_byte_identical(ws, tmp_path):
     for p in finished:
         read_json(p)  # every fold record under its final name is complete
 
-    again = run_cli(args)
-    assert again.exit_code == 0, again.output
+    again = run_to_end(args, tmp_path)
+    assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # reused, not recomputed
     assert contents(out, None) == expected
 
