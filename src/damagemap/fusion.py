@@ -11,6 +11,8 @@ damagemap's heads (``Conv2d → BatchNorm2d → ReLU`` sequences).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
@@ -61,3 +63,17 @@ def prepare_for_inference(module: nn.Module, channels_last: bool = True) -> int:
     if channels_last:
         module.to(memory_format=torch.channels_last)
     return folded
+
+
+def frozen_inference_copy(module: nn.Module) -> nn.Module:
+    """A folded, channels_last copy of a frozen module with BatchNorms; otherwise ``module`` itself.
+
+    For encoding the feature cache: the module keeps its own weights (its fingerprint, any later
+    training) and a copy is only made when folding changes something.
+    """
+    frozen = not any(p.requires_grad for p in module.parameters())
+    if module.training or not frozen or not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+        return module
+    fast = copy.deepcopy(module)
+    prepare_for_inference(fast)
+    return fast

@@ -161,6 +161,30 @@ def test_sampling_invariants_and_determinism():
     assert len(one) == 4 and torch.equal(one, two)
 
 
+def test_batched_patch_labels_are_those_of_each_image():
+    g = torch.Generator().manual_seed(3)
+    masks = torch.randint(0, 2, (5, 24, 20), generator=g)
+    masks[masks.sum((1, 2)) % 2 == 0, :6] = 255
+    blds = (torch.rand(5, 24, 20, generator=g) < 0.4).long()
+    batched = patch_labels(masks, blds)
+    assert batched.shape == (5, 16)
+    for b in range(5):
+        assert torch.equal(batched[b], patch_labels(masks[b], blds[b]))
+
+
+def test_positives_and_negatives_are_drawn_uniformly():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, -1])  # anchor 4: positives 5, 6; negatives 0..3
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.zeros(8), torch.zeros(8)
+    for _ in range(4000):
+        trip = sample_triplets(labels, 16, g)
+        row = trip[trip[:, 0] == 4]
+        pos[row[0, 1]] += 1
+        neg[row[0, 2]] += 1
+    assert pos[[5, 6]].sum() == 4000 and (pos[[5, 6]] / 4000 - 0.5).abs().max() < 0.04
+    assert neg[:4].sum() == 4000 and (neg[:4] / 4000 - 0.25).abs().max() < 0.04
+
+
 def test_sampling_skips_anchors_without_positive_or_negative():
     assert sample_triplets(torch.tensor([0, 0, 0, -1]), 16, torch.Generator()).shape == (0, 3)  # no negative
     trip = sample_triplets(torch.tensor([0, 1, 1, -1]), 16, torch.Generator())  # 0 has no positive

@@ -162,3 +162,13 @@ def test_damaged_prototypes_come_from_damaged_pixels_and_label_them_damaged():
     loss = PixelClusteringLoss(proj, protos)
     y = loss.prototype_labels(maps[0][0][None], (8, 8))[0]
     assert torch.equal(y.long(), maps[0][1])  # y_proto reproduces the mask: damaged → 1
+
+
+def test_sampled_pixels_take_the_vectors_of_the_upsampled_map():
+    from damagemap.objectives.pc import _nearest_cells
+
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(1, 6, 5, 7, generator=g)
+    upsampled = F.interpolate(feats, size=(23, 31), mode="nearest")[0].flatten(1).T  # [23*31, 6]
+    cells = _nearest_cells((5, 7), (23, 31))
+    assert torch.equal(feats[0].flatten(1).T[cells], upsampled)

@@ -28,6 +28,15 @@ def _cell_bounds(n: int, grid: int) -> list[tuple[int, int]]:
     return [((i * n) // grid, -((-(i + 1) * n) // grid)) for i in range(grid)]
 
 
+def _cell_sums(x: torch.Tensor, grid: int, area: torch.Tensor) -> torch.Tensor:
+    """Exact per-cell counts ``[B, K, grid, grid]`` of a boolean ``[B, K, H, W]``.
+
+    ``adaptive_avg_pool2d`` sums 0/1 values exactly in float64 and divides by the cell ``area``;
+    multiplying back and rounding gives the integer count.
+    """
+    return (F.adaptive_avg_pool2d(x.double(), grid) * area).round().long()
+
+
 def patch_labels(
     mask: torch.Tensor,
     buildings: torch.Tensor | None = None,
@@ -36,7 +45,7 @@ def patch_labels(
     undamaged_max: float = 0.02,
     damaged_min: float = 0.10,
 ) -> torch.Tensor:
-    """Label each of the ``grid*grid`` patches (row-major) of one image.
+    """Label each of the ``grid*grid`` patches (row-major) of one image ``[H, W]`` or a batch ``[B, H, W]``.
 
     With footprints: non-building (2) if building px / patch px < ``building_min``; otherwise
     r_d = damaged building px / labelled building px gives undamaged (0) if r_d ≤ ``undamaged_max``,
@@ -45,28 +54,22 @@ def patch_labels(
     Without footprints (``buildings=None``, e.g. landslides) every labelled pixel counts as
     "building": r_d = damaged px / labelled px with the same thresholds, and a patch with a
     labelled fraction below ``building_min`` is ignored (−1) — there is no class 2.
+    Counts are exact integers and the ratios float64 divisions of them, as with Python ints.
     """
-    valid = mask != IGNORE_INDEX
-    damaged = mask == DAMAGED
-    region = valid if buildings is None else buildings > 0
-    labels = []
-    for r0, r1 in _cell_bounds(mask.shape[-2], grid):
-        for c0, c1 in _cell_bounds(mask.shape[-1], grid):
-            cell = (slice(r0, r1), slice(c0, c1))
-            area = (r1 - r0) * (c1 - c0)
-            inside = region[cell]
-            n_labelled = int((inside & valid[cell]).sum())
-            if int(inside.sum()) / area < building_min:
-                labels.append(IGNORE if buildings is None else NON_BUILDING)
-            elif n_labelled == 0:
-                labels.append(IGNORE)
-            else:
-                r_d = int((inside & damaged[cell]).sum()) / n_labelled  # exact int division
-                if r_d <= undamaged_max:
-                    labels.append(UNDAMAGED)
-                else:
-                    labels.append(DAMAGED if r_d >= damaged_min else IGNORE)
-    return torch.tensor(labels, dtype=torch.long)
+    single = mask.dim() == 2
+    masks = mask[None] if single else mask
+    valid = masks != IGNORE_INDEX
+    region = valid if buildings is None else (buildings[None] if single else buildings) > 0
+    rows, cols = _cell_bounds(masks.shape[-2], grid), _cell_bounds(masks.shape[-1], grid)
+    area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows], dtype=torch.float64)
+    counts = _cell_sums(torch.stack([region, region & valid, region & (masks == DAMAGED)], 1), grid, area)
+    inside, labelled, damaged = counts.unbind(1)
+    r_d = damaged.double() / labelled.clamp(min=1).double()
+    labels = torch.where(r_d <= undamaged_max, UNDAMAGED, torch.where(r_d >= damaged_min, DAMAGED, IGNORE))
+    labels = torch.where(labelled == 0, IGNORE, labels)
+    labels = torch.where(inside.double() / area < building_min, IGNORE if buildings is None else NON_BUILDING, labels)
+    labels = labels.flatten(1).long()
+    return labels[0] if single else labels
 
 
 def pool_patches(embedding: torch.Tensor, grid: int = 4) -> torch.Tensor:
@@ -81,6 +84,13 @@ def patch_centres(grid: int = 4) -> torch.Tensor:
     return torch.stack([(jj.flatten() + 0.5) / grid, (ii.flatten() + 0.5) / grid], dim=1)
 
 
+def _draw_one(candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per row of a boolean ``[T, P]``, the column of one uniformly drawn ``True``."""
+    counts = candidates.sum(1)
+    k = (torch.rand(len(counts), generator=generator) * counts).long().clamp(max=counts - 1)
+    return ((candidates.cumsum(1) == (k + 1)[:, None]) & candidates).int().argmax(1)
+
+
 def sample_triplets(labels: torch.Tensor, max_anchors: int, generator: torch.Generator) -> torch.Tensor:
     """Draw ``[T, 3]`` patch indices (anchor, positive, negative), T ≤ ``max_anchors``.
 
@@ -89,22 +99,18 @@ def sample_triplets(labels: torch.Tensor, max_anchors: int, generator: torch.Gen
     most once. Positives and negatives are drawn uniformly.
     """
     labels = labels.cpu()
-    usable = []
-    for idx in torch.nonzero((labels == UNDAMAGED) | (labels == DAMAGED)).flatten().tolist():
-        same = int((labels == labels[idx]).sum()) - 1
-        other = int(((labels != labels[idx]) & (labels != IGNORE)).sum())
-        if same > 0 and other > 0:
-            usable.append(idx)
-    order = torch.randperm(len(usable), generator=generator)[:max_anchors].tolist()
-    triplets = []
-    for a in (usable[i] for i in order):
-        positives = torch.nonzero(labels == labels[a]).flatten()
-        positives = positives[positives != a]
-        negatives = torch.nonzero((labels != labels[a]) & (labels != IGNORE)).flatten()
-        p = positives[torch.randint(len(positives), (1,), generator=generator)].item()
-        n = negatives[torch.randint(len(negatives), (1,), generator=generator)].item()
-        triplets.append((a, p, n))
-    return torch.tensor(triplets, dtype=torch.long).reshape(-1, 3)
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(n, dtype=torch.bool)
+    negative = ~same & (labels != IGNORE)[None, :]
+    anchor_class = (labels == UNDAMAGED) | (labels == DAMAGED)
+    usable = torch.nonzero(anchor_class & positive.any(1) & negative.any(1)).flatten()
+    anchors = usable[torch.randperm(len(usable), generator=generator)[:max_anchors]]
+    if len(anchors) == 0:
+        return torch.zeros((0, 3), dtype=torch.long)
+    p = _draw_one(positive[anchors], generator)
+    q = _draw_one(negative[anchors], generator)
+    return torch.stack([anchors, p, q], dim=1)
 
 
 def triplet_loss(
@@ -179,12 +185,12 @@ class DistancePenalizedTripletLoss(ObjectiveTerm):
     def forward(self, output: ForwardOutput, batch: Batch) -> torch.Tensor:
         """Mean triplet loss over the triplets drawn from every image of the batch."""
         patches = pool_patches(output.embedding, self.grid)  # [B, P, E]
-        masks, buildings = batch["mask"].cpu(), batch.get("buildings")
+        buildings = batch.get("buildings")
+        fp = None if buildings is None else buildings.cpu()
+        labels = patch_labels(batch["mask"].cpu(), fp, self.grid, **self.thresholds)
         rows, cols = [], []
         for b in range(patches.shape[0]):
-            fp = None if buildings is None else buildings[b].cpu()
-            labels = patch_labels(masks[b], fp, self.grid, **self.thresholds)
-            trip = sample_triplets(labels, self.max_anchors, self.generator)
+            trip = sample_triplets(labels[b], self.max_anchors, self.generator)
             rows.append(torch.full_like(trip, b))
             cols.append(trip)
         rows_t, cols_t = torch.cat(rows).to(patches.device), torch.cat(cols).to(patches.device)

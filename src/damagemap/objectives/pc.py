@@ -114,6 +114,12 @@ def _sample_pixels(
     return rng.choice(damaged, n_d, replace=False), rng.choice(undamaged, n_u, replace=False)
 
 
+def _nearest_cells(source: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
+    """For each pixel of a ``target``-sized map (flat), the flat ``source`` cell that nearest upsampling copies."""
+    cells = torch.arange(source[0] * source[1], dtype=torch.float64).reshape(1, 1, *source)
+    return F.interpolate(cells, size=target, mode="nearest").flatten().long()
+
+
 def build_prototypes(
     feature_maps: Iterable[tuple[torch.Tensor, torch.Tensor]],
     projection: RandomProjection,
@@ -145,12 +151,13 @@ def build_prototypes(
     n_images = 0
     for feats, mask in feature_maps:
         n_images += 1
-        proj = projection(feats[None].to(projection.weight))
-        proj = F.interpolate(proj, size=tuple(mask.shape[-2:]), mode="nearest")[0]
-        vectors = F.normalize(proj.flatten(1).T, dim=1).cpu()  # [H*W, D]
+        proj = projection(feats[None].to(projection.weight))[0].flatten(1).T.cpu()  # [h*w, D]
+        # the feature cell each mask pixel takes under nearest upsampling: only the sampled
+        # pixels' vectors are normalised, not the whole upsampled map
+        cell = _nearest_cells((feats.shape[-2], feats.shape[-1]), (mask.shape[-2], mask.shape[-1]))
         idx_d, idx_u = _sample_pixels(mask, pixels_per_image, damaged_share, rng, top_up)
-        per_class[1].append(vectors[torch.from_numpy(idx_d)])
-        per_class[0].append(vectors[torch.from_numpy(idx_u)])
+        per_class[1].append(F.normalize(proj[cell[torch.from_numpy(idx_d)]], dim=1))
+        per_class[0].append(F.normalize(proj[cell[torch.from_numpy(idx_u)]], dim=1))
     centers, labels = [], []
     for label, name in ((0, "undamaged"), (1, "damaged")):
         x = torch.cat(per_class[label]).numpy() if per_class[label] else np.zeros((0, 0))

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from damagemap.data.views import content_hash
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
+from damagemap.fusion import frozen_inference_copy
 from damagemap.io_atomic import atomic_path
 
 Features = list[torch.Tensor]
@@ -55,6 +56,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.encoder_calls = 0
+        self._runner: torch.nn.Module | None = None
 
     def _path(self, view_key: str, input_hash: str) -> Path | None:
         if self.dir is None:
@@ -100,7 +102,10 @@ class FeatureCache:
 
         def flush() -> None:
             device = module_device(self.encoder)
-            maps = self.encoder(torch.stack([x for _, x, _ in pending]).to(device))
+            if self._runner is None:  # built at the first miss: a warm cache never copies the encoder
+                self._runner = frozen_inference_copy(self.encoder)
+            with torch.no_grad():
+                maps = self._runner(torch.stack([x for _, x, _ in pending]).to(device))
             self.encoder_calls += 1
             for j, (i, _, path) in enumerate(pending):
                 feats = [m[j].to("cpu", self.dtype).clone() for m in maps]  # the cache lives on the CPU

@@ -205,13 +205,14 @@ def fit(
     n_batches = math.ceil(len(train) / cfg.batch_size)
     task = progress.add_task(spec.description, total=cfg.epochs * n_batches, info="") if progress else None
     best = FitResult(copy.deepcopy(head.state_dict()), 0, -math.inf, source_state=source.snapshot())
+    source.prepare(train)
     draw = balanced_weights([it.mask for it in train], spec.num_classes) if cfg.sampler == "balanced" else None
     for epoch in range(1, cfg.epochs + 1):
         head.train(train_head)
         order = epoch_order(len(train), gen, draw)
         total, count = 0.0, 0
         for b in range(n_batches):
-            chunk = [train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            chunk = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             if train_head and len(chunk) == 1 and n_batches > 1:
                 continue  # BatchNorm cannot train on a single-image tail batch
             tfs = [random_dihedral(gen, cfg.augment) for _ in chunk] if cfg.augment else None

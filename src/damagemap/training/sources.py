@@ -15,6 +15,7 @@ from typing import overload
 import torch
 
 from damagemap.adapters import trainable_state
+from damagemap.data.augment import Dihedral
 from damagemap.device import module_device
 from damagemap.encoders.base import Encoder
 from damagemap.errors import ConfigError
@@ -25,22 +26,54 @@ def collate(
     items: Sequence[Item], transforms: Sequence | None = None
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Stack items (each through its own dihedral transform, if given) into maps and targets."""
-    n_levels = len(items[0].features)
-    feats: list[list[torch.Tensor]] = [[] for _ in range(n_levels)]
-    masks, blds = [], []
-    has_buildings = all(it.buildings is not None for it in items)
-    for j, it in enumerate(items):
-        t = transforms[j] if transforms else (lambda x: x)
-        for lvl in range(n_levels):
-            feats[lvl].append(t(it.features[lvl]))
-        masks.append(t(it.mask))
-        if has_buildings:
-            blds.append(t(it.buildings))
-    batch = {"mask": torch.stack(masks)}
-    if has_buildings:
-        batch["buildings"] = torch.stack(blds)
-    # float32 before stacking: CPU autocast (bf16) refuses to stack the cache's float16 maps
-    return [torch.stack([x.float() for x in f]) for f in feats], batch
+    return ItemBank(items).batch(range(len(items)), transforms)
+
+
+BANK_FLOAT32_LIMIT = 4 << 30
+"""Bytes up to which a bank holds float16 cache maps as float32 (above: converted per batch)."""
+
+
+class ItemBank:
+    """Every item's maps and targets stacked once, so a training batch costs one gather per tensor.
+
+    A batch is ``index_select`` on each stacked level and target, then each distinct dihedral
+    transform of the batch runs once on the rows that drew it (at most 8 calls, not one per
+    sample). Maps are kept as float32 (what the head trains in; CPU autocast cannot stack the
+    cache's float16) unless that would take more than :data:`BANK_FLOAT32_LIMIT` bytes.
+    """
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        if not items:
+            raise ValueError("an item bank needs at least one item")
+        n_levels = len(items[0].features)
+        levels = [torch.stack([it.features[lvl] for it in items]) for lvl in range(n_levels)]
+        widened = sum(x.numel() * 4 for x in levels if x.is_floating_point())
+        self.levels = [x.float() if x.is_floating_point() and widened <= BANK_FLOAT32_LIMIT else x for x in levels]
+        self.targets = {"mask": torch.stack([it.mask for it in items])}
+        if all(it.buildings is not None for it in items):
+            self.targets["buildings"] = torch.stack([it.buildings for it in items])  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self.targets["mask"])
+
+    def batch(
+        self, indices: Sequence[int] | torch.Tensor, transforms: Sequence[Dihedral] | None = None
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """Maps and targets of the items at ``indices``, row ``j`` through ``transforms[j]`` if given."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        feats = [x.index_select(0, idx).float() for x in self.levels]
+        batch = {k: v.index_select(0, idx) for k, v in self.targets.items()}
+        if transforms:
+            rows: dict[Dihedral, list[int]] = {}
+            for j, t in enumerate(transforms):
+                rows.setdefault(t, []).append(j)
+            for t, js in rows.items():
+                if t == Dihedral():
+                    continue
+                sel = torch.tensor(js)
+                for x in (*feats, *batch.values()):
+                    x[sel] = t(x.index_select(0, sel))
+        return feats, batch
 
 
 class FeatureSource:
@@ -50,9 +83,15 @@ class FeatureSource:
         """Encoder-side parameters to optimise alongside the head."""
         return []
 
-    def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
-        """Encoder maps and targets of one training batch."""
-        return collate(chunk, transforms)
+    def prepare(self, items: Sequence[Item]) -> None:
+        """Stack the training items once (:class:`ItemBank`); :meth:`step_inputs` gathers from them."""
+        self._bank = ItemBank(items)
+
+    def step_inputs(
+        self, indices: Sequence[int], transforms: Sequence[Dihedral] | None
+    ) -> tuple[list[torch.Tensor], dict]:
+        """Encoder maps and targets of one training batch (the prepared items at ``indices``)."""
+        return self._bank.batch(indices, transforms)
 
     def eval_items(self, items: Sequence[Item]) -> Sequence[Item]:
         """Items carrying encoder maps for validation."""
@@ -91,9 +130,11 @@ class LiveEncoder(FeatureSource):
         """The encoder's trainable parameters."""
         return [p for p in self.encoder.parameters() if p.requires_grad]
 
-    def step_inputs(self, chunk: Sequence[Item], transforms: Sequence | None) -> tuple[list[torch.Tensor], dict]:
+    def step_inputs(
+        self, indices: Sequence[int], transforms: Sequence[Dihedral] | None
+    ) -> tuple[list[torch.Tensor], dict]:
         """The batch run through the encoder (colour-jittered first, if asked; pair images each on their own)."""
-        images, batch = super().step_inputs(chunk, transforms)
+        images, batch = super().step_inputs(indices, transforms)
         device = module_device(self.encoder)
         xs = [x.to(device, non_blocking=True) for x in images]
         if self.jitter:
