@@ -65,6 +65,8 @@ def _child(args: argparse.Namespace) -> None:
     from damagemap.tile_predictor import ModelTilePredictor
 
     predictor = ModelTilePredictor(args.model, precision=args.precision)
+    predictor(np.zeros((1, 3, predictor.native_tile, predictor.native_tile), np.float32))  # model loaded
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
     options = MapOptions(
         tile=predictor.native_tile,
@@ -81,6 +83,7 @@ def _child(args: argparse.Namespace) -> None:
             {
                 "seconds": seconds,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "loaded_mb": loaded_mb,
                 "pixels": result.stats["width"] * result.stats["height"],
                 "tiles": result.stats["tiles"],
             }
@@ -191,17 +194,41 @@ def main() -> None:
             r = _run_child(model, scene, work / f"out_{mp:g}", 0, overlap=args.overlap)
             tiles_seen = tiles_seen if rows else r["tiles"]  # of the smallest (first) scene
             rows.append(
-                [f"{side}x{side}", r["pixels"] / 1e6, 0, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]]
+                [
+                    f"{side}x{side}",
+                    r["pixels"] / 1e6,
+                    0,
+                    r["seconds"],
+                    r["pixels"] / 1e6 / r["seconds"],
+                    r["rss_mb"],
+                    r["loaded_mb"],
+                ]
             )
         smallest = scenes[sizes[0]]
         for n in [int(w) for w in args.workers.split(",") if int(w) > 0]:
             r = _run_child(model, smallest, work / f"out_w{n}", n, overlap=args.overlap)
             rows.append(
-                [f"{sizes[0]:g} MP", r["pixels"] / 1e6, n, r["seconds"], r["pixels"] / 1e6 / r["seconds"], r["rss_mb"]]
+                [
+                    f"{sizes[0]:g} MP",
+                    r["pixels"] / 1e6,
+                    n,
+                    r["seconds"],
+                    r["pixels"] / 1e6 / r["seconds"],
+                    r["rss_mb"],
+                    r["loaded_mb"],
+                ]
             )
         print_table(
             f"mapping (lite model, overlap {args.overlap}, one process unless workers > 0)",
-            ["scene", "MP", "dask workers", "seconds", "MP/s", "peak RSS MB (main process)"],
+            [
+                "scene",
+                "MP",
+                "dask workers",
+                "seconds",
+                "MP/s",
+                "peak RSS MB (main process)",
+                "of which imports + model (MB)",
+            ],
             rows,
         )
         _throughput_table(args, model, work, sizes[0], smallest, rows[0], tiles_seen)
