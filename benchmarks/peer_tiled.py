@@ -29,6 +29,7 @@ from benchmarks.common import machine_header, print_table
 from benchmarks.mapping_scale import _agreement, write_scene
 
 OVERLAP = 16
+DELTA = 8
 
 
 class ConvPredictor:
@@ -72,7 +73,13 @@ def _terratorch(scene: Path, out: Path, crop: int, batch: int) -> None:
         profile = src.profile
         x = torch.from_numpy(src.read()).float().div_(255)[None]
     with torch.no_grad():
-        scores = tiled_inference(model.forward, x, crop=crop, stride=crop - OVERLAP, delta=0, batch_size=batch)
+        # TerraTorch drops a border of ``delta`` px of every chip (delta=0 returns an empty map in
+        # 1.2.13): overlap = crop - stride - 2·delta, so the stride gives the same 16 px overlap
+        scores = tiled_inference(
+            model.forward, x, crop=crop, stride=crop - OVERLAP - 2 * DELTA, delta=DELTA, batch_size=batch
+        )
+    if scores.shape[-2:] != x.shape[-2:]:
+        raise RuntimeError(f"tiled_inference returned {tuple(scores.shape)} for a {tuple(x.shape)} scene")
     labels = scores.argmax(1)[0].to(torch.uint8).numpy()
     profile.update(count=1, dtype="uint8", compress="deflate", tiled=True)
     out.mkdir(parents=True, exist_ok=True)
