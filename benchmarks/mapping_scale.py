@@ -1,6 +1,6 @@
 """Scene mapping at scale: wall time, megapixels/s and peak RSS as the scene grows.
 
-    python -m benchmarks.mapping_scale --model MODEL_DIR [--sizes 25,100,400] [--workers 0,2]
+    python -m benchmarks.mapping_scale --model MODEL_DIR [--sizes 25,100,400] [--workers 0,2] [--no-compare]
 
 Without ``--model`` a small lite model is trained on synthetic tiles first (about a minute).
 Each mapping runs in its own process so its peak RSS is its own. Scenes are written block by
@@ -173,6 +173,11 @@ def main() -> None:
     ap.add_argument("--n-workers", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap (default: map's default)")
+    ap.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the model-alone / bf16 / overlap-32 table (it maps the smallest scene twice more)",
+    )
     args = ap.parse_args()
     if args.child:
         _child(args)
@@ -231,7 +236,8 @@ def main() -> None:
             ],
             rows,
         )
-        _throughput_table(args, model, work, sizes[0], smallest, rows[0], tiles_seen)
+        if not args.no_compare:
+            _throughput_table(args, model, work, sizes[0], smallest, rows[0], tiles_seen)
 
 
 def _throughput_table(args, model: Path, work: Path, mp: float, scene: Path, first: list, tiles: int) -> None:

@@ -212,3 +212,20 @@ def test_baseline_folds_recorded_without_init_are_recomputed(
     again = run_experiment(recipes, samples, folds, exp, cache_dir=out / "cache")
     assert calls == ["tiny_yolo"]  # only the baseline fold without an init note ran again
     assert all(r.init == "random init" for r in again if r.recipe in BASELINES)
+
+
+def test_each_view_is_encoded_once_across_folds_and_variants(samples, tmp_path, monkeypatch) -> None:
+    import damagemap.training.feature_cache as fc
+
+    encoded = []
+    real_copy = fc.frozen_inference_copy
+
+    def counting_copy(encoder):
+        runner = real_copy(encoder)
+        return lambda x: (encoded.append(len(x)), runner(x))[1]
+
+    monkeypatch.setattr(fc, "frozen_inference_copy", counting_copy)
+    recipes = [_recipe("plain"), _recipe("pc", pc={"weight": 0.01})]
+    folds = make_folds(samples, "lodo", (1,), k=3)  # 2 domains x 3 folds, each view in several folds
+    run_experiment(recipes, samples, folds, tmp_path / "exp", cache_dir=tmp_path / "cache")
+    assert sum(encoded) == len(samples)  # 12 tiles of 64 px = 12 views: one encoder pass each
