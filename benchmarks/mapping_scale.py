@@ -127,7 +127,8 @@ def _quick_model(workdir: Path) -> Path:
     return save_model(model, workdir / "model")
 
 
-def _agreement(a: Path, b: Path) -> float:
+def class_agreement(a: Path, b: Path) -> float:
+    """Share of pixels where two single-band rasters of one grid hold the same value."""
     import rasterio
 
     with rasterio.open(a) as x, rasterio.open(b) as y:
@@ -268,11 +269,11 @@ def _throughput_table(args, model: Path, work: Path, mp: float, scene: Path, fir
             ["map fp32 seconds / bf16 seconds", f"{seconds:.1f} / {bf16['seconds']:.1f}"],
             [
                 "class-map pixel agreement fp32 vs bf16",
-                f"{_agreement(base, work / 'out_bf16' / 'damage_class.tif'):.4%}",
+                f"{class_agreement(base, work / 'out_bf16' / 'damage_class.tif'):.4%}",
             ],
             [
                 f"class-map agreement overlap {args.overlap} vs 32 (32: {wide['seconds']:.1f} s)",
-                f"{_agreement(base, work / 'out_o32' / 'damage_class.tif'):.4%}",
+                f"{class_agreement(base, work / 'out_o32' / 'damage_class.tif'):.4%}",
             ],
         ],
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_header, print_table
-from benchmarks.mapping_scale import _agreement, write_scene
+from benchmarks.mapping_scale import class_agreement, write_scene
 
 OVERLAP = 16
 DELTA = 8
@@ -129,7 +129,7 @@ def main() -> None:
             cells = [f"{mp:g}", ours["seconds"], ours["rss_mb"]]
             if isinstance(peer, dict):
                 ratio = f"{peer['rss_mb'] / ours['rss_mb']:.1f}x / {peer['seconds'] / ours['seconds']:.2f}x"
-                same = _agreement(
+                same = class_agreement(
                     Path(tmp) / f"dm_{mp:g}" / "damage_class.tif", Path(tmp) / f"tt_{mp:g}" / "damage_class.tif"
                 )
                 cells += [peer["seconds"], peer["rss_mb"], ratio, f"{same:.4%}"]

@@ -10,6 +10,7 @@ Masks are binary: class 1 = damaged, any other labelled value = not damaged, 255
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def _sample_pixels(
     return rng.choice(damaged, n_d, replace=False), rng.choice(undamaged, n_u, replace=False)
 
 
+@functools.lru_cache(maxsize=8)  # every image of a source set usually has the same sizes
 def _nearest_cells(source: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
     """For each pixel of a ``target``-sized map (flat), the flat ``source`` cell that nearest upsampling copies."""
     cells = torch.arange(source[0] * source[1], dtype=torch.float64).reshape(1, 1, *source)
