@@ -39,6 +39,17 @@ def test_unusable_devices_and_precisions_are_clear_errors(monkeypatch):
         check_precision("int8", torch.device("cpu"))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, caplog, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    with caplog.at_level("WARNING", logger="damagemap.device"):
+        assert check_precision("bf16", torch.device("cpu")) == "bf16"
+        assert check_precision("fp32", torch.device("cpu")) == "fp32"
+    warned = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
+
+
 def test_bf16_autocast_is_applied_and_fp32_is_not():
     lin = torch.nn.Linear(4, 4)
     x = torch.rand(2, 4)

@@ -71,7 +71,7 @@ class SuggestOptions:
 
     n: int = 20
     tile: int | None = None
-    batch: int = 8
+    batch: int = 4
     spec: SceneInputSpec = SceneInputSpec()
     labels: str | os.PathLike | gpd.GeoDataFrame | None = None
     map_dir: str | os.PathLike | None = None

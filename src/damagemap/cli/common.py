@@ -240,8 +240,9 @@ BatchOpt = Annotated[
         help="Model inputs (tiles, or resized images) per model call; more is faster and needs more memory.",
     ),
 ]
-DEFAULT_BATCH = 8
-"""``--batch`` default of ``map`` and ``predict``."""
+DEFAULT_BATCH = 4
+"""``--batch`` default of ``map``, ``suggest`` and ``predict``: on a 2-core CPU 4 maps as fast as 8 with ~100 MB
+less peak RSS (benchmarks/mapping_scale.py)."""
 PreOpt = Annotated[
     Optional[str],
     typer.Option(

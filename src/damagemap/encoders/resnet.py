@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -78,6 +77,8 @@ def build_resnet(
     if checkpoint is None and pretrained:
         body = hub_create(name, arch, **options)
     else:
+        import timm  # imported when a ResNet is built (~190 MB with torchvision)
+
         body = timm.create_model(arch, pretrained=False, **options)
     if checkpoint is not None:
         path = resolve_checkpoint(checkpoint)

@@ -22,12 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import timm
 import torch
 import torch.nn.functional as F
-from timm.models import eva, vision_transformer, vision_transformer_sam
 
 from damagemap.encoders.base import Encoder, EncoderSpec
 from damagemap.encoders.checkpoints import (
@@ -55,10 +53,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SAT493M_MEAN = (0.430, 0.411, 0.296)
 SAT493M_STD = (0.213, 0.156, 0.143)
 
-DinoViT = vision_transformer.VisionTransformer | eva.Eva
-"""timm classes of the DINO variants: DINOv2 ``VisionTransformer``, DINOv3 ``Eva``."""
-TimmViT = DinoViT | vision_transformer_sam.VisionTransformerSAM
-"""timm classes of every registered variant (SAM: ``VisionTransformerSAM``)."""
+if TYPE_CHECKING:  # timm is imported when a ViT is built: importing it costs ~190 MB (torchvision)
+    from timm.models import eva, vision_transformer, vision_transformer_sam
+
+    DinoViT = vision_transformer.VisionTransformer | eva.Eva
+    """timm classes of the DINO variants: DINOv2 ``VisionTransformer``, DINOv3 ``Eva``."""
+    TimmViT = DinoViT | vision_transformer_sam.VisionTransformerSAM
+    """timm classes of every registered variant (SAM: ``VisionTransformerSAM``)."""
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,9 @@ class ViTEncoder(Encoder):
         if self.family == "sam":
             return [self.model.forward_features(x)]
         b, _, h, w = x.shape
-        model = cast(DinoViT, self.model)  # the family is not "sam"
+        model = cast("DinoViT", self.model)  # the family is not "sam"
         if self.family == "dinov2":
-            tokens = _dinov2_features(cast(vision_transformer.VisionTransformer, model), x)
+            tokens = _dinov2_features(cast("vision_transformer.VisionTransformer", model), x)
         else:
             tokens = model.forward_features(x)
         tokens = tokens[:, model.num_prefix_tokens :]
@@ -229,9 +230,11 @@ def _arch_options(family: str, arch: str, state: StateDict | None) -> tuple[str,
 
 def _to_timm(family: str, state: StateDict, model: TimmViT) -> StateDict:
     """Convert an official / timm-layout state dict with timm's own filter for the family."""
+    from timm.models import eva, vision_transformer, vision_transformer_sam
+
     if family == "dinov3":
         if "storage_tokens" in state or "blocks.0.ls1.gamma" in state:  # official layout
-            dino = cast(eva.Eva, model)
+            dino = cast("eva.Eva", model)
             if dino.cls_token is None:
                 raise ValueError("DINOv3 model without a class token")
             state = dict(state)
@@ -244,7 +247,7 @@ def _to_timm(family: str, state: StateDict, model: TimmViT) -> StateDict:
                 del state["reg_token"]
         return state
     if family == "dinov2":
-        return vision_transformer.checkpoint_filter_fn(dict(state), cast(vision_transformer.VisionTransformer, model))
+        return vision_transformer.checkpoint_filter_fn(dict(state), cast("vision_transformer.VisionTransformer", model))
     return vision_transformer_sam.checkpoint_filter_fn(state, model)
 
 
@@ -264,6 +267,8 @@ def build_vit(
         in_chans: input bands; extra bands reuse the RGB patch-embedding filters.
         **kwargs: passed to ``timm.create_model`` (e.g. tiny test configs).
     """
+    import timm
+
     variant = VARIANTS[name]
     path = resolve_checkpoint(checkpoint) if checkpoint is not None else None
     state = _canonical(variant.family, load_state_dict(path), path) if path is not None else None
@@ -273,7 +278,7 @@ def build_vit(
         module = hub_create(name, f"{arch}.{variant.hub_tag}", **options)
     else:
         module = timm.create_model(arch, pretrained=False, **options)
-    model = cast(TimmViT, module)  # every registered architecture is one of these timm classes
+    model = cast("TimmViT", module)  # every registered architecture is one of these timm classes
     sha = None
     if path is not None and state is not None:
         try:

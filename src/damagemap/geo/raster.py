@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -367,11 +367,16 @@ def _read_plan(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
     try:
         with gdal_env(plan.path), gdal_messages(remote) as messages:  # µs per batch; bounds the block cache too
             src = _dataset(plan.path, plan.grid)
+            # bands without nodata, alpha or mask band: every pixel is valid, no mask to read
+            all_valid = all(src.mask_flag_enums[i - 1] == [MaskFlags.all_valid] for i in plan.indexes)
             for i, (row, col) in enumerate(origins):
                 h, w = min(size, plan.height - row), min(size, plan.width - col)
                 window = Window(col, row, w, h)
                 raw = src.read(list(plan.indexes), window=window)
-                ok = src.read_masks(list(plan.indexes), window=window).any(axis=0)
+                if all_valid:
+                    ok = np.ones((h, w), dtype=bool)
+                else:
+                    ok = src.read_masks(list(plan.indexes), window=window).any(axis=0)
                 scaled = raw.astype(np.float32)
                 scaled -= lo
                 scaled *= inv_span

@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
-import pyogrio
 from pyproj import CRS
 from rasterio.features import geometry_mask
 from rasterio.transform import Affine
@@ -30,6 +29,13 @@ from shapely.geometry import box
 from damagemap.errors import InputError
 from damagemap.geo.sources import SceneLike, modified_time, resolve_scene
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+
+# geopandas, pandas and pyogrio (its own GDAL) cost ~130 MB of resident memory: they are imported
+# by the functions that use them, so a map without vector inputs or outputs never loads them.
+
 
 def read_vectors(path: str | os.PathLike, scene_crs: CRS | object, what: str) -> gpd.GeoDataFrame:
     """Read a GeoJSON / GeoPackage / shapefile and reproject it to ``scene_crs``.
@@ -37,6 +43,9 @@ def read_vectors(path: str | os.PathLike, scene_crs: CRS | object, what: str) ->
     Raises InputError (naming the file) if it is missing or unreadable, has no CRS, or cannot be
     transformed to the scene CRS.
     """
+    import geopandas as gpd
+    import pyogrio
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, f"{what} file not found")
@@ -69,14 +78,21 @@ def load_vectors(
     src: str | os.PathLike | gpd.GeoDataFrame | None, scene_crs: CRS | object, what: str
 ) -> gpd.GeoDataFrame | None:
     """:func:`read_vectors` for a path; a GeoDataFrame is reprojected the same way; None stays None."""
-    if src is None or not isinstance(src, gpd.GeoDataFrame):
+    if src is None or not is_geodataframe(src):
         return None if src is None else read_vectors(src, scene_crs, what)
+    assert not isinstance(src, (str, os.PathLike))
     if src.crs is None:
         raise InputError(None, f"{what} GeoDataFrame has no CRS")
     try:
         return src.to_crs(CRS.from_user_input(scene_crs))
     except Exception as exc:  # noqa: BLE001
         raise InputError(None, f"cannot transform {what} to the scene CRS: {exc}") from exc
+
+
+def is_geodataframe(obj: object) -> bool:
+    """Whether ``obj`` is a GeoDataFrame (without importing geopandas: none exists before it is imported)."""
+    gpd = sys.modules.get("geopandas")
+    return gpd is not None and isinstance(obj, gpd.GeoDataFrame)
 
 
 def warn_if_outside(
@@ -119,6 +135,8 @@ def pixel_area_m2(transform: Affine, crs: CRS, at: tuple[float, float] | None = 
     if factor is not None:
         return abs(transform.a * transform.e - transform.b * transform.d) * factor**2
     x, y = at if at is not None else (transform.c, transform.f)
+    import geopandas as gpd
+
     px = box(x, y, x + abs(transform.a), y + abs(transform.e))
     return float(areas_m2(gpd.GeoSeries([px], crs=crs))[0])
 
@@ -176,6 +194,8 @@ def write_layer(
 
     ``gdf`` may be a plain DataFrame (an attribute table); ``metadata`` is set on the dataset.
     """
+    import pyogrio
+
     previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": date})
     try:

@@ -24,15 +24,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 from rich.progress import Progress
 
 from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import SceneReadError, attach_pre_scene, close_datasets, gdal_env, open_scene
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
-from damagemap.geo.vector import load_vectors, warn_if_outside
+from damagemap.geo.vector import is_geodataframe, load_vectors, warn_if_outside
 from damagemap.locks import LOCK_NAME, OutputLock
 from damagemap.mapping.checkpoint import WORK_DIRNAME, Checkpoint, scene_identity
 from damagemap.mapping.classes import class_legend
@@ -46,6 +46,9 @@ from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fin
 from damagemap.mapping.stream import predict_blocks
 from damagemap.mapping.windows import BAND_PX, TileGrid
 from damagemap.mapping.writer import publish
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +87,8 @@ class MapOptions:
     """
 
     tile: int = 256
-    overlap: int = 16
-    batch: int = 8
+    overlap: int = 8
+    batch: int = 4
     spec: SceneInputSpec = field(default_factory=SceneInputSpec)
     threshold: float = 0.5
     workers: int = 0
@@ -221,7 +224,7 @@ def map_scene(
             grid_m=grid_m,
             building_threshold=building_threshold,
             id_column=id_column,
-            footprints_source=footprints if not isinstance(footprints, gpd.GeoDataFrame) else None,
+            footprints_source=footprints if not is_geodataframe(footprints) else None,
             vectorize=vectorize,
             summary_params=summary_params,
             legend=legend,
@@ -268,7 +271,7 @@ def _vector_name(src: object) -> str | None:
     """How the run record names footprints/zones: the path, or a GeoDataFrame's size."""
     if src is None:
         return None
-    return f"GeoDataFrame[{len(src)}]" if isinstance(src, gpd.GeoDataFrame) else str(src)
+    return f"GeoDataFrame[{len(src)}]" if is_geodataframe(src) else str(src)  # type: ignore[arg-type]
 
 
 def _clean_up(checkpoint: Checkpoint, out: Path, created: bool, *, keep_blocks: bool) -> None:

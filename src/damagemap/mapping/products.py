@@ -31,14 +31,11 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import geopandas as gpd
+from typing import TYPE_CHECKING, Any
 
 from damagemap.errors import InputError
 from damagemap.geo.raster import SceneInfo
 from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
-from damagemap.mapping.buildings import building_damage
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.classes import ClassLegend
 from damagemap.mapping.encoding import CLASS, LAYERS, PROBABILITY, UNCERTAINTY
@@ -53,10 +50,11 @@ from damagemap.mapping.styles import (
     ramp_raster_qml,
     write_text,
 )
-from damagemap.mapping.vectorize import damaged_regions
 from damagemap.mapping.windows import TileGrid
 from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog
-from damagemap.mapping.zonal import regular_grid, zonal_stats
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 GPKG_NAME, BUILDINGS_CSV, ZONES_CSV, SUMMARY = "damage.gpkg", "buildings.csv", "zones.csv", "summary.json"
 GPKG_LAYERS = ("damaged_regions", "buildings", "zones")
@@ -113,7 +111,10 @@ def make_products(
     gpkg = tmp / GPKG_NAME
     date = gpkg_date(scene.source)
     layers: list[str] = []
+    # the vector products import geopandas (~130 MB with pandas and pyogrio): only when asked for
     if vectorize:
+        from damagemap.mapping.vectorize import damaged_regions
+
         n_regions = 0
         for i, frame in enumerate(damaged_regions(paths[CLASS], paths[PROBABILITY], damaged)):
             write_layer(frame, gpkg, "damaged_regions", date=date, append=i > 0, geometry_type="MultiPolygon")
@@ -122,6 +123,8 @@ def make_products(
         layers.append("damaged_regions")
     buildings = None
     if footprints is not None:
+        from damagemap.mapping.buildings import building_damage
+
         buildings = building_damage(
             footprints,
             paths[CLASS],
@@ -138,8 +141,12 @@ def make_products(
         stats["damaged_buildings"] = int((buildings["damage_class"] >= 1).sum())
         layers.append("buildings")
     if zones is None and grid_m:
+        from damagemap.mapping.zonal import regular_grid
+
         zones = regular_grid(scene.crs, scene.transform, scene.width, scene.height, grid_m)
     if zones is not None:
+        from damagemap.mapping.zonal import zonal_stats
+
         table = zonal_stats(zones, paths[CLASS], damaged, buildings)
         write_layer(table, gpkg, "zones", date=date)
         _csv(table, tmp / ZONES_CSV)

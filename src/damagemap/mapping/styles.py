@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from damagemap.mapping.classes import ClassLegend, ramp_color
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 QGIS_VERSION = "3.28.0"
 PROBABILITY_RAMP = [(0.0, "#fcfdbf"), (0.25, "#fc8961"), (0.5, "#b73779"), (0.75, "#51127c"), (1.0, "#000004")]
@@ -121,6 +123,8 @@ def layer_qml(layer: str, legend: ClassLegend) -> str:
 
 def layer_styles_table(layers: list[str], legend: ClassLegend, geometry_column: str, date: str) -> pd.DataFrame:
     """Rows of QGIS's ``layer_styles`` table for ``layers`` (one default style each)."""
+    import pandas as pd  # written only with vector layers; pandas costs ~35 MB to import
+
     return pd.DataFrame(
         {
             "f_table_catalog": "",
