@@ -39,13 +39,13 @@ from damagemap.mapping.classes import class_legend
 from damagemap.mapping.encoding import damaged_classes
 from damagemap.mapping.execution import make_executor
 from damagemap.mapping.products import ALL_OUTPUTS, make_products
-from damagemap.mapping.provenance import build_provenance, model_classes
+from damagemap.mapping.provenance import build_provenance, flat_tags, model_classes
 from damagemap.mapping.reruns import check_rerun, run_record
 from damagemap.mapping.result import MappingResult
 from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
 from damagemap.mapping.windows import BAND_PX, TileGrid
-from damagemap.mapping.writer import publish
+from damagemap.mapping.writer import Assembly, publish
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -190,11 +190,13 @@ def map_scene(
     out.mkdir(parents=True, exist_ok=True)
     lock = OutputLock(out / WORK_DIRNAME / LOCK_NAME, str(out)).acquire()  # a second run here is refused
     checkpoint = Checkpoint(out, params)
-    executor = None
+    executor = assembly = None
     try:
         checkpoint.open()
         if checkpoint.resumed:
             log.info("%s: resuming from the checkpoint in %s", source.name, checkpoint.root)
+        assembly = Assembly(checkpoint, grid, scene, legend, damaged_classes(k), flat_tags(provenance))
+        assembly.add_resumed()
         executor = make_executor(predictor, workers, scheduler, o.scheduler_timeout, o.dashboard)
         run = predict_blocks(
             executor,
@@ -205,6 +207,7 @@ def map_scene(
             batch=batch,
             threshold=threshold,
             progress=progress,
+            on_block=assembly.write,
         )
         n_workers = executor.workers
         executor.close()
@@ -215,7 +218,7 @@ def map_scene(
         summary_params.update(building_threshold=building_threshold, grid_m=grid_m if zn is None else None)
         products = make_products(
             checkpoint,
-            grid,
+            assembly,
             scene,
             num_outputs=k,
             damaged=damaged_classes(k),
@@ -249,6 +252,8 @@ def map_scene(
     finally:
         if executor is not None:
             executor.close()
+        if assembly is not None:
+            assembly.close()
         close_datasets()
         lock.release()
 

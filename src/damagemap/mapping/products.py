@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from damagemap.errors import InputError
-from damagemap.geo.raster import SceneInfo
+from damagemap.geo.raster import SceneInfo, gdal_env
 from damagemap.geo.vector import gpkg_date, pixel_area_m2, write_layer
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.classes import ClassLegend
@@ -50,8 +50,7 @@ from damagemap.mapping.styles import (
     ramp_raster_qml,
     write_text,
 )
-from damagemap.mapping.windows import TileGrid
-from damagemap.mapping.writer import FILENAMES, assemble, raster_stats, to_cog
+from damagemap.mapping.writer import FILENAMES, Assembly, to_cog
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -76,9 +75,29 @@ def _csv(gdf: gpd.GeoDataFrame, path: Path) -> None:
     gdf.drop(columns=gdf.geometry.name).to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
 
+def _cogs(paths: dict[str, Path], tmp: Path, scene: SceneInfo) -> dict[str, Path]:
+    """Convert the assembled layers into COGs, one thread per layer; final names → COG paths.
+
+    GDAL builds overviews on one core and releases the GIL, so the three conversions overlap
+    (each file's bytes are the same as when made one after another).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def convert(name: str) -> Path:
+        cog = tmp / FILENAMES[name]
+        with gdal_env():  # the bounded block cache, in this thread too
+            to_cog(paths[name], cog, name, scene.width, scene.height)
+        paths[name].unlink()
+        return cog
+
+    with ThreadPoolExecutor(len(LAYERS), "damagemap-cog") as pool:
+        done = dict(zip(LAYERS, pool.map(convert, LAYERS), strict=True))
+    return {FILENAMES[name]: cog for name, cog in done.items()}
+
+
 def make_products(
     checkpoint: Checkpoint,
-    grid: TileGrid,
+    assembly: Assembly,
     scene: SceneInfo,
     *,
     num_outputs: int,
@@ -95,12 +114,13 @@ def make_products(
     provenance: dict[str, Any],
     run: dict[str, Any],
 ) -> Products:
-    """Build every output in ``checkpoint.tmp_dir`` from the checkpointed blocks."""
+    """Build every output in ``checkpoint.tmp_dir`` from the assembled layers (every block written)."""
     tmp = checkpoint.tmp_dir
     out = Products()
     tags = flat_tags(provenance)
-    paths = assemble(checkpoint, grid, scene, legend, tags)
-    stats = raster_stats(paths[CLASS], paths[PROBABILITY], grid, damaged)
+    assembly.add_resumed()  # normally none are left: resumed blocks were written before predicting
+    paths = assembly.close()
+    stats = assembly.stats()
     if stats["valid_pixels"] == 0:
         raise InputError(
             scene.source.name, "no valid pixels: the scene (selected bands) is entirely nodata; nothing to map"
@@ -169,11 +189,7 @@ def make_products(
         out.files[style] = write_text(tmp / style, qml)
     out.files[CLASS_AUX] = write_text(tmp / CLASS_AUX, class_aux_xml(legend))
 
-    for name in LAYERS:
-        cog = tmp / FILENAMES[name]
-        to_cog(paths[name], cog, name, scene.width, scene.height)
-        out.files[FILENAMES[name]] = cog
-        paths[name].unlink()
+    out.files.update(_cogs(paths, tmp, scene))
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()}
     summary = {

@@ -10,16 +10,17 @@ Finished block rows are encoded and checkpointed as soon as no later tile can to
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from rich.progress import Progress
 
 from damagemap.geo.raster import ReadPlan
 from damagemap.mapping.blending import BandAccumulator
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import encode
-from damagemap.mapping.windows import Tile, TileGrid
+from damagemap.mapping.windows import Block, Tile, TileGrid
 
 
 @dataclass
@@ -62,8 +63,9 @@ def predict_blocks(
     batch: int,
     threshold: float,
     progress: Progress | None = None,
+    on_block: Callable[[Block, dict[str, np.ndarray]], None] | None = None,
 ) -> StreamStats:
-    """Predict every unfinished block of the scene and checkpoint it."""
+    """Predict every unfinished block of the scene and checkpoint it (then pass it to ``on_block``)."""
     stats = StreamStats()
     starts = {band: first_open_row(grid, checkpoint, band) for band in range(grid.n_bands)}
     stats.blocks_resumed = sum(checkpoint.done(b) for b in grid.blocks())
@@ -75,7 +77,10 @@ def predict_blocks(
         acc = accumulators[band]
         while next_row[band] < min(upto, grid.n_block_rows):
             for block, probs, valid in acc.pop_row(next_row[band]):
-                checkpoint.save(block, encode(probs, valid, threshold))
+                layers = encode(probs, valid, threshold)
+                checkpoint.save(block, layers)
+                if on_block is not None:
+                    on_block(block, layers)
                 stats.blocks_written += 1
             next_row[band] += 1
 

@@ -4,9 +4,9 @@ Finished blocks go to the checkpoint first (one small file each, see
 :mod:`damagemap.mapping.checkpoint`) rather than straight into a GeoTIFF: a GeoTIFF that is
 being written does not survive a kill -9 in a reopenable state, the block files do.
 
-Blocks are streamed one at a time into tiled DEFLATE GeoTIFFs in the work directory (same
-size, CRS and transform as the scene), which are then converted with GDAL's COG driver:
-DEFLATE level 1, 512 px blocks (smaller for rasters under 1024 px, so they still get
+Each block is also written, as soon as it is finished, into tiled DEFLATE GeoTIFFs in the work
+directory (same size, CRS and transform as the scene; :class:`Assembly`), which are then
+converted with GDAL's COG driver: DEFLATE level 1, 512 px blocks (smaller for rasters under 1024 px, so they still get
 overviews), overviews resampled AVERAGE for probability/uncertainty and NEAREST for the class
 map (nodata 255 is respected). GDAL's COG output is deterministic, so the same blocks give
 byte-identical files. Every output is written under a temporary name
@@ -28,7 +28,7 @@ from damagemap.geo.raster import SceneInfo
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.classes import ClassLegend
 from damagemap.mapping.encoding import CLASS, LAYERS, LEVELS, NODATA, PROBABILITY, UNCERTAINTY, damaged_mask
-from damagemap.mapping.windows import TileGrid
+from damagemap.mapping.windows import Block, TileGrid
 
 FILENAMES = {PROBABILITY: "damage_probability.tif", CLASS: "damage_class.tif", UNCERTAINTY: "uncertainty.tif"}
 DESCRIPTIONS = {
@@ -47,69 +47,96 @@ def cog_blocksize(width: int, height: int) -> int:
     return 512 if side >= 1024 else 256 if side >= 512 else 128
 
 
-def assemble(
-    checkpoint: Checkpoint, grid: TileGrid, scene: SceneInfo, legend: ClassLegend, tags: dict[str, str] | None = None
-) -> dict[str, Path]:
-    """Stream every checkpointed block into tiled GeoTIFFs in ``checkpoint.tmp_dir``; paths by layer.
+class Assembly:
+    """The three output layers as tiled GeoTIFFs in ``checkpoint.tmp_dir``, written block by block as blocks finish.
 
-    ``legend`` colours the class map and names its classes in the band description; ``tags``
-    (the provenance, :func:`damagemap.mapping.provenance.flat_tags`) go into every file's metadata.
+    Writing each block when it is checkpointed (instead of re-reading every block file after the
+    last prediction) overlaps the writing with the model; :meth:`add_resumed` copies in the blocks
+    a resumed run does not predict again. ``legend`` colours the class map and names its classes
+    in the band description; ``tags`` (the provenance, :func:`damagemap.mapping.provenance.flat_tags`)
+    go into every file's metadata. Per-block pixel counts are integers, so :meth:`stats` does not
+    depend on the order blocks arrive in.
     """
-    profile = {
-        "driver": "GTiff",
-        "width": scene.width,
-        "height": scene.height,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": scene.crs,
-        "transform": scene.transform,
-        "nodata": NODATA,
-        "tiled": True,
-        "blockxsize": grid.block_px,
-        "blockysize": grid.block_px,
-        "compress": "deflate",
-        "zlevel": 1,
-        "BIGTIFF": "IF_SAFER",
-    }
-    paths = {name: checkpoint.tmp_dir / f"{name}.assembly.tif" for name in LAYERS}
-    datasets = {name: rasterio.open(p, "w", **profile) for name, p in paths.items()}
-    try:
-        for name, ds in datasets.items():
-            description = DESCRIPTIONS[name]
-            if name == CLASS:
-                description += ": " + ", ".join(f"{i} {n}" for i, n in enumerate(legend.names))
-            ds.set_band_description(1, description)
-            ds.update_tags(**(tags or {}), DAMAGEMAP_LAYER=name)
-            if name != CLASS:
-                ds.scales = (1.0 / LEVELS,)
-        datasets[CLASS].write_colormap(1, legend.colormap())
-        for block in grid.blocks():
-            layers = checkpoint.load(block)
-            for name, ds in datasets.items():
-                ds.write(layers[name], 1, window=block.window)
-    finally:
-        for ds in datasets.values():
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        grid: TileGrid,
+        scene: SceneInfo,
+        legend: ClassLegend,
+        damaged: Iterable[int],
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        profile = {
+            "driver": "GTiff",
+            "width": scene.width,
+            "height": scene.height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": scene.crs,
+            "transform": scene.transform,
+            "nodata": NODATA,
+            "tiled": True,
+            "blockxsize": grid.block_px,
+            "blockysize": grid.block_px,
+            "compress": "deflate",
+            "zlevel": 1,
+            "BIGTIFF": "IF_SAFER",
+        }
+        self.checkpoint, self.grid, self.damaged = checkpoint, grid, list(damaged)
+        self.paths = {name: checkpoint.tmp_dir / f"{name}.assembly.tif" for name in LAYERS}
+        self._counts: dict[tuple[int, int], tuple[int, int, int]] = {}  # block -> valid, damaged, Σ probability
+        self._datasets = {}
+        try:
+            for name, path in self.paths.items():
+                ds = self._datasets[name] = rasterio.open(path, "w", **profile)
+                description = DESCRIPTIONS[name]
+                if name == CLASS:
+                    description += ": " + ", ".join(f"{i} {n}" for i, n in enumerate(legend.names))
+                    ds.write_colormap(1, legend.colormap())
+                ds.set_band_description(1, description)
+                ds.update_tags(**(tags or {}), DAMAGEMAP_LAYER=name)
+                if name != CLASS:
+                    ds.scales = (1.0 / LEVELS,)
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, block: Block, layers: dict[str, np.ndarray]) -> None:
+        """Write one finished block's layers and count its pixels."""
+        for name, ds in self._datasets.items():
+            ds.write(layers[name], 1, window=block.window)
+        cls = layers[CLASS]
+        ok = cls != NODATA
+        prob = layers[PROBABILITY]
+        self._counts[(block.r, block.c)] = (
+            int(ok.sum()),
+            int(damaged_mask(cls, self.damaged).sum()),
+            int(prob[ok].sum(dtype=np.int64)),
+        )
+
+    def add_resumed(self) -> None:
+        """Write the checkpointed blocks not yet written (those of an earlier, interrupted run)."""
+        for block in self.grid.blocks():
+            if (block.r, block.c) not in self._counts and self.checkpoint.done(block):
+                self.write(block, self.checkpoint.load(block))
+
+    def close(self) -> dict[str, Path]:
+        """Close the files; their paths by layer."""
+        for ds in self._datasets.values():
             ds.close()
-    return paths
+        return self.paths
 
-
-def raster_stats(class_path: Path, prob_path: Path, grid: TileGrid, damaged: Iterable[int]) -> dict[str, float]:
-    """Valid / damaged pixel counts and mean damage probability, read block by block."""
-    damaged = list(damaged)
-    valid = hit = 0
-    prob_sum = 0.0
-    with rasterio.open(class_path) as cls_ds, rasterio.open(prob_path) as prob_ds:
-        for block in grid.blocks():
-            cls = cls_ds.read(1, window=block.window)
-            ok = cls != NODATA
-            valid += int(ok.sum())
-            hit += int(damaged_mask(cls, damaged).sum())
-            prob_sum += float(prob_ds.read(1, window=block.window)[ok].astype(np.float64).sum())
-    return {
-        "valid_pixels": valid,
-        "damaged_pixels": hit,
-        "mean_probability": prob_sum / LEVELS / valid if valid else float("nan"),
-    }
+    def stats(self) -> dict[str, float]:
+        """Valid / damaged pixel counts and mean damage probability of the written blocks."""
+        valid = sum(v for v, _, _ in self._counts.values())
+        hit = sum(d for _, d, _ in self._counts.values())
+        prob_sum = sum(p for _, _, p in self._counts.values())
+        return {
+            "valid_pixels": valid,
+            "damaged_pixels": hit,
+            "mean_probability": prob_sum / LEVELS / valid if valid else float("nan"),
+        }
 
 
 def to_cog(src: Path, dst: Path, layer: str, width: int, height: int) -> None:
