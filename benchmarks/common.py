@@ -65,7 +65,18 @@ def count_flops(fn: Callable[[], object]) -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
+    """Peak resident memory of this process in MB: ``VmHWM`` of its own address space on Linux.
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's peak into a child started with
+    vfork + exec (as ``subprocess`` does), so a child of a process that trained a model first
+    would report the parent's peak as its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -19,6 +19,7 @@ import time
 import torch
 
 from benchmarks.common import count_flops, machine_header, matmul_peak_gflops, print_table, timeit
+from damagemap.device import cpu_has_native_bf16
 from damagemap.encoders import build_encoder
 from damagemap.fusion import prepare_for_inference
 
@@ -39,7 +40,8 @@ def main() -> None:
     args = ap.parse_args()
     print(machine_header())
     peak = matmul_peak_gflops()
-    peak_bf16 = matmul_peak_gflops(dtype=torch.bfloat16)
+    native_bf16 = cpu_has_native_bf16()  # emulated bf16 is many times slower: not worth timing
+    peak_bf16 = matmul_peak_gflops(dtype=torch.bfloat16) if native_bf16 else float("nan")
     rows, compiled_rows = [], []
     x = torch.rand(args.batch, 3, args.size, args.size)
     x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -51,11 +53,18 @@ def main() -> None:
             flops = count_flops(lambda enc=enc: enc(x))
             plain = timeit(lambda enc=enc: enc(x), repeat=3)
             fused = timeit(lambda fast=fast: fast(x_cl), repeat=3)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                bf16 = timeit(lambda fast=fast: fast(x_cl), repeat=3)
+            bf16 = float("nan")
+            if native_bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    bf16 = timeit(lambda fast=fast: fast(x_cl), repeat=3)
         if args.compile:
             compiled_rows.append([name, *_compiled(fast, x_cl, fused, args.batch)])
         gflops = [flops / s / 1e9 for s in (plain, fused, bf16)]
+        bf16_cells = (
+            [args.batch / bf16, f"{100 * gflops[2] / peak_bf16:.1f}%", f"{plain / bf16:.2f}x"]
+            if native_bf16
+            else ["-", "-", "-"]
+        )
         rows.append(
             [
                 name,
@@ -64,14 +73,12 @@ def main() -> None:
                 f"{100 * gflops[0] / peak:.1f}%",
                 args.batch / fused,
                 f"{100 * gflops[1] / peak:.1f}%",
-                args.batch / bf16,
-                f"{100 * gflops[2] / peak_bf16:.1f}%",
-                f"{plain / bf16:.2f}x",
+                *bf16_cells,
             ]
         )
     print_table(
         f"encoder throughput at {args.size}px, batch {args.batch}: matmul peak fp32 {peak:.0f} GFLOP/s, "
-        f"bf16 {peak_bf16:.0f} GFLOP/s",
+        + (f"bf16 {peak_bf16:.0f} GFLOP/s" if native_bf16 else "bf16 skipped: no native bf16 (AVX-512 BF16 or AMX)"),
         [
             "encoder",
             "GFLOP/image",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine_header, print_table
+from benchmarks.common import machine_header, peak_rss_mb, print_table
 
 
 def write_scene(path: Path, megapixels: float, seed: int = 0) -> int:
@@ -59,14 +59,12 @@ def write_scene(path: Path, megapixels: float, seed: int = 0) -> int:
 
 def _child(args: argparse.Namespace) -> None:
     """Map one scene in this process and print a JSON line with time and peak RSS."""
-    import resource
-
     from damagemap.mapping import MapOptions, map_scene
     from damagemap.tile_predictor import ModelTilePredictor
 
     predictor = ModelTilePredictor(args.model, precision=args.precision)
     predictor(np.zeros((1, 3, predictor.native_tile, predictor.native_tile), np.float32))  # model loaded
-    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loaded_mb = peak_rss_mb()
     t = time.perf_counter()
     options = MapOptions(
         tile=predictor.native_tile,
@@ -81,7 +79,7 @@ def _child(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "seconds": seconds,
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_mb": peak_rss_mb(),
                 "loaded_mb": loaded_mb,
                 "pixels": result.stats["width"] * result.stats["height"],
                 "tiles": result.stats["tiles"],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine_header, print_table
+from benchmarks.common import machine_header, peak_rss_mb, print_table
 from benchmarks.mapping_scale import class_agreement, write_scene
 
 OVERLAP = 16
@@ -92,7 +91,7 @@ def _child(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     run(args.scene, args.out, args.crop, args.batch)
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb()}))
 
 
 def _run(tool: str, scene: Path, out: Path, args: argparse.Namespace) -> dict | str:
