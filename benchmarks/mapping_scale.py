@@ -5,13 +5,15 @@
 Without ``--model`` a small lite model is trained on synthetic tiles first (about a minute).
 Each mapping runs in its own process so its peak RSS is its own. Scenes are written block by
 block from one generated 1024² event, so even the 400 MP scene never sits in memory. Also
-prints the encoder+head throughput on the same tiles outside the pipeline, and fp32 vs bf16
-autocast (time and pixel agreement of the class maps).
+prints the encoder+head throughput on the same tiles outside the pipeline, fp32 vs bf16
+autocast (time and pixel agreement of the class maps; CPUs with native bf16 only) and, when
+onnxruntime is installed, the map with ``--runtime onnx``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import subprocess
@@ -62,7 +64,7 @@ def _child(args: argparse.Namespace) -> None:
     from damagemap.mapping import MapOptions, map_scene
     from damagemap.tile_predictor import ModelTilePredictor
 
-    predictor = ModelTilePredictor(args.model, precision=args.precision)
+    predictor = ModelTilePredictor(args.model, precision=args.precision, runtime=args.runtime)
     predictor(np.zeros((1, 3, predictor.native_tile, predictor.native_tile), np.float32))  # model loaded
     loaded_mb = peak_rss_mb()
     t = time.perf_counter()
@@ -89,7 +91,13 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run_child(
-    model: Path, scene: Path, out: Path, workers: int, precision: str = "fp32", overlap: int | None = None
+    model: Path,
+    scene: Path,
+    out: Path,
+    workers: int,
+    precision: str = "fp32",
+    overlap: int | None = None,
+    runtime: str = "torch",
 ) -> dict:
     cmd = [
         sys.executable,
@@ -106,6 +114,8 @@ def _run_child(
         str(workers),
         "--precision",
         precision,
+        "--runtime",
+        runtime,
         *(["--overlap", str(overlap)] if overlap is not None else []),
     ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -174,6 +184,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n-workers", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--runtime", default="torch", help=argparse.SUPPRESS)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap (default: map's default)")
     ap.add_argument(
         "--no-compare",
@@ -276,6 +287,18 @@ def _throughput_table(args, model: Path, work: Path, mp: float, scene: Path, fir
         ]
     else:  # emulated bf16 is many times slower than fp32: nothing to learn from timing it
         rows.append(["bf16", "skipped: this CPU has no native bf16 (AVX-512 BF16 or AMX)"])
+    if importlib.util.find_spec("onnxruntime") is not None:
+        onnx = _run_child(model, scene, work / "out_onnx", 0, overlap=args.overlap, runtime="onnx")
+        rows += [
+            [
+                "map --runtime onnx seconds (export included) / peak RSS MB",
+                f"{onnx['seconds']:.1f} / {onnx['rss_mb']:.0f}",
+            ],
+            [
+                "class-map agreement torch vs onnx",
+                f"{class_agreement(base, work / 'out_onnx' / 'damage_class.tif'):.4%}",
+            ],
+        ]
     rows.append(
         [
             f"class-map agreement overlap {args.overlap} vs 32 (32: {wide['seconds']:.1f} s)",

@@ -22,6 +22,7 @@ from damagemap.errors import ConfigError
 from damagemap.fusion import prepare_for_inference
 from damagemap.geo.spec import Scale, SceneInputSpec
 from damagemap.model import DamageModel
+from damagemap.onnx_runtime import OnnxModel, check_runtime
 from damagemap.tta import IDENTITY, averaged, tta_transforms
 
 
@@ -46,9 +47,14 @@ class ModelTilePredictor:
         precision: str = "fp32",
         device: str = "cpu",
         tta: str | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.device = str(resolve_device(device))
         self.precision = check_precision(precision, torch.device(self.device))
+        self.runtime = check_runtime(runtime)
+        if runtime == "onnx" and (torch.device(self.device).type != "cpu" or precision != "fp32"):
+            raise ConfigError("--runtime onnx runs fp32 on the CPU: use --device cpu --precision fp32")
+        self._onnx: OnnxModel | None = None
         self.model_dir = Path(model_dir)
         verify_files(self.model_dir, read_manifest(self.model_dir))  # before reading the head's bytes
         self._model = None if model is None else _for_inference(model.to(self.device))
@@ -57,6 +63,8 @@ class ModelTilePredictor:
         self.tta = tta
         if tta is not None:  # flip TTA changes the probabilities: part of the map's identity
             key += f"|tta={tta}"
+        if runtime != "torch":  # ONNX Runtime's kernels round differently too
+            key += f"|runtime={runtime}"
         digest = hashlib.sha256(key.encode())
         for name in (MANIFEST, HEAD_FILE):
             digest.update((self.model_dir / name).read_bytes())
@@ -83,7 +91,9 @@ class ModelTilePredictor:
             "num_outputs": self.num_outputs,
             "pair": self.pair,
             "tta": self.tta,
+            "runtime": self.runtime,
             "_model": None,
+            "_onnx": None,  # each process exports its own
         }
 
     @torch.inference_mode()
@@ -125,12 +135,27 @@ class ModelTilePredictor:
                 maps = [level for levels in per_image for level in levels]
                 return m.probabilities(m.head(maps, tuple(images[0].shape[-2:])).float())
 
+        if self.runtime == "onnx" and head:
+            onnx = self._onnx_model(len(xs), xs[0].shape[1], xs[0].shape[-1])
+
+            def proba(images: list[torch.Tensor]) -> torch.Tensor:
+                probs, pooled = onnx([x.contiguous() for x in images])
+                if not deepest:  # the identity pass comes first
+                    deepest.append(pooled[..., None, None])
+                return probs
+
         transforms = tta_transforms(self.tta or m.recipe.eval.tta) if head else (IDENTITY,)
         probs = averaged(proba, xs, transforms)
         pooled = deepest[0].float().mean(dim=(-2, -1)).cpu().numpy()
         if not head:
             return None, pooled
         return self._to_native(probs, size).float().cpu().numpy(), pooled
+
+    def _onnx_model(self, n_images: int, channels: int, size: int) -> OnnxModel:
+        """The model exported to ONNX Runtime (once per process, on first use)."""
+        if self._onnx is None:
+            self._onnx = OnnxModel(self.model, n_images, channels, size)
+        return self._onnx
 
     def _model_input(self, tiles: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Native tiles → the model's input size (standardised, padded or resized as in training)."""

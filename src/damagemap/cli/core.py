@@ -481,6 +481,13 @@ def map_command(
     ] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: Annotated[
+        Literal["torch", "onnx"],
+        typer.Option(
+            help="torch, or onnx: the model exported to ONNX Runtime (~2 s; CPU, fp32; about 1.6-2x faster "
+            "per tile here; needs pip install 'damagemap[onnx]')."
+        ),
+    ] = "torch",
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Write OUT/report.html (self-contained, printable).")
     ] = True,
@@ -520,7 +527,9 @@ def map_command(
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
     if source.href is not None:
         console.print(f"scene: {source.name} → {source.href}", highlight=False)
-    predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device), tta="flip" if tta else None)
+    predictor = ModelTilePredictor(
+        model_dir, precision=precision, device=str(run_device), tta="flip" if tta else None, runtime=runtime
+    )
     spec = predictor.scene_spec(bands, tuple(scale) if scale else "dtype", replicate_single_band)
     options = MapOptions(
         tile=tile or predictor.native_tile,
