@@ -59,6 +59,22 @@ def _owner(lock: Path) -> dict | None:
     return owner
 
 
+def _link_or_create(staging: Path, lock: Path) -> None:
+    """Create ``lock`` with ``staging``'s content, failing with FileExistsError if it exists.
+
+    A hard link is atomic and complete. Where hard links are not supported, the file is created
+    exclusively and then written.
+    """
+    try:
+        os.link(staging, lock)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        with os.fdopen(fd, "w") as f:
+            f.write(staging.read_text())
+
+
 class OutputLock:
     """The lock file ``lock`` of an output folder; ``what`` names the folder in the refusal.
 
@@ -79,26 +95,31 @@ class OutputLock:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                owner = _owner(self.path)
-                if owner is None:
-                    log.warning("%s: taking over the lock %s of a run that is gone", self.what, self.path)
-                    self.path.unlink(missing_ok=True)  # stale: its owner is gone
-                    continue
-                if owner.get("pid") == record["pid"] and owner.get("host") == record["host"]:
-                    return self  # already ours (an outer call holds it)
-                raise OutputError(
-                    self.what,
-                    f"in use by another damagemap run (pid {owner.get('pid')} on {owner.get('host')}, "
-                    f"since {owner.get('started')}); wait for it, or delete {self.path} if that run is gone",
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-            self.owned = True
-            return self
+        # the record is written first and linked into place, so a lock file is never seen empty
+        # (a run killed between creating the file and writing it used to leave one behind)
+        staging = self.path.with_name(f"{self.path.name}.{record['pid']}.new")
+        staging.write_text(json.dumps(record))
+        try:
+            for _ in range(3):
+                try:
+                    _link_or_create(staging, self.path)
+                except FileExistsError:
+                    owner = _owner(self.path)
+                    if owner is None:
+                        log.warning("%s: taking over the lock %s of a run that is gone", self.what, self.path)
+                        self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                        continue
+                    if owner.get("pid") == record["pid"] and owner.get("host") == record["host"]:
+                        return self  # already ours (an outer call holds it)
+                    raise OutputError(
+                        self.what,
+                        f"in use by another damagemap run (pid {owner.get('pid')} on {owner.get('host')}, "
+                        f"since {owner.get('started')}); wait for it, or delete {self.path} if that run is gone",
+                    ) from None
+                self.owned = True
+                return self
+        finally:
+            staging.unlink(missing_ok=True)
         raise OutputError(self.what, f"could not take the lock {self.path}")  # pragma: no cover - lost 3 races
 
     def release(self) -> None:
