@@ -19,17 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine_header, print_table
-
-
-def _best(fn, passes: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(passes):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from benchmarks.common import machine_header, print_table, timeit
 
 
 def main() -> None:
@@ -59,8 +49,8 @@ def main() -> None:
         got = onnx_p(x)  # exports on the first call
         export_s = time.perf_counter() - t
         steps = max(1, args.tiles // args.batch)
-        torch_s = _best(lambda: [torch_p(x) for _ in range(steps)])
-        onnx_s = _best(lambda: [onnx_p(x) for _ in range(steps)])
+        torch_s = timeit(lambda: [torch_p(x) for _ in range(steps)])
+        onnx_s = timeit(lambda: [onnx_p(x) for _ in range(steps)])
     mp = steps * args.batch * args.tile * args.tile / 1e6
     if want.shape[1] == 1:
         same = float(((want >= 0.5) == (got >= 0.5)).mean())
