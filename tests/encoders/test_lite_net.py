@@ -41,8 +41,9 @@ def test_keys_and_features_equal_timm(variant: str, arch: str, out_indices: tupl
     ours.load_state_dict(state, strict=True)
     assert ours.channels == tuple(reference.feature_info.channels())
     assert ours.reductions == tuple(reference.feature_info.reduction())
-    # odd sizes exercise the asymmetric "same" padding of the strided convolutions
-    for size in [(64, 64), (97, 75)]:
+    # even sizes take the asymmetric "same" padding of the strided convolutions (one more pixel
+    # after), odd sizes the symmetric one; (96, 75) mixes both
+    for size in [(64, 64), (97, 75), (96, 75)]:
         x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
         with torch.no_grad():
             want, got = reference(x), ours(x)

@@ -40,13 +40,25 @@ class SamePadConv2d(nn.Conv2d):
     """A convolution with TensorFlow "same" padding computed from the input size (more on the bottom/right)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad ``x`` as TensorFlow's "same" would, then convolve."""
-        pads = []
+        """Convolve as TensorFlow's "same" padding would, without copying ``x`` into a padded tensor.
+
+        "Same" pads ``p`` before and ``p`` or ``p + 1`` after along each axis. The extra pixel
+        after is obtained by padding symmetrically by the larger amount and putting a zero tap in
+        front of the kernel, which shifts the window back by one: the same sums, but no padded
+        copy of the (often large) input.
+        """
+        pads, shifts = [], []
         for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        (top, bottom), (left, right) = pads
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+            pads.append(total - total // 2)
+            shifts.append(total - 2 * (total // 2))
+        if not any(shifts):
+            return F.conv2d(x, self.weight, self.bias, self.stride, tuple(pads), self.dilation, self.groups)
+        if torch.onnx.is_in_onnx_export():  # the exporter needs a kernel of known shape; ONNX pads natively
+            before = [p - s for p, s in zip(pads, shifts)]
+            return super().forward(F.pad(x, (before[1], pads[1], before[0], pads[0])))
+        weight = F.pad(self.weight, (shifts[1], 0, shifts[0], 0))
+        return F.conv2d(x, weight, self.bias, self.stride, tuple(pads), self.dilation, self.groups)
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> nn.Conv2d:
