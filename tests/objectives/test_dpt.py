@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from damagemap.objectives.base import ForwardOutput
 from damagemap.objectives.dpt import (
     DistancePenalizedTripletLoss,
+    _cell_bounds,
+    _cell_sums,
     patch_centres,
     patch_labels,
     pool_patches,
@@ -130,6 +132,21 @@ def test_patch_cells_match_adaptive_pooling_on_uneven_sizes():
     pooled = F.adaptive_avg_pool2d(mask[None, None].float(), 4).flatten()
     expected = torch.where(pooled <= 0.02, 0, torch.where(pooled >= 0.10, 1, -1))
     assert torch.equal(patch_labels(mask, None), expected)
+
+
+@pytest.mark.parametrize("size", [(12, 16), (10, 13)])
+def test_cell_counts_are_exact_on_even_and_uneven_cells(size):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, *size, generator=g) < 0.4
+    rows, cols = _cell_bounds(size[0], 4), _cell_bounds(size[1], 4)
+    area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows], dtype=torch.float64)
+    expected = torch.tensor(
+        [
+            [[[int(x[b, k, r0:r1, c0:c1].sum()) for c0, c1 in cols] for r0, r1 in rows] for k in range(3)]
+            for b in range(2)
+        ]
+    )
+    assert torch.equal(_cell_sums(x, 4, area), expected)
 
 
 # ---------------------------------------------------------------- pooling, centres, sampling

@@ -12,6 +12,7 @@ from damagemap.objectives.pc import (
     PixelClusteringLoss,
     Prototypes,
     RandomProjection,
+    _distinct_rows,
     _sample_pixels,
     build_prototypes,
 )
@@ -128,6 +129,13 @@ def test_fewer_distinct_pixels_than_clusters_uses_fewer_clusters():
     maps = [(torch.randn(8, 1, 1), torch.tensor([[0, 1], [1, 0]])) for _ in range(2)]
     protos = build_prototypes(maps, RandomProjection(8, 50), n_per_class=32)
     assert protos.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_distinct_rows_looks_past_a_repetitive_prefix():
+    rows = np.concatenate([np.zeros((500, 3), np.float32), np.arange(120, dtype=np.float32).reshape(40, 3)])
+    assert _distinct_rows(rows, 32) == 41  # the prefix alone has one distinct row
+    assert _distinct_rows(rows[::-1].copy(), 32) >= 32
+    assert _distinct_rows(rows[:10], 32) == 1
 
 
 def test_no_damaged_pixels_is_a_clear_config_error():

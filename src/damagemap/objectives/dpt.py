@@ -31,9 +31,14 @@ def _cell_bounds(n: int, grid: int) -> list[tuple[int, int]]:
 def _cell_sums(x: torch.Tensor, grid: int, area: torch.Tensor) -> torch.Tensor:
     """Exact per-cell counts ``[B, K, grid, grid]`` of a boolean ``[B, K, H, W]``.
 
-    ``adaptive_avg_pool2d`` sums 0/1 values exactly in float64 and divides by the cell ``area``;
-    multiplying back and rounding gives the integer count.
+    Equal cells (sides divisible by ``grid``) are summed as integers directly. Otherwise
+    ``adaptive_avg_pool2d`` sums the 0/1 values exactly in float64 and divides by the cell
+    ``area``; multiplying back and rounding gives the integer count.
     """
+    h, w = x.shape[-2:]
+    if h % grid == 0 and w % grid == 0:
+        rows = x.unflatten(-1, (grid, w // grid)).sum(-1, dtype=torch.int64)  # [B, K, H, grid]
+        return rows.unflatten(-2, (grid, h // grid)).sum(-2)
     return (F.adaptive_avg_pool2d(x.double(), grid) * area).round().long()
 
 

@@ -122,6 +122,16 @@ def _nearest_cells(source: tuple[int, int], target: tuple[int, int]) -> torch.Te
     return F.interpolate(cells, size=target, mode="nearest").flatten().long()
 
 
+def _distinct_rows(x: np.ndarray, enough: int) -> int:
+    """The number of distinct rows of ``x``, or any number ≥ ``enough`` once that many are found.
+
+    Sorting every row (``np.unique(axis=0)``) is most of the clustering setup's time; a prefix
+    usually has ``enough`` distinct rows already.
+    """
+    prefix = len(np.unique(x[: 4 * enough], axis=0))
+    return prefix if prefix >= enough or len(x) <= 4 * enough else len(np.unique(x, axis=0))
+
+
 def build_prototypes(
     feature_maps: Iterable[tuple[torch.Tensor, torch.Tensor]],
     projection: RandomProjection,
@@ -169,7 +179,7 @@ def build_prototypes(
                 f"images, but none of the {n_images} images has any; disable PC for this source "
                 "set (objectives.pc.weight: 0 in the recipe, or the 'plain'/'dpt' variants)."
             )
-        k = min(n_per_class, len(np.unique(x, axis=0)))
+        k = min(n_per_class, _distinct_rows(x, n_per_class))
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3).fit(x)
         centers.append(F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1))
         labels.append(torch.full((k,), label, dtype=torch.long))
@@ -216,9 +226,12 @@ class PixelClusteringLoss(ObjectiveTerm):
         y_proto = self.prototype_labels(output.features[self.feature_index], (h, w))
         mask = batch["mask"]
         agree = (mask != IGNORE_INDEX) & ((mask == DAMAGED) == y_proto.bool())
-        if not bool(agree.any()):
+        n_agree = agree.sum()
+        if not bool(n_agree):
             return logits.sum() * 0.0
-        return F.binary_cross_entropy_with_logits(logits[agree], y_proto[agree])
+        # the mean over the agreeing pixels, as a weighted sum: no gather of those pixels
+        loss = F.binary_cross_entropy_with_logits(logits, y_proto, weight=agree.to(logits.dtype), reduction="sum")
+        return loss / n_agree
 
 
 PROJECTION_PREFIX, PROTOTYPES_PREFIX = "pc.projection.", "pc.prototypes."

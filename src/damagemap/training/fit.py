@@ -82,6 +82,22 @@ class FitResult:
     """Trainable encoder tensors of the best epoch (end-to-end training only)."""
 
 
+def conv_layout(device: torch.device) -> torch.memory_format:
+    """The memory format heads train and validate in.
+
+    channels_last on the CPU, where oneDNN's convolutions and bilinear upsampling (and their
+    gradients) ran ~1.7x faster in it; the default layout elsewhere (not measured there).
+    """
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def to_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``, image-shaped tensors in :func:`conv_layout`."""
+    if x.dim() != 4:
+        return x.to(device, non_blocking=True)
+    return x.to(device, non_blocking=True, memory_format=conv_layout(device))
+
+
 def forward_head(head: Head, features: list[torch.Tensor], size: tuple[int, int]) -> ForwardOutput:
     """Run the head, keeping its embedding for embedding-level objectives."""
     embedding = head.decode(features)
@@ -101,7 +117,7 @@ def _scores(
     """The head's logits of a chunk of items or, with ``binary`` given, its probabilities."""
     feats, batch = collate(chunk)
     with autocast(device, precision):
-        logits = head([f.to(device) for f in feats], tuple(batch["mask"].shape[-2:])).float()
+        logits = head([to_layout(f, device) for f in feats], tuple(batch["mask"].shape[-2:])).float()
     if binary is None:
         return logits
     return torch.sigmoid(logits) if binary else torch.softmax(logits, 1)
@@ -156,13 +172,15 @@ def evaluate_items(
                 lg = lg[..., :h, :w]
             if flipped:  # lg holds averaged probabilities
                 labels_t = (lg[:, 0] > threshold).long() if binary else lg.argmax(1)
-                probs = torch.cat([1 - lg[:, :1], lg[:, :1]], 1) if binary else lg
             else:
                 labels_t = logits_to_labels(lg, binary, threshold)
-                probs = class_probabilities(lg, binary)
             labels = labels_t[0].cpu().numpy()
             cm.update(labels, it.eval_mask.numpy())
             if buildings is not None and it.building_ids is not None:
+                if flipped:
+                    probs = torch.cat([1 - lg[:, :1], lg[:, :1]], 1) if binary else lg
+                else:
+                    probs = class_probabilities(lg, binary)
                 buildings.add(
                     it.sample_key, it.building_ids.numpy(), it.eval_mask.numpy(), labels, probs[0].cpu().numpy()
                 )
@@ -192,7 +210,7 @@ def fit(
     source = source or FeatureSource()
     cfg = spec.train
     device = spec.device
-    head.to(device)
+    head.to(device).to(memory_format=conv_layout(device))
     objective.to(device)
     scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
     train_head = has_trainable_parameters(head)
@@ -218,7 +236,7 @@ def fit(
             tfs = [random_dihedral(gen, cfg.augment) for _ in chunk] if cfg.augment else None
             with autocast(device, spec.precision):
                 feats, batch = source.step_inputs(chunk, tfs)
-                feats = [f.to(device, non_blocking=True) for f in feats]
+                feats = [to_layout(f, device) for f in feats]
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 out = forward_head(head, feats, size)
                 out.logits = out.logits.float()
@@ -261,6 +279,7 @@ def fit(
             best.best_epoch, best.best_score = epoch, score
             best.source_state = source.snapshot()
     head.load_state_dict(best.state_dict)
+    head.to(memory_format=torch.contiguous_format)
     head.eval()
     source.restore(best.source_state)
     return best

@@ -59,14 +59,17 @@ class ConfusionMatrix:
         p, t = _as_numpy(pred), _as_numpy(target)
         if p.shape != t.shape:
             raise ValueError(f"pred shape {p.shape} != target shape {t.shape}")
-        keep = t != IGNORE_INDEX
-        p, t = p[keep], t[keep]
         k = self.num_classes
+        keep = t != IGNORE_INDEX
+        # ignored pixels go to an extra bin k*k instead of being gathered out
+        t = np.where(keep, t, 0).astype(np.int64, copy=False)
         for name, a in (("pred", p), ("target", t)):
-            bad = a[(a < 0) | (a >= k)]
-            if bad.size:
-                raise ValueError(f"{name} has class {int(bad[0])} outside [0, {k})")
-        self.matrix += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+            if a.size and (a.min() < 0 or a.max() >= k):  # cheap test first; the gather names the class
+                bad = a[keep & ((a < 0) | (a >= k))]
+                if bad.size:
+                    raise ValueError(f"{name} has class {int(bad[0])} outside [0, {k})")
+        cells = np.where(keep, t * k + p, k * k)
+        self.matrix += np.bincount(cells.ravel(), minlength=k * k + 1)[: k * k].reshape(k, k)
 
     @classmethod
     def merge(cls, matrices: Iterable[ConfusionMatrix]) -> ConfusionMatrix:
