@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from damagemap.report.figures import overview_shape, read_overview
+from damagemap.report.figures import overview_shape, read_overview, scene_rgb
 from damagemap.report.html import write_html_report
 from tests.report.mapped_event import map_synthetic_event
 
@@ -95,3 +95,25 @@ def test_report_prints_offline_with_furniture_and_provenance(mapped, tmp_path):
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 50_000  # the maps are in it
     png = screenshot(path, tmp_path / "report.png", size="1100,1600")
     assert png.stat().st_size > 20_000
+
+
+def test_scene_quicklook_is_read_once_until_the_file_changes(tmp_path):
+    import os
+
+    import rasterio
+
+    path = tmp_path / "scene.tif"
+
+    def write(value: int) -> None:
+        data = np.full((3, 64, 64), value, np.uint8)
+        data[:, :8] = 0  # a stretch needs two values
+        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
+            dst.write(data)
+
+    write(200)
+    first = scene_rgb(path, (16, 16))
+    assert scene_rgb(path, (16, 16)) is first and not first.flags.writeable
+    write(100)
+    os.utime(path, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    again = scene_rgb(path, (16, 16))
+    assert again is not first and again.shape == first.shape

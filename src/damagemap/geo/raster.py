@@ -302,7 +302,10 @@ def gdal_env(path: str | os.PathLike | None = None) -> rasterio.Env:
     For a remote ``path`` (``/vsicurl/``, ``/vsis3/``, …) it also sets
     :data:`~damagemap.geo.sources.REMOTE_GDAL_DEFAULTS` (each unless set in the environment).
     """
-    options: dict[str, object] = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_MB}
+    # rasterio passes an integer GDAL_CACHEMAX to GDALSetCacheMax64, i.e. in bytes (GDAL itself
+    # reads small numbers as MB): 64 would be a 64-byte cache, and every block read decoded again
+    cache: dict[str, object] = {"GDAL_CACHEMAX": GDAL_CACHE_MB << 20}
+    options: dict[str, object] = {} if "GDAL_CACHEMAX" in os.environ else cache
     if path is not None and _is_remote(os.fspath(path)):
         options.update(remote_gdal_options())
     return rasterio.Env(**options)

@@ -9,6 +9,7 @@ too: a few requests, not a download).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -56,8 +57,21 @@ def read_overview(
 
 
 def scene_rgb(scene: SceneLike, shape: tuple[int, int]) -> np.ndarray:
-    """An RGBA float quicklook of the scene (first three bands, or band 1 as grey), 2–98 % stretch."""
+    """An RGBA float quicklook of the scene (first three bands, or band 1 as grey), 2–98 % stretch.
+
+    Read-only: a report draws it twice, and a scene without overviews is decoded whole each
+    time, so a local file's quicklook is kept (keyed by its size and modification time).
+    """
     path = resolve_scene(scene).gdal_path
+    try:
+        stat = os.stat(path)
+    except OSError:  # remote or virtual: not cached
+        return _scene_rgb.__wrapped__(path, shape, None)
+    return _scene_rgb(path, shape, (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=2)
+def _scene_rgb(path: str, shape: tuple[int, int], identity: tuple[int, int] | None) -> np.ndarray:
     with gdal_env(path), rasterio.open(path) as src:
         bands = [1, 2, 3] if src.count >= 3 else [1]
     data, valid = read_overview(path, shape, bands)
@@ -66,7 +80,9 @@ def scene_rgb(scene: SceneLike, shape: tuple[int, int]) -> np.ndarray:
         lo, hi = np.percentile(img[:, valid], [2, 98])
         img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
     rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
-    return np.concatenate([np.moveaxis(rgb, 0, -1), valid[..., None].astype(np.float32)], axis=-1)
+    out = np.concatenate([np.moveaxis(rgb, 0, -1), valid[..., None].astype(np.float32)], axis=-1)
+    out.setflags(write=False)
+    return out
 
 
 def to_png(fig: plt.Figure) -> bytes:

@@ -59,7 +59,7 @@ def _png(rgba: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", optimize=True)
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")  # optimize=True: ~3.5x slower for ~2 % smaller files
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
