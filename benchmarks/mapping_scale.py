@@ -264,6 +264,10 @@ def _throughput_table(args, model: Path, work: Path, mp: float, scene: Path, fir
     tile_mp = tiles * tile * tile / 1e6
     model_s = tile_mp / alone  # what the model alone needs for exactly the map's tiles
     wide = _run_child(model, scene, work / "out_o32", 0, overlap=32)
+    t = time.perf_counter()  # the whole command a responder runs: vectors, zones, report and viewer too
+    cli = [sys.executable, "-m", "damagemap", "--quiet", "map", str(model), str(scene), "--out", str(work / "out_cli")]
+    subprocess.run([*cli, "--overlap", str(args.overlap)], check=True, capture_output=True)
+    command_s = time.perf_counter() - t
     base = work / f"out_{mp:g}" / "damage_class.tif"
     rows = [
         ["model alone, encoder + head (tile MP/s)", alone],
@@ -273,6 +277,7 @@ def _throughput_table(args, model: Path, work: Path, mp: float, scene: Path, fir
         ["pipeline / model on the same tiles", f"{model_s / seconds:.0%} (target >= 85 %)"],
         ["pipeline overhead (read, blend, write, overviews)", f"{seconds - model_s:.1f} s"],
         ["scene MP/s", scene_mp / seconds],
+        ["`damagemap map` whole command, with vectors, zones, report, viewer (s)", command_s],
     ]
     if cpu_has_native_bf16():
         alone_bf16 = _model_throughput(model, tile, precision="bf16")
