@@ -15,8 +15,8 @@ import pytest
 
 from damagemap.data.geo_labels import read_geotiff_labels
 from damagemap.errors import ConfigError, InputError
-from damagemap.geo.raster import GDAL_CACHE_MB, gdal_env, open_scene, read_tiles
-from damagemap.geo.sources import REMOTE_GDAL_DEFAULTS, resolve_scene
+from damagemap.geo.raster import GDAL_CACHE_MB, close_datasets, gdal_env, open_scene, read_tiles
+from damagemap.geo.sources import REMOTE_GDAL_DEFAULTS, http_status, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene
 from damagemap.mapping.checkpoint import WORK_DIRNAME, scene_identity
@@ -92,6 +92,7 @@ def _outputs_equal(local: Path, remote: Path, scene_path: str) -> None:
 @pytest.mark.parametrize("form", ["vsicurl", "http"])
 def test_open_scene_and_read_tiles_match_the_local_file(served, form):
     root, server = served
+    close_datasets()  # the other form's open handle (and its cached blocks) would answer every read
     remote = _url(server) if form == "vsicurl" else f"{server.url}/scene.tif"
     local_info = open_scene(root / "scene.tif", SceneInputSpec(), 1)
     before = len(server.requests)
@@ -212,6 +213,18 @@ def test_remote_scene_resumes_after_a_crash(served, tmp_path):
     assert res.stats["blocks_resumed"] > 0
     map_scene(BrightnessPredictor(fingerprint="fp"), _url(server), tmp_path / "ref", MapOptions(**FAST))
     assert content_digests(out) == content_digests(tmp_path / "ref")
+
+
+def test_http_status_names_what_the_server_answers_now(served):
+    root, server = served
+    assert http_status(_url(server)) is None  # answers the range request
+    assert http_status(_url(server, "missing.tif")) == 404
+    assert http_status("/vsis3/bucket/scene.tif") is None  # not plain http(s): not asked
+    server.failing = True
+    try:
+        assert http_status(_url(server)) == 503
+    finally:
+        server.failing = False
 
 
 def test_server_going_down_mid_run_keeps_blocks_for_a_rerun(tmp_path, monkeypatch):

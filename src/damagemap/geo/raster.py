@@ -39,7 +39,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from damagemap.errors import InputError
-from damagemap.geo.sources import SceneLike, SceneSource, remote_gdal_options, resolve_scene
+from damagemap.geo.sources import SceneLike, SceneSource, http_status, remote_gdal_options, resolve_scene
 from damagemap.geo.sources import is_remote as _is_remote
 from damagemap.geo.spec import SceneInputSpec
 
@@ -117,16 +117,20 @@ def gdal_messages(remote: bool = True) -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def remote_problem(exc: BaseException, messages: Sequence[str] = ()) -> str:
+def remote_problem(exc: BaseException, messages: Sequence[str] = (), gdal_path: str | None = None) -> str:
     """GDAL's network failure in words: HTTP status, connection refused, timeout, credentials.
 
     ``messages``: GDAL warnings logged during the failed call (:func:`gdal_messages`).
+    ``gdal_path``: the scene; when GDAL names no status (a range request failing mid-read is
+    only a short read to it), an http(s) scene is asked once what it answers now.
     """
     text = describe(exc)
     context = " ".join([text, *messages])
     m = re.search(r"(?:HTTP response code: |response_code=)(\d+)", context)
-    if m:
-        code = int(m.group(1))
+    code = int(m.group(1)) if m else None
+    if code is None and gdal_path is not None and "IReadBlock failed" in context:
+        code = http_status(gdal_path)
+    if code is not None:
         meaning = {400: "bad request", 401: "authentication required", 403: "access denied", 404: "not found"}
         hint = " (credentials? see GDAL's AWS_*/GS_*/AZURE_*/GDAL_HTTP_* options)" if code in (401, 403) else ""
         return f"HTTP {code} ({meaning.get(code, 'server error' if code >= 500 else 'refused')}){hint}"
@@ -242,7 +246,8 @@ def _check(
             src.read_masks(list(indexes), window=window)
     except RasterioError as exc:
         if source.remote:
-            raise InputError(name, f"cannot read pixels of the remote scene: {remote_problem(exc, messages)}") from None
+            problem = remote_problem(exc, messages, source.gdal_path)
+            raise InputError(name, f"cannot read pixels of the remote scene: {problem}") from None
         raise InputError(name, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from exc
     _check_value_range(src, name, indexes, lo, hi, explicit=not isinstance(spec.scale, str))
     plan = ReadPlan(source.gdal_path, indexes, repeat, tuple(lo), tuple(hi), src.width, src.height)
@@ -391,7 +396,7 @@ def _read_plan(plan: ReadPlan, origins: list[tuple[int, int]], size: int) -> tup
                 valid[i, :h, :w] = ok
     except RasterioError as exc:
         if remote:
-            problem = remote_problem(exc, messages)
+            problem = remote_problem(exc, messages, plan.path)
             raise SceneReadError(plan.path, f"cannot read pixels of the remote scene: {problem}") from None
         raise SceneReadError(plan.path, f"cannot read pixels (truncated or corrupt file?): {describe(exc)}") from None
     if plan.repeat > 1:

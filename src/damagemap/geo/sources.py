@@ -245,6 +245,25 @@ def http_headers(source: SceneSource) -> dict[str, str]:
     return {k.lower(): headers[k] for k in ("ETag", "Last-Modified", "Content-Length") if headers.get(k)}
 
 
+def http_status(gdal_path: str) -> int | None:
+    """The HTTP error status an http(s) scene answers right now (one 1-byte range request).
+
+    GDAL reports a failed range request mid-read only as a short read ("IReadBlock failed");
+    this names the server's answer. None when the request succeeds, the server cannot be
+    reached, or the path is not a plain http(s) URL.
+    """
+    url = http_url(gdal_path)
+    if url is None:
+        return None
+    try:
+        with urlopen(Request(url, headers={"Range": "bytes=0-0"}), timeout=http_timeout()):  # noqa: S310
+            return None
+    except HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
 def modified_time(source: SceneSource) -> float | None:
     """The scene's modification time (POSIX seconds): the file's mtime, or HTTP ``Last-Modified``; None if unknown."""
     if source.local:

@@ -75,7 +75,7 @@ def scene_identity(scene: SceneLike) -> dict[str, Any]:
                 identity["raster"] = _raster_facts(src)
                 identity["sample_sha256"] = _sample_hash(src)
         except RasterioError as exc:
-            problem = remote_problem(exc, messages) if source.remote else describe(exc)
+            problem = remote_problem(exc, messages, source.gdal_path) if source.remote else describe(exc)
             raise InputError(source.name, f"cannot read the scene to identify it: {problem}") from None
     return identity
 
