@@ -80,11 +80,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cell(v: object) -> str:
+    """Three significant digits for floats, but never an exponent for 1000 and up (1024, not 1.02e+03)."""
+    if isinstance(v, float):
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    return str(v)
+
+
 def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
     """Print a rich table (also readable when piped)."""
+    cells = [[_cell(v) for v in row] for row in rows]
     table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
+    # The first column names the row (an encoder, a step): never cut it short; headers wrap instead.
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max([len(columns[0]), *(len(r[0]) for r in cells)])
+    for row in cells:
+        table.add_row(*row)
     Console(width=140).print(table)
 
 

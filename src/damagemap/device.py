@@ -67,7 +67,7 @@ def check_precision(precision: str, device: torch.device) -> Precision:
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         logging.getLogger(__name__).warning(
             "--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is emulated "
-            "and usually much slower than fp32 (20x in one measurement); fp32 is the better choice here"
+            "and usually much slower than fp32; fp32 is the better choice here"
         )
     return precision  # type: ignore[return-value]
 
