@@ -252,6 +252,19 @@ def test_map_json_summary_and_id_column(workspace, tmp_path) -> None:
     assert missing.exit_code == 3 and "footprints.geojson" in missing.output and "'nope' not found" in missing.output
 
 
+def test_map_default_batch_follows_precision(workspace, tmp_path) -> None:
+    """Without --batch, bf16 maps 8 tiles per call (half-size activations), fp32 4; --batch wins."""
+    scene, _ = _write_scene(tmp_path)
+    batches = {}
+    for precision, extra in (("fp32", []), ("bf16", []), ("bf16", ["--batch", "3"])):
+        out = tmp_path / f"map_{precision}_{len(extra)}"
+        args = ["map", str(workspace / "model"), str(scene), "--out", str(out), "--json", "--grid-m", "0"]
+        result = runner.invoke(app, [*args, "--precision", precision, *extra])
+        assert result.exit_code == 0, result.output
+        batches[precision, bool(extra)] = json.loads(result.stdout)["parameters"]["batch"]
+    assert batches == {("fp32", False): 4, ("bf16", False): 8, ("bf16", True): 3}
+
+
 def test_encoders_json_is_the_list_of_specs() -> None:
     result = runner.invoke(app, ["encoders", "--json"])
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ and a PNG overview.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -31,6 +31,7 @@ from rich.progress import Progress
 from shapely.geometry import box
 
 from damagemap.active.select import select_tiles
+from damagemap.batch_size import default_batch
 from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import (
     SceneInfo,
@@ -71,7 +72,7 @@ class SuggestOptions:
 
     n: int = 20
     tile: int | None = None
-    batch: int = 4
+    batch: int = field(default_factory=default_batch)
     spec: SceneInputSpec = SceneInputSpec()
     labels: str | os.PathLike | gpd.GeoDataFrame | None = None
     map_dir: str | os.PathLike | None = None

@@ -233,16 +233,14 @@ ThresholdOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[
-    int,
+    Optional[int],
     typer.Option(
         "--batch",
         min=1,
-        help="Model inputs (tiles, or resized images) per model call; more is faster and needs more memory.",
+        help="Model inputs (tiles, or resized images) per model call; more is faster and needs more memory "
+        "(default: 4, or 8 with --precision bf16/fp16, whose activations take half the memory).",
     ),
 ]
-DEFAULT_BATCH = 4
-"""``--batch`` default of ``map``, ``suggest`` and ``predict``: on a 2-core CPU 4 maps as fast as 8 with ~100 MB
-less peak RSS (benchmarks/mapping_scale.py)."""
 PreOpt = Annotated[
     Optional[str],
     typer.Option(

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 import typer
 from rich.table import Table
 
+from damagemap.batch_size import default_batch
 from damagemap.cli.common import (
-    DEFAULT_BATCH,
     DTYPE_SCALE,
     BandsOpt,
     BatchOpt,
@@ -246,7 +246,7 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, TIFF; Landslide4Sense .h5).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <id>_mask.png and <id>_prob.png.")],
     threshold: ThresholdOpt = None,
-    batch: BatchOpt = DEFAULT_BATCH,
+    batch: BatchOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     pre_images: Annotated[
@@ -263,6 +263,7 @@ def predict(
 
     check_output_folder(out_dir)
     model = load_model(model_dir, device=run_on(device, precision), precision=precision)
+    batch = default_batch(precision) if batch is None else batch
     with make_progress() as progress:
         written = predict_files(
             model, images, out_dir, read_image, progress, threshold=threshold, batch=batch, pre_paths=pre_images
@@ -466,7 +467,7 @@ def map_command(
             "sees ~1.07-1.11x the scene's pixels; 16: ~1.14-1.22x, smoother seams).",
         ),
     ] = 8,
-    batch: BatchOpt = DEFAULT_BATCH,
+    batch: BatchOpt = None,
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
@@ -523,6 +524,7 @@ def map_command(
 
     check_output_folder(out_dir)
     run_device = run_on(device, precision)  # clear errors before anything else
+    batch = default_batch(precision) if batch is None else batch
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
     if source.href is not None:
@@ -589,7 +591,7 @@ def suggest(
     tile: Annotated[
         Optional[int], typer.Option(min=16, help="Candidate tile size in scene pixels (default: as trained).")
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = DEFAULT_BATCH,
+    batch: BatchOpt = None,
     bands: BandsOpt = None,
     scale: ScaleOpt = DTYPE_SCALE,
     replicate_single_band: ReplicateOpt = False,
@@ -611,6 +613,7 @@ def suggest(
     from damagemap.tile_predictor import ModelTilePredictor
 
     run_device = run_on(device, precision)
+    batch = default_batch(precision) if batch is None else batch
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)
     predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device))

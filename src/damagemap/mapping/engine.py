@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from rich.progress import Progress
 
+from damagemap.batch_size import default_batch
 from damagemap.errors import ConfigError, InputError
 from damagemap.geo.raster import SceneReadError, attach_pre_scene, close_datasets, gdal_env, open_scene
 from damagemap.geo.sources import SceneLike, resolve_scene
@@ -88,7 +89,7 @@ class MapOptions:
 
     tile: int = 256
     overlap: int = 8
-    batch: int = 4
+    batch: int = field(default_factory=default_batch)
     spec: SceneInputSpec = field(default_factory=SceneInputSpec)
     threshold: float = 0.5
     workers: int = 0
