@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 import typer
 from rich.table import Table
 
-from damagemap.batch_size import default_batch
+from damagemap.batch_size import resolve_batch
 from damagemap.cli.common import (
     DTYPE_SCALE,
     BandsOpt,
@@ -263,7 +263,7 @@ def predict(
 
     check_output_folder(out_dir)
     model = load_model(model_dir, device=run_on(device, precision), precision=precision)
-    batch = default_batch(precision) if batch is None else batch
+    batch = resolve_batch(batch, precision)
     with make_progress() as progress:
         written = predict_files(
             model, images, out_dir, read_image, progress, threshold=threshold, batch=batch, pre_paths=pre_images
@@ -524,7 +524,7 @@ def map_command(
 
     check_output_folder(out_dir)
     run_device = run_on(device, precision)  # clear errors before anything else
-    batch = default_batch(precision) if batch is None else batch
+    batch = resolve_batch(batch, precision)
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)  # a STAC item's JSON is read (and its asset picked) here
     if source.href is not None:
@@ -613,7 +613,7 @@ def suggest(
     from damagemap.tile_predictor import ModelTilePredictor
 
     run_device = run_on(device, precision)
-    batch = default_batch(precision) if batch is None else batch
+    batch = resolve_batch(batch, precision)
     read_manifest(model_dir)
     source = resolve_scene(scene, asset)
     predictor = ModelTilePredictor(model_dir, precision=precision, device=str(run_device))
