@@ -28,7 +28,9 @@ class TilePredictor(Protocol):
     Calling it maps ``[B, in_bands, T, T]`` float32 tiles in [0, 1] to ``[B, num_outputs, T, T]``
     float32 probabilities. It must be deterministic (same tile → same output) for resumed runs
     to be byte-identical, and picklable to run on Dask workers. It may define ``fingerprint``
-    (a string identifying the weights), used in the resume ledger key.
+    (a string identifying the weights), used in the resume ledger key, and ``device`` (``"cpu"``
+    when absent): a predictor on an accelerator runs in a thread behind the mapper, one on the
+    CPU between its blending and writing (:class:`~damagemap.mapping.execution.LocalExecutor`).
     """
 
     in_bands: int
