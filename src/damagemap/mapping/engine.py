@@ -4,7 +4,8 @@ Guarantees:
 
 * **Bounded memory** — the scene is never read whole: tiles are read in batches, only the live
   blocks of one band are accumulated, every product is made block/window-wise, and GDAL's
-  block cache is capped at 64 MB (unless ``GDAL_CACHEMAX`` is set).
+  block cache is capped at 64 MB (unless ``GDAL_CACHEMAX`` is set); freed heap pages go back to
+  the OS during and after prediction (:mod:`damagemap.heap`).
 * **Nothing partial** — inputs are checked before anything is written; outputs are built in
   ``out_dir/.damagemap-work/tmp`` and moved to their final names only when all are complete.
   On bad input (:class:`~damagemap.errors.InputError`) the work directory is deleted too.

@@ -17,6 +17,7 @@ import numpy as np
 from rich.progress import Progress
 
 from damagemap.geo.raster import ReadPlan
+from damagemap.heap import HeapTrimmer, release_free_heap
 from damagemap.mapping.blending import BandAccumulator
 from damagemap.mapping.checkpoint import Checkpoint
 from damagemap.mapping.encoding import encode
@@ -72,6 +73,8 @@ def predict_blocks(
     accumulators = {band: BandAccumulator(grid, band, num_outputs, first_row=r0) for band, r0 in starts.items()}
     next_row = dict(starts)  # per band: the next block row to finish
 
+    trimmer = HeapTrimmer()
+
     def finish_rows(band: int, upto: int) -> None:
         """Finish the rows of ``band`` below ``upto`` (exclusive)."""
         acc = accumulators[band]
@@ -83,6 +86,7 @@ def predict_blocks(
                     on_block(block, layers)
                 stats.blocks_written += 1
             next_row[band] += 1
+            trimmer.maybe_trim()  # a row's buffers were just freed
 
     submitted: deque[tuple[int, int, list[Tile]]] = deque()
 
@@ -114,4 +118,5 @@ def predict_blocks(
             progress.advance(task, len(tiles))
     for band in range(grid.n_bands):
         finish_rows(band, grid.n_block_rows)
+    release_free_heap()  # before the COG conversion allocates its own buffers
     return stats
