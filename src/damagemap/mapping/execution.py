@@ -124,29 +124,34 @@ class LocalExecutor:
     def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 2) -> Iterator[BatchResult]:
         """Predict each job, at most ``prefetch`` batches read ahead; results in submission order."""
         from concurrent.futures import Future, ThreadPoolExecutor
+        from contextlib import ExitStack
 
         def predict(read: Future, size: int, k: int) -> BatchResult:
             x, valid = read.result()
             return predict_read(self.predictor, x, valid, size, k)
 
-        pending: deque[tuple[Future, int, int] | Future] = deque()
-        with ThreadPoolExecutor(1, "damagemap-read") as reader, ThreadPoolExecutor(1, "damagemap-predict") as model:
+        # per batch: its read, its prediction when a model thread runs it (else None), size, k
+        pending: deque[tuple[Future, Future | None, int, int]] = deque()
+
+        def result(read: Future, predicted: Future | None, size: int, k: int) -> BatchResult:
+            return predicted.result() if predicted is not None else predict(read, size, k)
+
+        with ExitStack() as threads:
+            reader = threads.enter_context(ThreadPoolExecutor(1, "damagemap-read"))
+            model = threads.enter_context(ThreadPoolExecutor(1, "damagemap-predict")) if self.model_thread else None
             try:
                 for plan, origins, size, k in jobs:
                     read = reader.submit(read_tiles, plan, origins, size)
-                    pending.append(model.submit(predict, read, size, k) if self.model_thread else (read, size, k))
+                    pending.append((read, model.submit(predict, read, size, k) if model else None, size, k))
                     if len(pending) > prefetch:
-                        yield self._result(pending.popleft(), predict)
+                        yield result(*pending.popleft())
                 while pending:
-                    yield self._result(pending.popleft(), predict)
+                    yield result(*pending.popleft())
             finally:
-                for entry in pending:
-                    (entry if isinstance(entry, Future) else entry[0]).cancel()
-
-    @staticmethod
-    def _result(entry: Any, predict: Callable[..., BatchResult]) -> BatchResult:
-        """A model thread's finished future, or a read predicted here and now."""
-        return entry.result() if not isinstance(entry, tuple) else predict(*entry)
+                for read, predicted, _, _ in pending:
+                    read.cancel()
+                    if predicted is not None:
+                        predicted.cancel()
 
     def close(self) -> None:
         """Nothing to release in process (the threads end with each :meth:`map`)."""
