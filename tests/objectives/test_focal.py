@@ -55,3 +55,33 @@ def test_rejects_multichannel_logits() -> None:
 def test_rejects_bad_alpha() -> None:
     with pytest.raises(ValueError, match="alpha"):
         BinaryFocalLoss(alpha=1.5)
+
+
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.7, 2.0), (0.25, 1.0), (-1.0, 0.0), (0.5, 1.5)])
+@pytest.mark.parametrize("class_weights", [None, (0.4, 2.5)])
+def test_values_and_gradients_match_torchvision_autograd(alpha: float, gamma: float, class_weights) -> None:
+    """The closed-form gradient equals autograd through torchvision's formula (extreme logits included)."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64) * 6).requires_grad_(True)
+    with torch.no_grad():
+        logits[0, 0, 0, :2] = torch.tensor([40.0, -40.0], dtype=torch.float64)  # saturated sigmoid
+    mask = torch.randint(0, 3, (2, 8, 8), generator=gen)
+    mask[mask == 2] = 255
+    loss = BinaryFocalLoss(alpha=alpha, gamma=gamma, class_weights=class_weights)(_out(logits), {"mask": mask})
+    (grad,) = torch.autograd.grad(loss, logits)
+
+    reference = logits.detach().clone().requires_grad_(True)
+    target = (mask == 1).unsqueeze(1).double()
+    valid = (mask != 255).unsqueeze(1)
+    per_pixel = sigmoid_focal_loss(reference, target, alpha, gamma, reduction="none")
+    if class_weights is None:
+        weight = valid.double()
+    else:
+        weight = torch.where(valid, class_weights[0] + (class_weights[1] - class_weights[0]) * target, 0.0)
+    expected = (per_pixel * weight).sum() / weight.sum()
+    (expected_grad,) = torch.autograd.grad(expected, reference)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
+    assert torch.all(grad[~valid] == 0)

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from damagemap.heads.resize import resize_logits
 
 
 def _jsonable(value: Any) -> Any:
@@ -77,11 +78,8 @@ class Head(nn.Module):
         return self.classify(self.decode(features), out_size)
 
     def classify(self, embedding: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-        """Apply the classifier and resize logits to ``out_size`` if needed (bilinear)."""
-        logits = self.classifier(embedding)
-        if tuple(logits.shape[-2:]) != tuple(out_size):
-            logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-        return logits
+        """Apply the classifier and resize logits to ``out_size`` if needed (bilinear, :mod:`.resize`)."""
+        return resize_logits(self.classifier(embedding), out_size)
 
 
 def single_pixel_map(features: list[torch.Tensor], bands: int, head: str) -> torch.Tensor:

@@ -37,8 +37,9 @@ def _cell_sums(x: torch.Tensor, grid: int, area: torch.Tensor) -> torch.Tensor:
     """
     h, w = x.shape[-2:]
     if h % grid == 0 and w % grid == 0:
-        rows = x.unflatten(-1, (grid, w // grid)).sum(-1, dtype=torch.int64)  # [B, K, H, grid]
-        return rows.unflatten(-2, (grid, h // grid)).sum(-2)
+        # int32 partial sums: a quarter of the memory traffic of int64 (exact up to 2**31 pixels)
+        rows = x.unflatten(-1, (grid, w // grid)).sum(-1, dtype=torch.int32)  # [B, K, H, grid]
+        return rows.unflatten(-2, (grid, h // grid)).sum(-2, dtype=torch.int64)
     return (F.adaptive_avg_pool2d(x.double(), grid) * area).round().long()
 
 

@@ -170,11 +170,7 @@ def evaluate_items(
                 lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
             else:  # tile views are native-resolution, zero-padded at the bottom/right
                 lg = lg[..., :h, :w]
-            if flipped:  # lg holds averaged probabilities
-                labels_t = (lg[:, 0] > threshold).long() if binary else lg.argmax(1)
-            else:
-                labels_t = logits_to_labels(lg, binary, threshold)
-            labels = labels_t[0].cpu().numpy()
+            labels = _labels(lg, binary, threshold, averaged=bool(flipped))[0].cpu().numpy()
             cm.update(labels, it.eval_mask.numpy())
             if buildings is not None and it.building_ids is not None:
                 if flipped:
@@ -185,6 +181,13 @@ def evaluate_items(
                     it.sample_key, it.building_ids.numpy(), it.eval_mask.numpy(), labels, probs[0].cpu().numpy()
                 )
     return cm
+
+
+def _labels(scores: torch.Tensor, binary: bool, threshold: float, averaged: bool) -> torch.Tensor:
+    """Class labels of logits, or of flip-averaged probabilities when ``averaged``."""
+    if not averaged:
+        return logits_to_labels(scores, binary, threshold)
+    return (scores[:, 0] > threshold).long() if binary else scores.argmax(1)
 
 
 def fit(

@@ -31,10 +31,12 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den > 0 else float("nan")
 
 
-def _as_numpy(a: Any) -> np.ndarray:
+def _as_integers(a: Any) -> np.ndarray:
+    """``a`` as a numpy integer array, keeping its integer dtype (uint8 masks stay one byte per pixel)."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
-    return np.asarray(a).astype(np.int64, copy=False)
+    a = np.asarray(a)
+    return a if a.dtype.kind in "iu" else a.astype(np.int64)
 
 
 class ConfusionMatrix:
@@ -56,19 +58,21 @@ class ConfusionMatrix:
         Raises:
             ValueError: shape mismatch or a class index outside ``[0, num_classes)``.
         """
-        p, t = _as_numpy(pred), _as_numpy(target)
+        p, t = _as_integers(pred), _as_integers(target)
         if p.shape != t.shape:
             raise ValueError(f"pred shape {p.shape} != target shape {t.shape}")
         k = self.num_classes
         keep = t != IGNORE_INDEX
-        # ignored pixels go to an extra bin k*k instead of being gathered out
-        t = np.where(keep, t, 0).astype(np.int64, copy=False)
+        t = np.where(keep, t, 0)
         for name, a in (("pred", p), ("target", t)):
             if a.size and (a.min() < 0 or a.max() >= k):  # cheap test first; the gather names the class
                 bad = a[keep & ((a < 0) | (a >= k))]
                 if bad.size:
                     raise ValueError(f"{name} has class {int(bad[0])} outside [0, {k})")
-        cells = np.where(keep, t * k + p, k * k)
+        # cell t*k + p in int32 (inputs keep their small dtypes); ignored pixels go to an extra bin k*k
+        cells = np.multiply(t, k, dtype=np.int32)
+        np.add(cells, p, out=cells, casting="unsafe")
+        cells[~keep] = k * k
         self.matrix += np.bincount(cells.ravel(), minlength=k * k + 1)[: k * k].reshape(k, k)
 
     @classmethod
