@@ -62,3 +62,14 @@ def test_reads_run_ahead_by_prefetch_and_results_keep_their_order(device, monkey
     rest = list(results)
     assert [float(r.probs[0, 0, 0, 0]) for r in [first, *rest]] == pytest.approx([i / 10 for i in range(6)])
     assert sorted(reads) == list(range(6))
+
+
+@pytest.mark.parametrize(("device", "released"), [("cpu", 1), ("cuda:0", 0)])
+def test_cpu_maps_drop_the_gpu_library_pages(device, released, scene, tmp_path, monkeypatch):
+    from damagemap.mapping import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "release_gpu_library_pages", lambda: calls.append(1) or 0)
+    options = MapOptions(tile=64, overlap=16, block=64, batch=2, grid_m=None, vectorize=False)
+    map_scene(ThreadRecording(device=device), scene, tmp_path / "out", options)
+    assert len(calls) == released

@@ -297,8 +297,15 @@ def _select_bands(path: str, spec: SceneInputSpec, count: int, in_bands: int) ->
     raise InputError(path, f"band count mismatch: {what} but the model expects {in_bands}{hint}")
 
 
-GDAL_CACHE_MB = 64
-"""GDAL block cache cap for mapping (GDAL's default, 5 % of RAM, would let RSS grow with the scene)."""
+GDAL_CACHE_MB = 16
+"""GDAL block cache cap for mapping (GDAL's default, 5 % of RAM, would let RSS grow with the scene).
+
+The cache fills to its cap both while tiles are read and blocks written and during the COG
+conversion, so the cap adds to the peak one for one. The mapper's working set is small (one
+band's row of scene and output blocks: ~18 MB for a 4096 px band of 512 px blocks), and
+mapping 100 MP took the same time with 16 MB as with 64 (40.4 / 38.0 s against 40.0 / 42.3 s,
+peak RSS 761 / 769 → 659 / 670 MB; torch 2.14.1+cu130, 2-core EPYC).
+"""
 
 
 def gdal_env(path: str | os.PathLike | None = None) -> rasterio.Env:

@@ -4,8 +4,9 @@ Guarantees:
 
 * **Bounded memory** — the scene is never read whole: tiles are read in batches, only the live
   blocks of one band are accumulated, every product is made block/window-wise, and GDAL's
-  block cache is capped at 64 MB (unless ``GDAL_CACHEMAX`` is set); freed heap pages go back to
-  the OS during and after prediction (:mod:`damagemap.heap`).
+  block cache is capped at 16 MB (unless ``GDAL_CACHEMAX`` is set); freed heap pages go back to
+  the OS during and after prediction (:mod:`damagemap.heap`), and on the CPU the pages a CUDA
+  build of torch left resident in its GPU libraries are paged out (:mod:`damagemap.gpu_pages`).
 * **Nothing partial** — inputs are checked before anything is written; outputs are built in
   ``out_dir/.damagemap-work/tmp`` and moved to their final names only when all are complete.
   On bad input (:class:`~damagemap.errors.InputError`) the work directory is deleted too.
@@ -35,6 +36,7 @@ from damagemap.geo.raster import SceneReadError, attach_pre_scene, close_dataset
 from damagemap.geo.sources import SceneLike, resolve_scene
 from damagemap.geo.spec import SceneInputSpec
 from damagemap.geo.vector import is_geodataframe, load_vectors, warn_if_outside
+from damagemap.gpu_pages import release_gpu_library_pages
 from damagemap.locks import LOCK_NAME, OutputLock
 from damagemap.mapping.checkpoint import WORK_DIRNAME, Checkpoint, scene_identity
 from damagemap.mapping.classes import class_legend
@@ -142,6 +144,8 @@ def map_scene(
     grid_m, building_threshold, id_column, vectorize = o.grid_m, o.building_threshold, o.id_column, o.vectorize
     started = time.perf_counter()
     in_bands, k = check_predictor(predictor)
+    if str(getattr(predictor, "device", "cpu")).split(":")[0] == "cpu":
+        release_gpu_library_pages()  # a CUDA build of torch left them resident at import
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
     if not (0.0 <= threshold <= 1.0 and 0.0 <= building_threshold <= 1.0):
