@@ -3,9 +3,9 @@
 A CUDA build of torch loads cuBLAS(Lt), nvrtc, nvJitLink, cuDNN and friends when it is
 imported, even on a machine without a GPU, and their initialisation leaves ~140 MB of those
 files' pages in the process's resident set (torch 2.14.1+cu130, the CLI imported and a model
-loaded: 580 → 445 MB RSS once they are dropped). A CPU run never touches them again, so the mapper drops them with
-``madvise(MADV_DONTNEED)`` — only for read-only mappings without a page this process wrote
-(smaps: no private dirty or anonymous page). Dropping such a page loses nothing: it is an
+loaded: 580 → 445 MB RSS once they are dropped). A CPU run never touches them again, so the
+mapper drops them with ``madvise(MADV_DONTNEED)``, only for read-only mappings without a page
+this process wrote (smaps: no private dirty or anonymous page). Dropping such a page loses nothing: it is an
 unmodified page of the file, read back from the page cache if it is ever used. Mappings that
 hold written pages (relocations) are left alone, as is everything once CUDA has been
 initialised in the process, and everything off Linux.
@@ -14,12 +14,13 @@ initialised in the process, and everything off Linux.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from damagemap.heap import linux_libc
 
 MADV_DONTNEED = 4
 """``<sys/mman.h>``: drop these pages from this process (a file mapping reads them back if used)."""
@@ -34,12 +35,8 @@ GPU_LIBRARY = re.compile(
 @functools.lru_cache(maxsize=1)
 def _madvise() -> Callable[[int, int, int], int] | None:
     """Libc's ``madvise``, or None off Linux."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        advise = libc.madvise
-    except (OSError, AttributeError):
+    advise = getattr(linux_libc(), "madvise", None)
+    if advise is None:
         return None
     advise.argtypes, advise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
     return advise

@@ -18,15 +18,21 @@ import time
 from collections.abc import Callable
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Callable[[int], int] | None:
-    """Glibc's ``malloc_trim``, or None (not Linux, or a C library without it, e.g. musl)."""
+def linux_libc() -> ctypes.CDLL | None:
+    """The C library (errno kept for its callers), or None off Linux or when it cannot be loaded."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """Glibc's ``malloc_trim``, or None (not Linux, or a C library without it, e.g. musl)."""
+    trim = getattr(linux_libc(), "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim

@@ -6,7 +6,7 @@ Guarantees:
   blocks of one band are accumulated, every product is made block/window-wise, and GDAL's
   block cache is capped at 16 MB (unless ``GDAL_CACHEMAX`` is set); freed heap pages go back to
   the OS during and after prediction (:mod:`damagemap.heap`), and on the CPU the pages a CUDA
-  build of torch left resident in its GPU libraries are paged out (:mod:`damagemap.gpu_pages`).
+  build of torch left resident in its GPU libraries are dropped (:mod:`damagemap.gpu_pages`).
 * **Nothing partial** — inputs are checked before anything is written; outputs are built in
   ``out_dir/.damagemap-work/tmp`` and moved to their final names only when all are complete.
   On bad input (:class:`~damagemap.errors.InputError`) the work directory is deleted too.
@@ -46,7 +46,7 @@ from damagemap.mapping.products import ALL_OUTPUTS, make_products
 from damagemap.mapping.provenance import build_provenance, flat_tags, model_classes
 from damagemap.mapping.reruns import check_rerun, run_record
 from damagemap.mapping.result import MappingResult
-from damagemap.mapping.spec import TilePredictor, check_predictor, predictor_fingerprint
+from damagemap.mapping.spec import TilePredictor, check_predictor, on_accelerator, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
 from damagemap.mapping.windows import BAND_PX, TileGrid
 from damagemap.mapping.writer import Assembly, publish
@@ -144,7 +144,7 @@ def map_scene(
     grid_m, building_threshold, id_column, vectorize = o.grid_m, o.building_threshold, o.id_column, o.vectorize
     started = time.perf_counter()
     in_bands, k = check_predictor(predictor)
-    if str(getattr(predictor, "device", "cpu")).split(":")[0] == "cpu":
+    if not on_accelerator(predictor):
         release_gpu_library_pages()  # a CUDA build of torch left them resident at import
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")

@@ -26,6 +26,7 @@ import numpy as np
 
 from damagemap.errors import ConfigError
 from damagemap.geo.raster import ReadPlan, read_tiles
+from damagemap.mapping.spec import on_accelerator
 
 
 @dataclass
@@ -119,7 +120,7 @@ class LocalExecutor:
 
     def __init__(self, predictor: Any) -> None:
         self.predictor = predictor
-        self.model_thread = str(getattr(predictor, "device", "cpu")).split(":")[0] != "cpu"
+        self.model_thread = on_accelerator(predictor)
 
     def map(self, jobs: Iterable[tuple[Any, ...]], prefetch: int = 2) -> Iterator[BatchResult]:
         """Predict each job, at most ``prefetch`` batches read ahead; results in submission order."""

@@ -59,6 +59,11 @@ def predictor_fingerprint(predictor: object) -> str:
         return name
 
 
+def on_accelerator(predictor: object) -> bool:
+    """Whether the predictor's ``device`` (``"cpu"`` when it has none) is an accelerator."""
+    return str(getattr(predictor, "device", "cpu")).split(":")[0] != "cpu"
+
+
 def check_predictor(predictor: object) -> tuple[int, int]:
     """Return ``(in_bands, num_outputs)`` after checking the predictor looks like one."""
     try:

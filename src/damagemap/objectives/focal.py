@@ -30,8 +30,8 @@ def binary_target(
         )
     mask = mask.unsqueeze(1)
     # one comparison per positive class: several times faster than torch.isin on a uint8 mask
-    none = torch.zeros_like(mask, dtype=torch.bool)
-    hit = functools.reduce(operator.or_, (mask == c for c in positive_classes), none)
+    hits = [mask == c for c in positive_classes]
+    hit = functools.reduce(operator.or_, hits) if hits else torch.zeros_like(mask, dtype=torch.bool)
     target = hit.to(logits.dtype)
     return target, mask != IGNORE_INDEX
 
