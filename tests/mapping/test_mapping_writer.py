@@ -1,4 +1,4 @@
-"""Intermediate GeoTIFFs: cheap ZSTD compression, DEFLATE where GDAL lacks ZSTD."""
+"""Intermediate GeoTIFFs: the class map ZSTD (DEFLATE where GDAL lacks ZSTD), the noisy layers uncompressed."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import rasterio
 from damagemap.mapping import BrightnessPredictor, MapOptions, map_scene, writer
 
 
-def test_intermediate_layers_are_zstd_compressed(scene, tmp_path, monkeypatch):
+def test_intermediate_class_map_is_zstd_compressed_the_noisy_layers_not(scene, tmp_path, monkeypatch):
     seen: dict[str, str | None] = {}
     to_cog = writer.to_cog
 
-    def recording(src, dst, layer, width, height):
-        with rasterio.open(src) as ds:
+    def recording(src, dst, layer, width, height, **kwargs):
+        with rasterio.open(src.with_suffix(".tif")) as ds:  # the assembly behind the VRT
             seen[layer] = ds.compression.value if ds.compression else None
-        to_cog(src, dst, layer, width, height)
+        to_cog(src, dst, layer, width, height, **kwargs)
 
-    monkeypatch.setattr("damagemap.mapping.products.to_cog", recording)
+    monkeypatch.setattr(writer, "to_cog", recording)
     map_scene(BrightnessPredictor(), scene, tmp_path / "out", MapOptions(tile=64, overlap=16, block=64, grid_m=None))
-    assert len(seen) == 3 and set(seen.values()) == {"ZSTD"}
+    assert seen == {"damage_class": "ZSTD", "damage_probability": None, "uncertainty": None}
 
 
 def test_without_zstd_the_intermediate_falls_back_to_deflate(monkeypatch):

@@ -50,7 +50,7 @@ from damagemap.mapping.styles import (
     ramp_raster_qml,
     write_text,
 )
-from damagemap.mapping.writer import FILENAMES, Assembly, to_cog
+from damagemap.mapping.writer import FILENAMES, Assembly
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -75,23 +75,20 @@ def _csv(gdf: gpd.GeoDataFrame, path: Path) -> None:
     gdf.drop(columns=gdf.geometry.name).to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
 
 
-def _cogs(paths: dict[str, Path], tmp: Path, scene: SceneInfo) -> dict[str, Path]:
+def _cogs(assembly: Assembly, tmp: Path) -> dict[str, Path]:
     """Convert the assembled layers into COGs, one after another; final names → COG paths.
 
     Each conversion already compresses on every core (``NUM_THREADS``). Three conversions in
     parallel threads were up to ~20 % faster but each holds its own overview buffers, and that
-    set the peak RSS of a whole map (100 MP: 3.49–4.29 s at 681–683 MB in threads against
-    3.96–5.28 s at 644–654 MB one after another).
+    set the peak RSS of a whole map (100 MP, GDAL computing the overviews: 3.49–4.29 s at
+    681–683 MB in threads against 3.96–5.28 s at 644–654 MB one after another).
     """
-
-    def convert(name: str) -> Path:
-        cog = tmp / FILENAMES[name]
-        to_cog(paths[name], cog, name, scene.width, scene.height)
-        paths[name].unlink()
-        return cog
-
     with gdal_env():  # the bounded block cache
-        return {FILENAMES[name]: convert(name) for name in LAYERS}
+        cogs = {}
+        for name in LAYERS:
+            cogs[FILENAMES[name]] = tmp / FILENAMES[name]
+            assembly.to_cog(name, cogs[FILENAMES[name]])
+        return cogs
 
 
 def make_products(
@@ -188,7 +185,7 @@ def make_products(
         out.files[style] = write_text(tmp / style, qml)
     out.files[CLASS_AUX] = write_text(tmp / CLASS_AUX, class_aux_xml(legend))
 
-    out.files.update(_cogs(paths, tmp, scene))
+    out.files.update(_cogs(assembly, tmp))
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()}
     summary = {
