@@ -61,3 +61,20 @@ def test_grid_rejects_bad_parameters(kw):
     args = dict(tile=64, overlap=16, block=64) | kw
     with pytest.raises(ConfigError):
         TileGrid(300, 200, **args)
+
+
+@pytest.mark.parametrize(
+    ("width", "bands", "widths"),
+    [(4864, 1, [10]), (9984, 2, [10, 10]), (6144, 2, [6, 6]), (8704, 2, [9, 8]), (1024, 1, [2])],
+)
+def test_bands_are_balanced_without_a_narrow_remainder(width, bands, widths):
+    grid = TileGrid(width, 512, tile=256, overlap=8, block=512, band_px=4096)  # 8 blocks per band nominally
+    assert grid.n_bands == bands
+    assert [len(grid.band_columns(b)) for b in range(grid.n_bands)] == widths
+    assert max(widths) * 512 <= 1.5 * 4096
+
+
+def test_a_scene_one_band_wide_predicts_each_tile_once():
+    grid = TileGrid(4864, 1024, tile=256, overlap=8, block=512)  # 9.5 blocks: no band boundary
+    predicted = sum(len(t) for band in range(grid.n_bands) for u in grid.units(band, 4) for t in u.batches)
+    assert predicted == grid.n_tiles

@@ -48,7 +48,7 @@ from damagemap.mapping.reruns import check_rerun, run_record
 from damagemap.mapping.result import MappingResult
 from damagemap.mapping.spec import TilePredictor, check_predictor, on_accelerator, predictor_fingerprint
 from damagemap.mapping.stream import predict_blocks
-from damagemap.mapping.windows import BAND_PX, TileGrid
+from damagemap.mapping.windows import TileGrid
 from damagemap.mapping.writer import Assembly, publish
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def map_scene(
         "overlap": overlap,
         "batch": batch,
         "block": block,
-        "band_px": BAND_PX,
+        "band_px": grid.band_blocks * block,  # the effective band width (balanced from BAND_PX)
         "spec": spec.to_json(),
         "threshold": threshold,
     }

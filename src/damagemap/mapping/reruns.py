@@ -25,7 +25,7 @@ OPTION_NAMES = {
     "overlap": "--overlap",
     "batch": "--batch",
     "block": "the output block size",
-    "band_px": "the band height",
+    "band_px": "the band width (set by the scene width and this version of damagemap)",
     "spec": "--bands/--scale/--replicate-single-band",
     "threshold": "--threshold",
     "footprints": "--footprints",

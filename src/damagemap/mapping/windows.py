@@ -8,7 +8,9 @@ smaller than one tile in a dimension is that single tile padded (read boundless,
 marked nodata).
 
 Output is produced in **blocks** (``block × block`` pixels, aligned with the output GeoTIFF
-tiling). Blocks are grouped into vertical **bands** of ``band_px`` pixels; inside a band, work
+tiling). Blocks are grouped into vertical **bands** of about ``band_px`` pixels (balanced: the
+scene's block columns are split into the nearest whole number of equal bands, so no narrow
+remainder band repeats a column of tiles for a few blocks; at most 1.5 × ``band_px``); inside a band, work
 proceeds one block row at a time (a **unit**): a unit holds the tiles whose top edge lies in
 that block row, so when units ``0..r`` are done every tile touching block row ``r`` is done
 and the row can be written. Only the live block rows of one band are held in memory, so peak
@@ -27,7 +29,7 @@ from rasterio.windows import Window
 from damagemap.errors import ConfigError
 
 BAND_PX = 4096
-"""Default band width in pixels (accumulator memory ≈ band_px × (block + tile) × (K+1) × 4 B)."""
+"""Default band width in pixels (accumulator memory ≈ band width × (block + tile) × (K+1) × 4 B)."""
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,13 @@ class TileGrid:
         self.width, self.height = int(width), int(height)
         self.tile, self.overlap, self.block_px = tile, overlap, block
         self.stride = tile - overlap
-        self.band_blocks = max(1, band_px // block)
         self.rows = tile_starts(self.height, tile, self.stride)
         self.cols = tile_starts(self.width, tile, self.stride)
         self.n_block_rows = math.ceil(self.height / block)
         self.n_block_cols = math.ceil(self.width / block)
+        # 10 block columns at 8 per band: one band of 10, not 8 + 2 (whose boundary tiles run twice)
+        n_bands = max(1, round(self.n_block_cols / max(1, band_px // block)))
+        self.band_blocks = math.ceil(self.n_block_cols / n_bands)
         self.n_bands = math.ceil(self.n_block_cols / self.band_blocks)
 
     @property
