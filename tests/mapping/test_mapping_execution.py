@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,3 +75,19 @@ def test_cpu_maps_drop_the_gpu_library_pages(device, released, scene, tmp_path, 
     options = MapOptions(tile=64, overlap=16, block=64, batch=2, grid_m=None, vectorize=False)
     map_scene(ThreadRecording(device=device), scene, tmp_path / "out", options)
     assert len(calls) == released
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux only")
+@pytest.mark.parametrize(("device", "lowest"), [("cpu", True), ("cuda:0", False)])
+def test_on_the_cpu_the_reader_yields_to_the_model(device, lowest, monkeypatch):
+    niceness: list[int] = []
+
+    def fake_read(plan, origins, size):
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return np.zeros((1, 1, size, size), np.float32), np.ones((1, size, size), bool)
+
+    monkeypatch.setattr(execution, "read_tiles", fake_read)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    list(LocalExecutor(ThreadRecording(device=device)).map(iter([(None, [(0, 0)], 4, 1)] * 3)))
+    assert niceness == [19 if lowest else own] * 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller keeps its own

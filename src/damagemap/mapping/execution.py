@@ -16,7 +16,10 @@ main module).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -98,11 +101,24 @@ def predict_read(
     return BatchResult(probs, has_data, valid)
 
 
+def lower_thread_priority() -> None:
+    """Give the calling thread the lowest CPU priority (nice 19; Linux only, where nice is per thread).
+
+    The scheduler then runs it only on a core the model's threads leave idle, so reading ahead
+    no longer stalls torch's threads at their barriers. Elsewhere ``setpriority`` would apply to
+    a whole process, so it is left alone.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # not permitted here: the reader keeps its priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class LocalExecutor:
     """Run batches in this process, reading ahead of the model.
 
     A reader thread reads the next ``prefetch`` batches' windows (GDAL releases the GIL, and a
-    remote scene's latency is hidden) while the model runs. Where the model runs depends on its
+    remote scene's latency is hidden) while the model runs; on the CPU at the lowest priority
+    (:func:`lower_thread_priority`). Where the model runs depends on its
     device (the predictor's ``device`` attribute, CPU when it has none):
 
     * **CPU**: in the calling thread, between the caller's blending and writing. torch already
@@ -138,7 +154,9 @@ class LocalExecutor:
             return predicted.result() if predicted is not None else predict(read, size, k)
 
         with ExitStack() as threads:
-            reader = threads.enter_context(ThreadPoolExecutor(1, "damagemap-read"))
+            # on the CPU the reader yields to the model: it runs in the gaps (blending, writing)
+            background = None if self.model_thread else lower_thread_priority
+            reader = threads.enter_context(ThreadPoolExecutor(1, "damagemap-read", initializer=background))
             model = threads.enter_context(ThreadPoolExecutor(1, "damagemap-predict")) if self.model_thread else None
             try:
                 for plan, origins, size, k in jobs:
