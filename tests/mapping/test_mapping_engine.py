@@ -20,7 +20,7 @@ from shapely.geometry import box
 
 from damagemap.errors import InputError
 from damagemap.mapping import BrightnessPredictor, MapOptions, SceneInputSpec, map_scene
-from damagemap.mapping.checkpoint import WORK_DIRNAME
+from damagemap.mapping.checkpoint import FINISHED_BLOCKS, WORK_DIRNAME
 
 FAST = dict(tile=64, overlap=16, block=64, batch=2, grid_m=25.0)
 RASTERS = ("damage_probability.tif", "damage_class.tif", "uncertainty.tif")
@@ -142,7 +142,7 @@ def test_resume_after_crash_is_byte_identical(scene, tmp_path, helpers):
     with pytest.raises(RuntimeError, match="simulated crash"):
         map_scene(Crashing(fingerprint=fp, after=9), scene, out, MapOptions(**FAST))
     assert [p.name for p in out.iterdir()] == [WORK_DIRNAME]  # no partial outputs, only the checkpoint
-    assert len(list((out / WORK_DIRNAME / "blocks").glob("*.npy"))) > 0
+    assert len(list((out / WORK_DIRNAME / "blocks").glob(FINISHED_BLOCKS))) > 0
     res = map_scene(Recording(fingerprint=fp), scene, out, MapOptions(**FAST))
     assert res.stats["blocks_resumed"] > 0
     assert res.stats["tiles_predicted"] < ref.stats["tiles_predicted"]
@@ -180,7 +180,7 @@ def test_kill_9_then_rerun_is_byte_identical(scene, tmp_path, helpers):
     blocks = out / WORK_DIRNAME / "blocks"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if len(list(blocks.glob("*.npy"))) >= 6:
+        if len(list(blocks.glob(FINISHED_BLOCKS))) >= 6:  # not a block being saved (hidden temporary)
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)

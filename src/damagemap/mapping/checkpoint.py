@@ -112,6 +112,10 @@ def ledger_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+FINISHED_BLOCKS = "r*_c*.npy"
+"""Glob of the finished block files (not the hidden temporary file of a block being saved)."""
+
+
 class Checkpoint:
     """The work directory of one mapping run."""
 
@@ -148,7 +152,7 @@ class Checkpoint:
             shutil.rmtree(self.tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, block: Block) -> Path:
+    def _path(self, block: Block) -> Path:  # matches FINISHED_BLOCKS; a block being saved is hidden
         return self.blocks_dir / f"{block.name}.npy"
 
     def done(self, block: Block) -> bool:
@@ -167,7 +171,7 @@ class Checkpoint:
 
     def has_blocks(self) -> bool:
         """Whether any finished block is on disk."""
-        return self.blocks_dir.exists() and any(self.blocks_dir.glob("*.npy"))
+        return self.blocks_dir.exists() and any(self.blocks_dir.glob(FINISHED_BLOCKS))
 
     def remove(self) -> None:
         """Delete the whole work directory."""
