@@ -54,12 +54,12 @@ def _pyramid_cog(pixels: np.ndarray, tmp: Path, layer: str, block: int) -> Path:
         "tiled": True,
         "blockxsize": block,
         "blockysize": block,
-        "compress": "zstd",
     }
+    codec = {"compress": "zstd"}
     levels = pyramid_levels(w, h, writer.cog_blocksize(w, h), block)
     assert levels > 0
-    pyramid = Pyramid(base, profile, levels, nearest=layer == CLASS)
-    with rasterio.open(base, "w", **profile) as ds:
+    pyramid = Pyramid(base, profile, codec, levels, nearest=layer == CLASS)
+    with rasterio.open(base, "w", **profile, **codec) as ds:
         blocks = [(r, c) for r in range(0, h, block) for c in range(0, w, block)]
         for r, c in reversed(blocks):  # any order: each block reduces on its own
             piece = pixels[r : r + block, c : c + block]

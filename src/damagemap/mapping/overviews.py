@@ -76,12 +76,15 @@ def reduce_nearest(a: np.ndarray) -> np.ndarray:
 class Pyramid:
     """The overview levels of one layer, as tiled GeoTIFFs next to its assembly file.
 
-    ``profile`` is the assembly's creation profile (its block size is the output block size);
-    ``nearest`` picks NEAREST (class map) instead of the valid-pixel mean.
+    ``profile`` is the assembly's uncompressed creation profile (its block size is the output
+    block size) and ``compression`` its compression options; ``nearest`` picks NEAREST (class
+    map) instead of the valid-pixel mean.
     """
 
-    def __init__(self, base: Path, profile: dict[str, Any], levels: int, *, nearest: bool) -> None:
-        self.base, self.levels, self.nearest = base, levels, nearest
+    def __init__(
+        self, base: Path, profile: dict[str, Any], compression: dict[str, Any], levels: int, *, nearest: bool
+    ) -> None:
+        self.nearest = nearest
         self.paths = [base.with_name(f"{base.stem}.ovr{k}.tif") for k in range(1, levels + 1)]
         self._datasets: list[Any] = []
         block = int(profile["blockxsize"])
@@ -90,19 +93,19 @@ class Pyramid:
             for k, path in enumerate(self.paths, 1):
                 width, height = -(-width // 2), -(-height // 2)
                 piece = block >> k
-                aligned = piece % TILE_MULTIPLE == 0
-                level = {
-                    **{key: v for key, v in profile.items() if key not in ("compress", "zstd_level", "zlevel")},
-                    "width": width,
-                    "height": height,
-                    "blockxsize": piece if aligned else TILE_MULTIPLE,
-                    "blockysize": piece if aligned else TILE_MULTIPLE,
-                    "transform": profile["transform"] @ Affine.scale(2**k),
-                }
                 # a block fills whole tiles when aligned; else tiles are written piecewise, which
                 # an uncompressed file takes in place (these deep levels are tiny)
-                if aligned:
-                    level.update({key: v for key, v in profile.items() if key in ("compress", "zstd_level", "zlevel")})
+                aligned = piece % TILE_MULTIPLE == 0
+                tile = piece if aligned else TILE_MULTIPLE
+                level = {
+                    **profile,
+                    **(compression if aligned else {}),
+                    "width": width,
+                    "height": height,
+                    "blockxsize": tile,
+                    "blockysize": tile,
+                    "transform": profile["transform"] @ Affine.scale(2**k),
+                }
                 self._datasets.append(rasterio.open(path, "w", **level))
         except BaseException:
             self.close()

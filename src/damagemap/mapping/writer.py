@@ -128,10 +128,10 @@ class Assembly:
         self.pyramids: dict[str, Pyramid] = {}
         try:
             for name, path in self.paths.items():
-                layer_profile = {**profile, **layer_compression(name)}
+                codec = layer_compression(name)
                 if levels:
-                    self.pyramids[name] = Pyramid(path, layer_profile, levels, nearest=name == CLASS)
-                ds = self._datasets[name] = rasterio.open(path, "w", **layer_profile)
+                    self.pyramids[name] = Pyramid(path, profile, codec, levels, nearest=name == CLASS)
+                ds = self._datasets[name] = rasterio.open(path, "w", **profile, **codec)
                 description = DESCRIPTIONS[name]
                 if name == CLASS:
                     description += ": " + ", ".join(f"{i} {n}" for i, n in enumerate(legend.names))
